@@ -1,0 +1,57 @@
+# Everything a fresh Debian machine needs, as root: `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+AIRFLOW3 ?= 3.3.2
+AIRFLOW2 ?= 2.11.*
+VENV ?= .venv
+VENV2 ?= .venv-af2
+UV := $(VENV)/bin/uv
+PYTEST_ARGS ?=
+
+.PHONY: test demo lint typecheck unit system-deps venv venv2 bench clean
+
+system-deps:
+	@command -v prometheus >/dev/null && command -v promtool >/dev/null || { \
+	  echo "installing Prometheus from Debian's package"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+	@# The package starts services where it can; the project runs its own servers on loopback.
+	@-pkill -x prometheus-node-exporter 2>/dev/null; true
+
+$(VENV)/.done: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check uv
+	$(UV) pip install -q -p $(VENV)/bin/python -e '.[test,kubernetes]' "apache-airflow==$(AIRFLOW3)"
+	touch $@
+
+$(VENV2)/.done: pyproject.toml $(VENV)/.done
+	$(UV) venv -q -p $(PYTHON) $(VENV2)
+	$(UV) pip install -q -p $(VENV2)/bin/python -e '.[test,kubernetes]' "apache-airflow==$(AIRFLOW2)"
+	touch $@
+
+venv: $(VENV)/.done
+venv2: $(VENV2)/.done
+
+lint: venv
+	$(VENV)/bin/ruff check finout_provider dags devtools tests benchmarks
+	$(VENV)/bin/ruff format --check finout_provider dags devtools tests benchmarks
+
+typecheck: venv
+	$(VENV)/bin/mypy
+
+unit: venv
+	$(VENV)/bin/pytest -q tests/unit $(PYTEST_ARGS)
+
+test: system-deps venv venv2 lint typecheck
+	@echo "== Airflow $(AIRFLOW3): full suite"
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	@echo "== Airflow $(AIRFLOW2): unit, integration and the tests marked af2"
+	PATH=$(CURDIR)/$(VENV2)/bin:$$PATH $(VENV2)/bin/pytest -q -p no:cacheprovider -m "not e2e or af2" $(PYTEST_ARGS)
+
+demo: system-deps venv
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/python -m devtools.demo
+
+bench: system-deps venv
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/python -m benchmarks.run
+
+clean:
+	rm -rf $(VENV) $(VENV2) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,437 @@
+"""PrometheusHook: connection, authentication, retries and streaming ``query_range``."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cached_property
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import requests
+from airflow.providers.common.compat.sdk import BaseHook
+from requests.adapters import HTTPAdapter
+
+T = TypeVar("T")
+
+RETRY_STATUS = frozenset({429, 502, 503, 504})
+# Amazon Managed Prometheus throttles with a 400 whose body names the exception.
+THROTTLE_RE = re.compile(rb"Throttl(?:e|ing)Exception")
+CHUNK_SIZE = 1 << 20
+SMALL_BODY = 1 << 20  # bodies up to this size are parsed in full as JSON
+HEAD_SIZE = 1 << 16
+_STATUS_FIRST_RE = re.compile(rb'^\s*\{\s*"status"\s*:\s*"(?P<status>[A-Za-z]+)"')
+# Label values are always strings, so `"data":{` and `"warnings":[` can only be top-level keys.
+_MATRIX_RE = re.compile(rb'"data"\s*:\s*\{\s*"resultType"\s*:\s*"matrix"')
+_WARNINGS_RE = re.compile(rb'"warnings"\s*:\s*\[')
+
+
+class PrometheusError(Exception):
+    """A request to Prometheus failed; the message quotes the query, window and server's text."""
+
+    def __init__(self, message: str, *, status: int | None = None, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retryable = retryable
+
+
+class IncompleteBodyError(PrometheusError):
+    """The response body ended early, stalled, or is not a whole successful matrix answer."""
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def describe_range(query: str, start: float, end: float, step: int) -> str:
+    return f"query_range {_iso(start)}..{_iso(end)} step {step}s of {query!r}"
+
+
+@dataclass
+class BodyCheck:
+    """Streaming check that a ``query_range`` body is a whole successful matrix answer.
+
+    Bodies up to 1 MiB are parsed as JSON in full. Larger ones are checked without holding them:
+    the top-level ``status`` is ``success``, a ``matrix`` ``data`` object opens the body, no
+    top-level ``warnings`` (partial answers) appear, and the body ends with ``}``. HTTP framing
+    (Content-Length or chunked encoding) catches bodies cut short in transit.
+    """
+
+    allow_warnings: bool = False
+    size: int = 0
+    _head: bytearray = field(default_factory=bytearray)
+    _tail: bytes = b""
+
+    def feed(self, chunk: bytes) -> None:
+        if len(self._head) < SMALL_BODY:
+            self._head += chunk[: SMALL_BODY + 1 - len(self._head)]
+        self._tail = (self._tail + chunk)[-HEAD_SIZE:]
+        self.size += len(chunk)
+
+    def finish(self) -> None:
+        """Raise :class:`IncompleteBodyError` unless the body is a whole successful answer."""
+        if self.size <= SMALL_BODY:
+            self._check_small(bytes(self._head))
+            return
+        head = bytes(self._head[:HEAD_SIZE])
+        status = _STATUS_FIRST_RE.match(head)
+        if status is None or status["status"] != b"success":
+            raise IncompleteBodyError(f"response is not a success answer: {head[:200]!r}")
+        if not _MATRIX_RE.search(head):
+            raise IncompleteBodyError("response does not hold a matrix result (resultType 'matrix')")
+        if not self._tail.rstrip().endswith(b"}"):
+            raise IncompleteBodyError(f"response body ends early ({self.size} bytes, ends {self._tail[-40:]!r})")
+        if not self.allow_warnings and _WARNINGS_RE.search(self._tail):
+            raise IncompleteBodyError("response carries warnings (a partial answer); not written")
+
+    def _check_small(self, body: bytes) -> None:
+        try:
+            doc = json.loads(body)
+        except ValueError as err:
+            raise IncompleteBodyError(
+                f"response is not valid JSON ({err}; {len(body)} bytes, starts {body[:80]!r})"
+            ) from None
+        if not isinstance(doc, dict) or doc.get("status") != "success":
+            error = doc.get("error") if isinstance(doc, dict) else None
+            raise PrometheusError(
+                f"Prometheus answered status {doc.get('status') if isinstance(doc, dict) else None!r}: {error}"
+            )
+        data = doc.get("data")
+        if not isinstance(data, dict) or data.get("resultType") != "matrix" or not isinstance(data.get("result"), list):
+            raise IncompleteBodyError("response does not hold a matrix result (data.resultType 'matrix')")
+        if doc.get("warnings") and not self.allow_warnings:
+            raise IncompleteBodyError(f"response carries warnings (a partial answer): {doc['warnings']!r}")
+
+
+class _SigV4(requests.auth.AuthBase):
+    """Signs each request with AWS SigV4 (Amazon Managed Prometheus, service ``aps``)."""
+
+    def __init__(self, credentials: Callable[[], Any], region: str, service: str = "aps") -> None:
+        self._credentials = credentials
+        self.region = region
+        self.service = service
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        from botocore.auth import SigV4Auth
+        from botocore.awsrequest import AWSRequest
+
+        headers = {k: v for k, v in request.headers.items() if k.lower() in ("content-type", "x-scope-orgid")}
+        aws_request = AWSRequest(method=request.method, url=request.url, data=request.body, headers=headers)
+        SigV4Auth(self._credentials(), self.service, self.region).add_auth(aws_request)
+        for name in ("Authorization", "X-Amz-Date", "X-Amz-Security-Token"):
+            if name in aws_request.headers:
+                request.headers[name] = aws_request.headers[name]
+        return request
+
+
+class PrometheusHook(BaseHook):
+    """
+    Talks to a Prometheus-compatible HTTP API (Prometheus, Thanos, Mimir/Cortex, VictoriaMetrics,
+    Amazon Managed Prometheus).
+
+    Connection fields: ``host`` (a host name, or a whole URL), ``port``, ``schema`` (``http`` or
+    ``https``), ``login``/``password`` (basic auth). Extras: ``path_prefix``, ``bearer_token``,
+    ``x_scope_orgid``, ``headers`` (a mapping), ``verify`` (bool), ``ca_bundle`` (path),
+    ``client_cert``/``client_key`` (paths), ``sigv4`` (bool), ``aws_conn_id``, ``region_name``,
+    ``timeout`` (read timeout, seconds), ``max_retries``, ``retry_wait`` (seconds, first backoff).
+
+    :param prometheus_conn_id: the Airflow connection of type ``prometheus``.
+    :param max_retries: retries of a request on connection errors, 429, 502, 503 and 504
+        (overrides the connection's ``max_retries``).
+    :param retry_wait: first backoff in seconds, doubled each retry, capped at 60; a
+        ``Retry-After`` header wins when present.
+    :param pool_size: HTTP connections kept to the server (one per concurrent query).
+    """
+
+    conn_name_attr = "prometheus_conn_id"
+    default_conn_name = "prometheus_default"
+    conn_type = "prometheus"
+    hook_name = "Prometheus"
+
+    def __init__(
+        self,
+        prometheus_conn_id: str = default_conn_name,
+        *,
+        max_retries: int | None = None,
+        retry_wait: float | None = None,
+        pool_size: int = 10,
+    ) -> None:
+        super().__init__()
+        self.prometheus_conn_id = prometheus_conn_id
+        self._max_retries = max_retries
+        self._retry_wait = retry_wait
+        self.pool_size = pool_size
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        return {
+            "hidden_fields": [],
+            "relabeling": {"schema": "Scheme (http/https)", "login": "Username", "password": "Password"},
+            "placeholders": {
+                "host": "prometheus-server.monitoring.svc.cluster.local",
+                "port": "9090",
+                "schema": "http",
+                "extra": json.dumps({"path_prefix": "", "x_scope_orgid": "", "verify": True}),
+            },
+        }
+
+    # -- connection -------------------------------------------------------------------------
+
+    @cached_property
+    def connection(self) -> Any:
+        return self.get_connection(self.prometheus_conn_id)
+
+    @cached_property
+    def extras(self) -> dict[str, Any]:
+        extra = self.connection.extra_dejson
+        return dict(extra) if isinstance(extra, dict) else {}
+
+    @cached_property
+    def base_url(self) -> str:
+        """``scheme://host:port/path_prefix`` without a trailing slash."""
+        conn = self.connection
+        host = (conn.host or "localhost").strip()
+        scheme = (conn.schema or "http").strip().lower()
+        path = ""
+        if "://" in host:
+            parts = urlsplit(host)
+            scheme, host, path = parts.scheme, parts.hostname or "localhost", parts.path
+            port = conn.port or parts.port
+        else:
+            port = conn.port
+        if scheme not in ("http", "https"):
+            raise ValueError(f"connection {self.prometheus_conn_id!r}: scheme {scheme!r} must be http or https")
+        prefix = "/".join(p for p in (path.strip("/"), str(self.extras.get("path_prefix") or "").strip("/")) if p)
+        netloc = f"[{host}]" if ":" in host else host
+        if port:
+            netloc += f":{int(port)}"
+        return f"{scheme}://{netloc}" + (f"/{prefix}" if prefix else "")
+
+    @property
+    def max_retries(self) -> int:
+        if self._max_retries is not None:
+            return self._max_retries
+        return int(self.extras.get("max_retries", 5))
+
+    @property
+    def retry_wait(self) -> float:
+        if self._retry_wait is not None:
+            return self._retry_wait
+        return float(self.extras.get("retry_wait", 1.0))
+
+    @property
+    def timeout(self) -> tuple[float, float]:
+        return (10.0, float(self.extras.get("timeout", 300)))
+
+    def get_conn(self) -> requests.Session:
+        return self.session
+
+    @cached_property
+    def session(self) -> requests.Session:
+        """A session with the connection's auth, headers and TLS settings."""
+        conn, extra = self.connection, self.extras
+        session = requests.Session()
+        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max(self.pool_size, 1), max_retries=0)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        session.headers["Accept-Encoding"] = str(extra.get("accept_encoding", "identity"))
+        session.headers["User-Agent"] = "airflow-provider-finout"
+        for name, value in (extra.get("headers") or {}).items():
+            session.headers[str(name)] = str(value)
+        if extra.get("x_scope_orgid"):
+            session.headers["X-Scope-OrgID"] = str(extra["x_scope_orgid"])
+        if extra.get("bearer_token"):
+            self._mask(str(extra["bearer_token"]))
+            session.headers["Authorization"] = f"Bearer {extra['bearer_token']}"
+        elif conn.login:
+            session.auth = (conn.login, conn.password or "")
+        if _truthy(extra.get("sigv4")):
+            session.auth = self._sigv4_auth()
+        verify = extra.get("verify", True)
+        session.verify = extra.get("ca_bundle") or _truthy(verify)
+        if extra.get("client_cert"):
+            session.cert = (
+                (extra["client_cert"], extra["client_key"]) if extra.get("client_key") else extra["client_cert"]
+            )
+        return session
+
+    def _sigv4_auth(self) -> _SigV4:
+        from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+
+        aws = AwsBaseHook(aws_conn_id=self.extras.get("aws_conn_id", "aws_default"), client_type="aps")
+        region = self.extras.get("region_name") or aws.conn_region_name
+        if not region:
+            raise ValueError(
+                f"connection {self.prometheus_conn_id!r}: SigV4 needs 'region_name' in the extras or the AWS connection"
+            )
+        return _SigV4(aws.get_credentials, region)
+
+    @staticmethod
+    def _mask(secret: str) -> None:
+        try:
+            from airflow.providers.common.compat.sdk import mask_secret
+        except ImportError:  # pragma: no cover - outside Airflow
+            return
+        mask_secret(secret)
+
+    # -- requests with retries --------------------------------------------------------------
+
+    def _backoff(self, attempt: int, response: requests.Response | None) -> float:
+        if response is not None:
+            after = response.headers.get("Retry-After", "")
+            if after.strip().isdigit():
+                return min(float(after), 300.0)
+        return min(self.retry_wait * (2**attempt), 60.0) * (0.5 + random.random() / 2)
+
+    @contextmanager
+    def _open(self, path: str, params: dict[str, Any], what: str) -> Iterator[requests.Response]:
+        """POST ``path`` with ``params`` as a form, retrying transient failures; yield the 200 response."""
+        url = f"{self.base_url}{path}"
+        attempt = 0
+        while True:
+            response: requests.Response | None = None
+            try:
+                response = self.session.post(url, data=params, timeout=self.timeout, stream=True)
+            except (requests.ConnectionError, requests.Timeout) as err:
+                if attempt >= self.max_retries:
+                    raise PrometheusError(
+                        f"{what}: cannot reach Prometheus at {self.base_url} after {attempt + 1} attempts: "
+                        f"{type(err).__name__}; check the connection {self.prometheus_conn_id!r} "
+                        "and that the server is up",
+                        retryable=True,
+                    ) from None
+            else:
+                if response.status_code == 200:
+                    try:
+                        yield response
+                    finally:
+                        response.close()
+                    return
+                body = response.content[:2000]
+                response.close()
+                retryable = response.status_code in RETRY_STATUS or (
+                    response.status_code == 400 and THROTTLE_RE.search(body) is not None
+                )
+                if not retryable or attempt >= self.max_retries:
+                    raise PrometheusError(
+                        f"{what}: HTTP {response.status_code} from {self.base_url}{path}"
+                        + (f" after {attempt + 1} attempts" if retryable else "")
+                        + f": {_error_text(body)}",
+                        status=response.status_code,
+                        retryable=retryable,
+                    )
+            wait = self._backoff(attempt, response)
+            self.log.warning("%s: attempt %d failed, retrying in %.1fs", what, attempt + 1, wait)
+            time.sleep(wait)
+            attempt += 1
+
+    def stream_query_range(
+        self,
+        query: str,
+        start: float,
+        end: float,
+        step: int,
+        consume: Callable[[Iterator[bytes]], T],
+        *,
+        allow_warnings: bool = False,
+    ) -> T:
+        """Run ``query_range`` and pass the raw body, chunk by chunk, to ``consume``.
+
+        ``consume`` must return only after reading the whole iterator; the iterator raises
+        :class:`IncompleteBodyError` at its end unless the body is a whole successful answer,
+        so ``consume`` never commits a partial or failed answer. A body that breaks off in transit
+        is fetched again (up to ``max_retries``), with a fresh call of ``consume``.
+        """
+        what = describe_range(query, start, end, step)
+        params = {"query": query, "start": str(start), "end": str(end), "step": str(step)}
+        attempt = 0
+        while True:
+            try:
+                with self._open("/api/v1/query_range", params, what) as response:
+                    return consume(_checked_chunks(response, what, allow_warnings))
+            except IncompleteBodyError as err:
+                if not err.retryable or attempt >= self.max_retries:
+                    raise
+                wait = self._backoff(attempt, None)
+                self.log.warning("%s: %s; fetching again in %.1fs", what, err, wait)
+                time.sleep(wait)
+                attempt += 1
+
+    def query_range(self, query: str, start: float, end: float, step: int) -> dict[str, Any]:
+        """``query_range`` parsed as JSON (for small answers: checks, tests, preflight)."""
+        return self.stream_query_range(query, start, end, step, lambda chunks: json.loads(b"".join(chunks)))
+
+    def query(self, query: str, at: float | None = None) -> dict[str, Any]:
+        """An instant query, parsed as JSON."""
+        params: dict[str, Any] = {"query": query}
+        if at is not None:
+            params["time"] = str(at)
+        with self._open("/api/v1/query", params, f"instant query {query!r}") as response:
+            doc = response.json()
+        if doc.get("status") != "success":
+            raise PrometheusError(f"instant query {query!r}: {doc.get('error')}")
+        return dict(doc)
+
+    def check_ready(self) -> None:
+        """Raise unless the query API answers under the configured path prefix.
+
+        An instant query of ``vector(1)`` is used rather than ``/-/ready``: it is right with any
+        path prefix (route prefixes, Thanos, Mimir's ``/prometheus``) and on every backend.
+        """
+        self.query("vector(1)")
+
+    def build_info(self) -> dict[str, Any]:
+        """``/api/v1/status/buildinfo`` ``data`` (empty where the backend does not offer it)."""
+        try:
+            with self._open("/api/v1/status/buildinfo", {}, "buildinfo") as response:
+                return dict(response.json().get("data") or {})
+        except PrometheusError as err:
+            if err.status in (404, 405):
+                return {}
+            raise
+
+    def test_connection(self) -> tuple[bool, str]:
+        try:
+            self.check_ready()
+            version = self.build_info().get("version")
+        except Exception as err:  # noqa: BLE001 - the UI shows the message
+            return False, str(err)
+        return True, f"Connected to {self.base_url}" + (f" (Prometheus {version})" if version else "")
+
+
+def _checked_chunks(response: requests.Response, what: str, allow_warnings: bool) -> Iterator[bytes]:
+    check = BodyCheck(allow_warnings=allow_warnings)
+    try:
+        for chunk in response.iter_content(chunk_size=CHUNK_SIZE):
+            check.feed(chunk)
+            yield chunk
+    except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as err:
+        raise IncompleteBodyError(
+            f"{what}: the response broke off after {check.size} bytes ({type(err).__name__})", retryable=True
+        ) from None
+    try:
+        check.finish()
+    except PrometheusError as err:
+        raise type(err)(f"{what}: {err}", status=err.status, retryable=isinstance(err, IncompleteBodyError)) from None
+
+
+def _error_text(body: bytes) -> str:
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return body.decode("utf-8", "replace").strip()[:500] or "(empty body)"
+    if isinstance(doc, dict) and doc.get("error"):
+        return f"{doc.get('errorType', 'error')}: {doc['error']}"
+    return json.dumps(doc)[:500]
+
+
+def _truthy(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() not in ("", "0", "false", "no", "off")
+    return bool(value)

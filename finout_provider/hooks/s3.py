@@ -1,0 +1,170 @@
+"""S3 I/O of the export: role assumption, deterministic gzip uploads, delimiter-only listings.
+
+Every listing carries ``Delimiter="/"`` and a prefix under S3_PREFIX, as the seed's IAM policy
+requires; every write goes through :meth:`FinoutS3Hook.upload_gzip_stream`, which never leaves a
+partial object under the final key.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+MIN_PART = 5 << 20
+DEFAULT_PART = 8 << 20
+DELETE_BATCH = 1000
+
+
+@dataclass(frozen=True)
+class Upload:
+    key: str
+    raw_bytes: int
+    gzip_bytes: int
+
+
+def gzip_stream(chunks: Iterable[bytes], level: int = 6) -> Iterator[bytes]:
+    """Deterministic gzip of ``chunks``: no file name, mtime 0, so equal input gives equal bytes."""
+    compressor = zlib.compressobj(level, zlib.DEFLATED, 31)
+    for chunk in chunks:
+        out = compressor.compress(chunk)
+        if out:
+            yield out
+    yield compressor.flush()
+
+
+class FinoutS3Hook(S3Hook):
+    """
+    S3Hook that can assume the exporter's role and writes streamed gzip objects.
+
+    :param aws_conn_id: the AWS connection (keys, region, ``endpoint_url``...).
+    :param role_arn: role to assume on top of the connection (ROLE_ARN), optional.
+    :param role_external_id: external id for that role (ROLE_EXTERNAL_ID), optional.
+    """
+
+    def __init__(
+        self,
+        aws_conn_id: str | None = "aws_default",
+        role_arn: str | None = None,
+        role_external_id: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(aws_conn_id=aws_conn_id, **kwargs)
+        self._finout_role_arn = role_arn
+        self._finout_external_id = role_external_id
+
+    @cached_property
+    def conn_config(self) -> Any:
+        config = super().conn_config
+        if self._finout_role_arn:
+            config.role_arn = self._finout_role_arn
+            config.assume_role_method = "assume_role"
+            kwargs = dict(config.assume_role_kwargs or {})
+            kwargs.setdefault("RoleSessionName", "airflow-provider-finout")
+            if self._finout_external_id:
+                kwargs["ExternalId"] = self._finout_external_id
+            config.assume_role_kwargs = kwargs
+        return config
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def upload_gzip_stream(
+        self,
+        chunks: Iterable[bytes],
+        bucket: str,
+        key: str,
+        *,
+        level: int = 6,
+        part_size: int = DEFAULT_PART,
+    ) -> Upload:
+        """Gzip ``chunks`` into ``s3://bucket/key`` without holding the whole body.
+
+        Small results go up in one PUT; larger ones as a multipart upload whose parts are sent
+        while the body is still arriving. If ``chunks`` raises (a failed or partial answer) the
+        upload is aborted, so nothing appears under ``key``.
+        """
+        part_size = max(part_size, MIN_PART)
+        client: Any = self.get_conn()
+        raw = 0
+
+        def counted() -> Iterator[bytes]:
+            nonlocal raw
+            for chunk in chunks:
+                raw += len(chunk)
+                yield chunk
+
+        buffer = bytearray()
+        upload_id: str | None = None
+        parts: list[dict[str, Any]] = []
+        total = 0
+        try:
+            for piece in gzip_stream(counted(), level):
+                buffer += piece
+                while len(buffer) >= part_size:
+                    if upload_id is None:
+                        upload_id = client.create_multipart_upload(
+                            Bucket=bucket, Key=key, ContentType="application/gzip"
+                        )["UploadId"]
+                    body = bytes(buffer[:part_size])
+                    del buffer[:part_size]
+                    total += len(body)
+                    number = len(parts) + 1
+                    etag = client.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body)[
+                        "ETag"
+                    ]
+                    parts.append({"ETag": etag, "PartNumber": number})
+            total += len(buffer)
+            if upload_id is None:
+                client.put_object(Bucket=bucket, Key=key, Body=bytes(buffer), ContentType="application/gzip")
+            else:
+                if buffer:
+                    number = len(parts) + 1
+                    etag = client.upload_part(
+                        Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=bytes(buffer)
+                    )["ETag"]
+                    parts.append({"ETag": etag, "PartNumber": number})
+                client.complete_multipart_upload(
+                    Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+                )
+        except BaseException:
+            if upload_id is not None:
+                client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+            raise
+        return Upload(key, raw, total)
+
+    # -- listing (always with Delimiter="/") -------------------------------------------------
+
+    def list_level(self, bucket: str, prefix: str) -> tuple[list[str], list[dict[str, Any]]]:
+        """One level below ``prefix``: (common prefixes, objects with Key and Size)."""
+        paginator = self._s3().get_paginator("list_objects_v2")
+        folders: list[str] = []
+        objects: list[dict[str, Any]] = []
+        for page in paginator.paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
+            folders.extend(p["Prefix"] for p in page.get("CommonPrefixes", []))
+            objects.extend({"Key": o["Key"], "Size": o["Size"]} for o in page.get("Contents", []))
+        return folders, objects
+
+    def delete_keys(self, bucket: str, keys: list[str]) -> None:
+        """Delete ``keys`` in batches of 1000; raise naming the keys S3 refused."""
+        client: Any = self.get_conn()
+        for i in range(0, len(keys), DELETE_BATCH):
+            batch = keys[i : i + DELETE_BATCH]
+            answer = client.delete_objects(
+                Bucket=bucket, Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True}
+            )
+            errors = answer.get("Errors") or []
+            if errors:
+                shown = ", ".join(f"{e.get('Key')} ({e.get('Code')})" for e in errors[:5])
+                raise RuntimeError(f"S3 refused to delete {len(errors)} of {len(batch)} keys: {shown}")
+
+    def read_head(self, bucket: str, key: str, size: int = 10) -> bytes:
+        """The first ``size`` bytes of an object (a ranged GET)."""
+        answer = self._s3().get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{size - 1}")
+        return bytes(answer["Body"].read())
+
+    def _s3(self) -> Any:
+        return self.get_conn()

@@ -1,0 +1,192 @@
+"""PrometheusToS3Operator: one time window of one cluster -> one gzip object per metric."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.common.compat.sdk import AirflowException, BaseOperator
+
+from finout_provider.catalogue import CATALOGUE, Metric, render
+from finout_provider.hooks.prometheus import PrometheusHook
+from finout_provider.hooks.s3 import FinoutS3Hook, Upload
+from finout_provider.layout import build_key, normalize_prefix, validate_bucket
+from finout_provider.windows import Window, check_frame, to_epoch
+
+if TYPE_CHECKING:
+    from airflow.providers.common.compat.sdk import Context
+
+
+def metric_specs(metrics: Sequence[Metric | Mapping[str, str]] | None) -> list[dict[str, str]]:
+    """Metrics as plain ``{name, query}`` dicts (what an operator argument should hold)."""
+    chosen = CATALOGUE if metrics is None else metrics
+    return [
+        {"name": m.name, "query": m.query} if isinstance(m, Metric) else {"name": m["name"], "query": m["query"]}
+        for m in chosen
+    ]
+
+
+class PrometheusToS3Operator(BaseOperator):
+    """
+    Export one time window of a cluster's Prometheus metrics to S3 in Finout's layout.
+
+    For each metric, ``query_range`` runs from ``window_start`` to ``window_end - step_seconds``
+    (both inclusive) and the raw answer is streamed through a deterministic gzip to
+    ``<s3_prefix>/<cluster_name>/end=YYYYMMDD/day=D/metric=NAME/<START>_NAME.json.gz``.
+    Nothing is written under a metric's key unless Prometheus answered ``success`` in full.
+
+    :param cluster_name: the cluster's folder in S3 (CLUSTER_NAME). (templated)
+    :param s3_bucket: bare bucket name (S3_BUCKET). (templated)
+    :param s3_prefix: folder inside the bucket (S3_PREFIX). (templated)
+    :param window_start: window start: Unix seconds, ISO-8601 or datetime. (templated)
+    :param window_end: window end, exclusive. (templated)
+    :param metrics: ``{name, query}`` pairs or :class:`~finout_provider.catalogue.Metric`;
+        default the whole catalogue.
+    :param prometheus_conn_id: connection of type ``prometheus``. (templated)
+    :param aws_conn_id: AWS connection for S3. (templated)
+    :param role_arn: role to assume for S3 (ROLE_ARN). (templated)
+    :param role_external_id: external id of that role (ROLE_EXTERNAL_ID).
+    :param step_seconds: query resolution (STEP_SECONDS); must divide the window.
+    :param queries_batch_size: queries in flight at once (QUERIES_BATCH_SIZE).
+    :param query_delay_seconds: pause between batches (QUERY_DELAY_SECONDS).
+    :param cluster_label: label naming the cluster in a shared Prometheus (CLUSTER_LABEL);
+        queries are then narrowed to ``cluster_label="<cluster_name>"``. (templated)
+    :param compresslevel: gzip level, 1-9.
+    :param allow_warnings: write answers that carry ``warnings`` (partial answers) too.
+    """
+
+    template_fields: Sequence[str] = (
+        "cluster_name",
+        "s3_bucket",
+        "s3_prefix",
+        "window_start",
+        "window_end",
+        "prometheus_conn_id",
+        "aws_conn_id",
+        "role_arn",
+        "cluster_label",
+    )
+    ui_color = "#e6522c"
+
+    def __init__(
+        self,
+        *,
+        cluster_name: str,
+        s3_bucket: str,
+        s3_prefix: str,
+        window_start: Any,
+        window_end: Any,
+        metrics: Sequence[Metric | Mapping[str, str]] | None = None,
+        prometheus_conn_id: str = PrometheusHook.default_conn_name,
+        aws_conn_id: str | None = "aws_default",
+        role_arn: str | None = None,
+        role_external_id: str | None = None,
+        step_seconds: int = 60,
+        queries_batch_size: int = 5,
+        query_delay_seconds: float = 5.0,
+        cluster_label: str | None = None,
+        compresslevel: int = 6,
+        allow_warnings: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.cluster_name = cluster_name
+        self.s3_bucket = s3_bucket
+        self.s3_prefix = s3_prefix
+        self.window_start = window_start
+        self.window_end = window_end
+        self.metrics = metric_specs(metrics)
+        self.prometheus_conn_id = prometheus_conn_id
+        self.aws_conn_id = aws_conn_id
+        self.role_arn = role_arn
+        self.role_external_id = role_external_id
+        self.step_seconds = step_seconds
+        self.queries_batch_size = queries_batch_size
+        self.query_delay_seconds = query_delay_seconds
+        self.cluster_label = cluster_label
+        self.compresslevel = compresslevel
+        self.allow_warnings = allow_warnings
+
+    @cached_property
+    def prometheus_hook(self) -> PrometheusHook:
+        return PrometheusHook(self.prometheus_conn_id, pool_size=self.queries_batch_size)
+
+    @cached_property
+    def s3_hook(self) -> FinoutS3Hook:
+        return FinoutS3Hook(self.aws_conn_id, role_arn=self.role_arn, role_external_id=self.role_external_id)
+
+    @property
+    def window(self) -> Window:
+        return Window(to_epoch(self.window_start), to_epoch(self.window_end))
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        window = self.window
+        check_frame(window.end - window.start, self.step_seconds)
+        bucket, prefix = validate_bucket(self.s3_bucket), normalize_prefix(self.s3_prefix)
+        context["window_label"] = window.label  # type: ignore[typeddict-unknown-key]  # map_index_template
+        where = f"cluster {self.cluster_name!r} window {window.label}"
+        self.log.info(
+            "%s: exporting %d metrics to s3://%s/%s/%s/", where, len(self.metrics), bucket, prefix, self.cluster_name
+        )
+
+        uploads: list[Upload] = []
+        failures: list[str] = []
+        size = max(1, self.queries_batch_size)
+        with ThreadPoolExecutor(max_workers=size, thread_name_prefix="finout-export") as pool:
+            batches = (
+                [self.metrics]
+                if not self.query_delay_seconds
+                else [self.metrics[i : i + size] for i in range(0, len(self.metrics), size)]
+            )
+            for number, batch in enumerate(batches):
+                if number:
+                    time.sleep(self.query_delay_seconds)
+                futures: list[tuple[str, Future[Upload]]] = [
+                    (m["name"], pool.submit(self._export_metric, window, bucket, prefix, m)) for m in batch
+                ]
+                for name, future in futures:
+                    try:
+                        uploads.append(future.result())
+                    except Exception as err:  # noqa: BLE001 - every metric is reported below
+                        failures.append(f"metric {name!r}: {err}")
+                        self.log.error("%s metric %r failed: %s", where, name, err)
+        if failures:
+            raise AirflowException(
+                f"{where}: {len(failures)} of {len(self.metrics)} metrics failed; nothing was written "
+                "under their keys. Fix the cause and clear this task to export the window again.\n"
+                + "\n".join(failures)
+            )
+        return {
+            "cluster": self.cluster_name,
+            "window_start": window.start,
+            "window_end": window.end,
+            "objects": len(uploads),
+            "raw_bytes": sum(u.raw_bytes for u in uploads),
+            "gzip_bytes": sum(u.gzip_bytes for u in uploads),
+            "keys": sorted(u.key for u in uploads),
+        }
+
+    def render_query(self, query: str) -> str:
+        return render(query, self.cluster_label, self.cluster_name if self.cluster_label else None)
+
+    def _export_metric(self, window: Window, bucket: str, prefix: str, metric: Mapping[str, str]) -> Upload:
+        key = build_key(prefix, self.cluster_name, metric["name"], window.start)
+        query = self.render_query(metric["query"])
+        start, end = window.query_range(self.step_seconds)
+        began = time.monotonic()
+        upload = self.prometheus_hook.stream_query_range(
+            query,
+            start,
+            end,
+            self.step_seconds,
+            lambda chunks: self.s3_hook.upload_gzip_stream(chunks, bucket, key, level=self.compresslevel),
+            allow_warnings=self.allow_warnings,
+        )
+        self.log.info(
+            "metric %s: %d bytes -> %d gzip in %.2fs -> s3://%s/%s",
+            metric["name"], upload.raw_bytes, upload.gzip_bytes, time.monotonic() - began, bucket, key,
+        )  # fmt: skip
+        return upload

@@ -1,0 +1,131 @@
+"""Window arithmetic: alignment, splitting, backfill ranges and gaps (pure, no I/O).
+
+A window is the half-open interval ``[start, end)`` in Unix seconds (UTC), aligned to TIME_FRAME.
+It is queried from ``start`` to ``end - step`` inclusive, so consecutive windows never share a
+sample timestamp and together cover every step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+DAY = 86_400
+MAX_POINTS_PER_SERIES = 11_000
+
+
+class WindowError(ValueError):
+    """A window, range or step that the export cannot use."""
+
+
+@dataclass(frozen=True, order=True)
+class Window:
+    start: int
+    end: int
+
+    def __post_init__(self) -> None:
+        if self.end <= self.start:
+            raise WindowError(f"window end {self.end} must be after its start {self.start}")
+
+    @property
+    def label(self) -> str:
+        """Human name, e.g. ``2025-10-05T00:00Z/01:00Z``, used in logs and the Airflow UI."""
+        start = datetime.fromtimestamp(self.start, UTC)
+        end = datetime.fromtimestamp(self.end, UTC)
+        end_fmt = "%H:%MZ" if end.date() == start.date() else "%Y-%m-%dT%H:%MZ"
+        return f"{start:%Y-%m-%dT%H:%MZ}/{end:{end_fmt}}"
+
+    def query_range(self, step: int) -> tuple[int, int]:
+        """``(start, end)`` for ``query_range``: both ends inclusive, so the last point is end-step."""
+        return self.start, self.end - step
+
+    def as_dict(self) -> dict[str, int]:
+        return {"window_start": self.start, "window_end": self.end}
+
+
+def check_frame(time_frame: int, step: int) -> None:
+    """Refuse a TIME_FRAME/STEP pair the export cannot honour exactly."""
+    if time_frame <= 0 or DAY % time_frame:
+        raise WindowError(
+            f"TIME_FRAME {time_frame} must divide a day (86400 s) so windows align to midnight UTC; "
+            "e.g. 900, 1800, 3600, 7200, 21600"
+        )
+    if step <= 0 or time_frame % step:
+        raise WindowError(f"STEP_SECONDS {step} must be positive and divide TIME_FRAME {time_frame}")
+    if time_frame // step > MAX_POINTS_PER_SERIES:
+        raise WindowError(
+            f"TIME_FRAME {time_frame} / STEP_SECONDS {step} = {time_frame // step} points per "
+            f"series exceeds Prometheus' limit of {MAX_POINTS_PER_SERIES}: lower TIME_FRAME or "
+            "raise STEP_SECONDS"
+        )
+
+
+def align_down(ts: int, time_frame: int) -> int:
+    return ts - ts % time_frame
+
+
+def align_up(ts: int, time_frame: int) -> int:
+    return -(-ts // time_frame) * time_frame
+
+
+def windows_between(start: int, end: int, time_frame: int) -> list[Window]:
+    """Every aligned window that lies wholly inside ``[start, end)``."""
+    first = align_up(start, time_frame)
+    return [Window(s, s + time_frame) for s in range(first, end - time_frame + 1, time_frame)]
+
+
+def windows_covering(start: int, end: int, time_frame: int) -> list[Window]:
+    """Every aligned window that overlaps ``[start, end)`` (for explicit re-export ranges)."""
+    first = align_down(start, time_frame)
+    return [Window(s, s + time_frame) for s in range(first, end, time_frame)]
+
+
+def closed_before(now: int, settle: int, time_frame: int) -> int:
+    """End of the last window that has closed and settled at ``now`` (aligned)."""
+    return align_down(now - settle, time_frame)
+
+
+def missing(expected: Iterable[Window], present_starts: Iterable[int]) -> list[Window]:
+    """Windows of ``expected`` whose start is not among ``present_starts``."""
+    present = set(present_starts)
+    return [w for w in expected if w.start not in present]
+
+
+def merge(*groups: Iterable[Window]) -> list[Window]:
+    """Union of window lists, sorted and without duplicates."""
+    return sorted({w for group in groups for w in group})
+
+
+def iter_days(start: int, end: int) -> Iterator[int]:
+    """Midnight (UTC) of every day that ``[start, end)`` touches."""
+    day = align_down(start, DAY)
+    while day < end:
+        yield day
+        day += DAY
+
+
+def to_epoch(value: object) -> int:
+    """Unix seconds from an int, a numeric string, an ISO-8601 string or an aware datetime."""
+    if isinstance(value, bool):
+        raise WindowError(f"{value!r} is not a time")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise WindowError(f"{value!r} has no time zone; give UTC times")
+        return int(value.timestamp())
+    if isinstance(value, str):
+        text = value.strip()
+        if text.lstrip("-").isdigit():
+            return int(text)
+        try:
+            parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise WindowError(f"{value!r} is not an ISO-8601 time such as 2025-10-05T00:00:00Z") from None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        return int(parsed.timestamp())
+    raise WindowError(f"{value!r} is not a time")

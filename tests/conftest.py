@@ -1,0 +1,77 @@
+"""Shared fixtures: a real Prometheus loaded with generated history, S3 from moto, Airflow on SQLite."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+# Airflow reads its configuration at import time: point it at a throwaway home first.
+_HOME = Path(tempfile.mkdtemp(prefix="finout-airflow-home-"))
+os.environ.setdefault("AIRFLOW_HOME", str(_HOME))
+os.environ.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{_HOME}/airflow.db")
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(ROOT / "dags"))
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+for _name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+    os.environ[_name] = "testing"
+
+from devtools.history import HistorySpec, PrometheusServer, build_tsdb  # noqa: E402
+
+HOURS = 8
+CLUSTERS = ("prod-eu", "staging")
+BUCKET = "finout-metrics"
+PREFIX = "k8s/prometheus"
+
+
+@pytest.fixture(scope="session")
+def history() -> HistorySpec:
+    now = int(time.time())
+    end = now - now % 3600
+    return HistorySpec(clusters=CLUSTERS, start=end - HOURS * 3600, end=end, cluster_label="cluster")
+
+
+@pytest.fixture(scope="session")
+def tsdb(history: HistorySpec, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tsdb(history, tmp_path_factory.mktemp("history"))
+
+
+@pytest.fixture(scope="session")
+def prometheus(tsdb: Path) -> Iterator[PrometheusServer]:
+    server = PrometheusServer(tsdb).start()
+    yield server
+    server.stop()
+
+
+def set_connection(conn_id: str, **fields: object) -> None:
+    """Define an Airflow connection through its environment variable (JSON form)."""
+    os.environ[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(fields)
+
+
+@pytest.fixture
+def prom_conn(prometheus: PrometheusServer) -> str:
+    set_connection("prom_test", conn_type="prometheus", host="127.0.0.1", port=prometheus.port, schema="http")
+    return "prom_test"
+
+
+@pytest.fixture
+def s3() -> Iterator[object]:
+    """In-process moto S3 with the export bucket."""
+    from moto import mock_aws
+
+    with mock_aws():
+        import boto3
+
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket=BUCKET)
+        set_connection("aws_default", conn_type="aws", extra={"region_name": "us-east-1"})
+        yield client

@@ -1,0 +1,192 @@
+"""The export against the real Prometheus and S3 (moto): layout, exact content, idempotence, errors."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from typing import Any
+
+import pytest
+
+from devtools.faults import FaultServer, Seen, reply
+from devtools.history import HistorySpec, PrometheusServer
+from finout_provider.catalogue import CATALOGUE, render
+from finout_provider.hooks.prometheus import PrometheusHook
+from finout_provider.layout import build_key
+from finout_provider.transfers.prometheus_to_s3 import PrometheusToS3Operator
+from tests.conftest import BUCKET, PREFIX, set_connection
+
+pytestmark = pytest.mark.integration
+
+
+def make_operator(conn_id: str, start: int, end: int, **kwargs: Any) -> PrometheusToS3Operator:
+    args: dict[str, Any] = {
+        "task_id": "export",
+        "cluster_name": "prod-eu",
+        "s3_bucket": BUCKET,
+        "s3_prefix": PREFIX,
+        "window_start": start,
+        "window_end": end,
+        "prometheus_conn_id": conn_id,
+        "query_delay_seconds": 0,
+        "cluster_label": "cluster",
+    } | kwargs
+    return PrometheusToS3Operator(**args)
+
+
+def read(s3: Any, key: str) -> bytes:
+    return bytes(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
+
+
+def all_keys(s3: Any) -> list[str]:
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET)
+    return sorted(o["Key"] for page in pages for o in page.get("Contents", []))
+
+
+def test_two_consecutive_windows_are_exact_and_complete(s3: Any, prom_conn: str, history: HistorySpec) -> None:
+    first = history.start + 3600
+    windows = [(first, first + 3600), (first + 3600, first + 7200)]
+    for start, end in windows:
+        summary = make_operator(prom_conn, start, end).execute({})
+        assert summary["objects"] == len(CATALOGUE)
+
+    expected = sorted(build_key(PREFIX, "prod-eu", m.name, s) for m in CATALOGUE for s, _ in windows)
+    assert all_keys(s3) == expected
+
+    hook = PrometheusHook(prom_conn)
+    nonempty = 0
+    for metric in CATALOGUE:
+        query = render(metric.query, "cluster", "prod-eu")
+        stamps: list[set[float]] = []
+        for start, end in windows:
+            body = gzip.decompress(read(s3, build_key(PREFIX, "prod-eu", metric.name, start)))
+            document = json.loads(body)
+            assert document == hook.query_range(query, start, end - 60, 60)
+            assert document["status"] == "success"
+            for series in document["data"]["result"]:
+                assert series["metric"].get("cluster") in (None, "prod-eu")
+            stamps.append({t for s in document["data"]["result"] for t, _ in s["values"]})
+        assert not stamps[0] & stamps[1], metric.name
+        if metric.name == "node_cpu_capacity":
+            # A series present all the time: every step of both windows is in exactly one file.
+            assert stamps[0] | stamps[1] == set(range(first, first + 7200, 60))
+        nonempty += bool(stamps[0])
+    assert nonempty >= len(CATALOGUE) - 1  # everything but gpu/rare metrics has data
+
+
+def test_awkward_label_values_survive(s3: Any, prom_conn: str, history: HistorySpec) -> None:
+    start = history.start
+    make_operator(prom_conn, start, start + 3600, metrics=[m for m in CATALOGUE if m.name == "pod_labels"]).execute({})
+    document = json.loads(gzip.decompress(read(s3, build_key(PREFIX, "prod-eu", "pod_labels", start))))
+    teams = {s["metric"].get("label_team") for s in document["data"]["result"]}
+    assert {'the "core" team', "café-ops", "back\\slash"} <= teams
+
+
+def test_same_window_twice_is_byte_identical(s3: Any, prom_conn: str, history: HistorySpec) -> None:
+    start = history.start + 2 * 3600
+    make_operator(prom_conn, start, start + 3600).execute({})
+    first = {k: read(s3, k) for k in all_keys(s3)}
+    make_operator(prom_conn, start, start + 3600).execute({})
+    second = {k: read(s3, k) for k in all_keys(s3)}
+    assert first == second
+    header = next(iter(first.values()))[:10]
+    assert header[:4] == b"\x1f\x8b\x08\x00" and header[4:8] == b"\x00\x00\x00\x00"  # no name, mtime 0
+
+
+def test_without_cluster_label_the_placeholder_disappears(s3: Any, prom_conn: str, history: HistorySpec) -> None:
+    start = history.start
+    metric = next(m for m in CATALOGUE if m.name == "cpu_requests")
+    make_operator(prom_conn, start, start + 3600, cluster_label=None, metrics=[metric]).execute({})
+    document = json.loads(gzip.decompress(read(s3, build_key(PREFIX, "prod-eu", "cpu_requests", start))))
+    assert document["data"]["result"]
+    assert all(set(s["metric"]) == {"node", "namespace", "pod", "container"} for s in document["data"]["result"])
+
+
+def test_multipart_upload_for_large_bodies(s3: Any, prom_conn: str, history: HistorySpec) -> None:
+    from finout_provider.hooks.s3 import FinoutS3Hook, gzip_stream
+
+    hook = FinoutS3Hook("aws_default")
+    chunks = [bytes([i % 251]) * (1 << 20) + bytes(range(256)) * 4096 for i in range(24)]
+    upload = hook.upload_gzip_stream(iter(chunks), BUCKET, "k8s/prometheus/big.json.gz", part_size=5 << 20)
+    body = read(s3, "k8s/prometheus/big.json.gz")
+    assert body == b"".join(gzip_stream(iter(chunks)))
+    assert gzip.decompress(body) == b"".join(chunks)
+    assert upload.raw_bytes == sum(map(len, chunks)) and upload.gzip_bytes == len(body)
+
+
+# --- errors ---------------------------------------------------------------------------------
+
+
+def test_bad_query_fails_naming_cluster_window_metric(s3: Any, prom_conn: str, history: HistorySpec) -> None:
+    start = history.start
+    bad = {"name": "broken", "query": "sum(rate(foo[1m]) by"}
+    good = next(m for m in CATALOGUE if m.name == "node_info")
+    op = make_operator(prom_conn, start, start + 3600, metrics=[good, bad])
+    with pytest.raises(Exception) as err:
+        op.execute({})
+    message = str(err.value)
+    assert "cluster 'prod-eu'" in message and op.window.label in message and "metric 'broken'" in message
+    assert "bad_data" in message and "HTTP 400" in message
+    keys = all_keys(s3)
+    assert build_key(PREFIX, "prod-eu", "broken", start) not in keys
+    assert build_key(PREFIX, "prod-eu", "node_info", start) in keys
+
+
+def test_too_many_samples_422_fails_without_object(s3: Any, tsdb: Any, history: HistorySpec) -> None:
+    server = PrometheusServer(tsdb, extra_args=["--query.max-samples=50"])
+    # A second server may not open the same TSDB: serve a copy.
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    copy = Path(tempfile.mkdtemp()) / "data"
+    shutil.copytree(tsdb, copy, ignore=shutil.ignore_patterns("lock", "wal", "chunks_head"))
+    server.data = copy
+    server.start()
+    try:
+        set_connection("prom_small", conn_type="prometheus", host="127.0.0.1", port=server.port)
+        op = make_operator("prom_small", history.start, history.start + 3600, metrics=[CATALOGUE[0]])
+        with pytest.raises(Exception) as err:
+            op.execute({})
+        assert "HTTP 422" in str(err.value) and "metric 'cpu_requests'" in str(err.value)
+        assert "sample" in str(err.value)
+        assert all_keys(s3) == []
+    finally:
+        server.stop()
+        shutil.rmtree(copy.parent, ignore_errors=True)
+
+
+def test_503_is_retried_then_fails_without_object(s3: Any, history: HistorySpec) -> None:
+    def unavailable(seen: Seen, handler: Any) -> None:
+        reply(handler, 503, b'{"status":"error","errorType":"unavailable","error":"overloaded"}', {"Retry-After": "0"})
+
+    with FaultServer(unavailable) as server:
+        set_connection("prom_503", conn_type="prometheus", host="127.0.0.1", port=server.port, extra={"max_retries": 2})
+        op = make_operator("prom_503", history.start, history.start + 3600, metrics=[CATALOGUE[0]])
+        with pytest.raises(Exception) as err:
+            op.execute({})
+    message = str(err.value)
+    assert "HTTP 503" in message and "after 3 attempts" in message and "overloaded" in message
+    assert "cluster 'prod-eu'" in message and "metric 'cpu_requests'" in message
+    assert len(server.requests) == 3
+    assert all_keys(s3) == []
+
+
+def test_status_error_with_200_and_truncated_body_leave_no_object(s3: Any, history: HistorySpec) -> None:
+    answers = iter(
+        [
+            b'{"status":"error","errorType":"execution","error":"boom"}',
+            b'{"status":"success","data":{"resultType":"matrix","result":[{"metric":{},"values":[[1,"1"]',
+        ]
+    )
+
+    def handler(seen: Seen, request: Any) -> None:
+        reply(request, 200, next(answers, b"{}"))
+
+    with FaultServer(handler) as server:
+        set_connection("prom_bad", conn_type="prometheus", host="127.0.0.1", port=server.port, extra={"max_retries": 0})
+        for _ in range(2):
+            op = make_operator("prom_bad", history.start, history.start + 3600, metrics=[CATALOGUE[0]])
+            with pytest.raises(Exception, match="metric 'cpu_requests'"):
+                op.execute({})
+    assert all_keys(s3) == []
