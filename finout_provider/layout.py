@@ -144,3 +144,22 @@ def parse_key(key: str, prefix: str, cluster: str) -> LayoutKey | None:
         return None
     parsed = LayoutKey(normalize_prefix(prefix), cluster, match["metric"], int(start_text))
     return parsed if parsed.key == key else None
+
+
+_DAY_FOLDER_RE = re.compile(r"end=(?P<end>\d{8})/day=(?P<day>[1-9]\d?)/$")
+
+
+def day_of_folder(folder: str) -> int | None:
+    """Midnight (Unix seconds) of a ``.../end=YYYYMMDD/day=D/`` folder; ``None`` if not one."""
+    match = _DAY_FOLDER_RE.search(folder)
+    if match is None:
+        return None
+    try:
+        end = datetime.strptime(match["end"], "%Y%m%d").replace(tzinfo=UTC)
+        month = datetime(end.year - (end.month == 1), (end.month - 2) % 12 + 1, 1, tzinfo=UTC)
+        day = month.replace(day=int(match["day"]))
+    except ValueError:
+        return None
+    if end.day != 1:
+        return None
+    return int(day.timestamp())

@@ -7,9 +7,10 @@ sample timestamp and together cover every step.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 DAY = 86_400
 MAX_POINTS_PER_SERIES = 11_000
@@ -129,3 +130,95 @@ def to_epoch(value: object) -> int:
             parsed = parsed.replace(tzinfo=UTC)
         return int(parsed.timestamp())
     raise WindowError(f"{value!r} is not a time")
+
+
+def windows_ending_in(start: int, end: int, time_frame: int) -> list[Window]:
+    """Aligned windows whose end lies in ``(start, end]``: the windows a data interval closes."""
+    first_end = align_down(start, time_frame) + time_frame
+    return [Window(e - time_frame, e) for e in range(first_end, end + 1, time_frame)]
+
+
+def default_cron(time_frame: int) -> str:
+    """A cron schedule whose runs each close a whole number of windows of ``time_frame``."""
+    period = math.lcm(time_frame, 60)
+    if 3600 % period == 0:
+        minutes = period // 60
+        return "* * * * *" if minutes == 1 else f"*/{minutes} * * * *" if minutes < 60 else "0 * * * *"
+    if period % 3600 == 0 and DAY % period == 0:
+        hours = period // 3600
+        return f"0 */{hours} * * *" if hours < 24 else "0 0 * * *"
+    return "0 0 * * *"
+
+
+def backfill_start(now: int, backfill_days: int, initial_date: date | None, max_initial_days: int = 3) -> int:
+    """Where a cluster's first run starts its history.
+
+    INITIAL_BACKFILL_DATE wins over BACKFILL_DAYS but reaches back at most ``max_initial_days``
+    (the official exporter's limit); a date further back is clamped rather than refused, so a DAG
+    deployed long after that date keeps working.
+    """
+    if initial_date is not None:
+        wanted = int(datetime(initial_date.year, initial_date.month, initial_date.day, tzinfo=UTC).timestamp())
+        return max(wanted, now - max_initial_days * DAY)
+    return now - backfill_days * DAY
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one run exports, and when it may start (once its newest window has settled)."""
+
+    windows: list[Window]
+    wait_until: int
+    deferred: int = 0
+
+
+def plan_run(
+    *,
+    now: int,
+    time_frame: int,
+    settle: int,
+    limit: int,
+    interval: tuple[int, int] | None = None,
+    explicit: tuple[int, int] | None = None,
+    history_from: int | None = None,
+    repairs: Iterable[Window] = (),
+) -> Plan:
+    """Decide the windows of one run.
+
+    - ``explicit`` (manual params ``start``/``end``): every window overlapping the range; it must
+      be in the past and fit ``limit`` (Airflow's max_map_length), else :class:`WindowError`.
+    - ``interval`` (a scheduled or backfill run's data interval): the windows it closes.
+    - neither: the newest window that has closed and settled.
+    - ``history_from`` (first run) and ``repairs`` (gaps found in S3) add older windows; they
+      never push the run past ``limit``: the oldest are left to later runs (``deferred``).
+    """
+    if explicit is not None:
+        start, end = explicit
+        if end <= start:
+            raise WindowError(f"end {end} must be after start {start}")
+        if end > now:
+            raise WindowError(
+                f"end {datetime.fromtimestamp(end, UTC):%Y-%m-%dT%H:%M:%SZ} is in the future: a window can only be "
+                "exported once it has closed"
+            )
+        main = windows_covering(start, end, time_frame)
+    elif interval is not None:
+        main = [w for w in windows_ending_in(*interval, time_frame) if w.end <= now]
+    else:
+        last_end = closed_before(now, settle, time_frame)
+        main = [Window(last_end - time_frame, last_end)]
+    if len(main) > limit:
+        raise WindowError(
+            f"the run covers {len(main)} windows, more than Airflow's max_map_length ({limit}): split the range "
+            f"into pieces of at most {limit * time_frame // 3600} hours, or raise [core] max_map_length"
+        )
+    first = min((w.start for w in main), default=now)
+    extra: list[Window] = []
+    if history_from is not None:
+        extra = windows_between(history_from, first, time_frame)
+    extra = merge(extra, (w for w in repairs if w.start < first))
+    room = limit - len(main)
+    deferred = max(0, len(extra) - room)
+    chosen = merge(main, extra[deferred:])
+    wait_until = max((w.end for w in chosen), default=now) + settle
+    return Plan(chosen, wait_until, deferred)

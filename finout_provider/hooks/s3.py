@@ -8,16 +8,22 @@ partial object under the final key.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
+from finout_provider.layout import LayoutKey, build_key, cluster_root, day_of_folder, metric_folder, parse_key
+from finout_provider.windows import iter_days
+
 MIN_PART = 5 << 20
 DEFAULT_PART = 8 << 20
 DELETE_BATCH = 1000
+EMPTY_GZIP = 20  # bytes of a gzip stream holding nothing
+GZIP_MAGIC = b"\x1f\x8b\x08"
 
 
 @dataclass(frozen=True)
@@ -147,6 +153,60 @@ class FinoutS3Hook(S3Hook):
             folders.extend(p["Prefix"] for p in page.get("CommonPrefixes", []))
             objects.extend({"Key": o["Key"], "Size": o["Size"]} for o in page.get("Contents", []))
         return folders, objects
+
+    def layout_objects(
+        self, bucket: str, prefix: str, cluster: str, metrics: Iterable[str], start: int, end: int
+    ) -> dict[LayoutKey, int]:
+        """Layout objects (with their sizes) of ``metrics`` for windows starting in ``[start, end)``.
+
+        Lists one ``metric=`` folder per day and metric, with ``Delimiter="/"``.
+        """
+        found: dict[LayoutKey, int] = {}
+        names = list(metrics)
+        for day in iter_days(start, end):
+            for metric in names:
+                _, objects = self.list_level(bucket, metric_folder(prefix, cluster, metric, day))
+                for obj in objects:
+                    parsed = parse_key(obj["Key"], prefix, cluster)
+                    if parsed is not None and parsed.metric == metric and start <= parsed.start < end:
+                        found[parsed] = int(obj["Size"])
+        return found
+
+    def has_any_export(self, bucket: str, prefix: str, cluster: str) -> bool:
+        """Whether anything exists under ``<prefix>/<cluster>/`` (one delimited listing)."""
+        folders, objects = self.list_level(bucket, cluster_root(prefix, cluster))
+        return bool(folders or objects)
+
+    def day_folders(self, bucket: str, prefix: str, cluster: str) -> Iterator[tuple[int, str]]:
+        """``(midnight, folder)`` of every ``end=.../day=.../`` folder of a cluster, oldest first.
+
+        Walks the two levels with delimited listings; folders outside the layout are passed over.
+        """
+        for end_folder in sorted(self.list_level(bucket, cluster_root(prefix, cluster))[0]):
+            days = [(day_of_folder(f), f) for f in self.list_level(bucket, end_folder)[0]]
+            yield from sorted((d, f) for d, f in days if d is not None)
+
+    def export_problems(
+        self, bucket: str, prefix: str, cluster: str, metrics: Sequence[str], starts: Sequence[int], window: int
+    ) -> list[str]:
+        """What is wrong with the objects of windows ``starts``: one line per missing or bad key.
+
+        An object is good when it exists, is larger than an empty gzip and starts with the gzip
+        magic bytes (checked with a ranged GET of its first bytes).
+        """
+        if not starts:
+            return []
+        found = {k.key: size for k, size in self.layout_objects(
+            bucket, prefix, cluster, metrics, min(starts), max(starts) + window
+        ).items()}  # fmt: skip
+        expected = sorted(build_key(prefix, cluster, m, s) for s in set(starts) for m in metrics)
+        problems = [f"missing: s3://{bucket}/{k}" for k in expected if k not in found]
+        problems += [f"empty: s3://{bucket}/{k}" for k in expected if 0 <= found.get(k, -1) <= EMPTY_GZIP]
+        to_read = [k for k in expected if found.get(k, 0) > EMPTY_GZIP]
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            heads = pool.map(lambda k: self.read_head(bucket, k, 3), to_read)
+            problems += [f"not gzip: s3://{bucket}/{k}" for k, h in zip(to_read, heads, strict=True) if h != GZIP_MAGIC]
+        return problems
 
     def delete_keys(self, bucket: str, keys: list[str]) -> None:
         """Delete ``keys`` in batches of 1000; raise naming the keys S3 refused."""

@@ -1,0 +1,240 @@
+"""Build one DAG per cluster from the clusters file.
+
+    plan_windows -> export_window[one mapped instance per window] -> validate_export -> retention_cleanup
+
+With MODE ``kubernetes_pod`` the export is the official image run by KubernetesPodOperator;
+planning, validation and retention still run in Airflow.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from airflow.providers.common.compat.sdk import DAG, BaseOperator, Param, mask_secret
+
+from finout_provider.config import ClusterConfig, ClustersFile, ConfigError, default_path, load_file
+from finout_provider.operators.plan import PlanWindowsOperator
+from finout_provider.operators.retention import FinoutRetentionOperator
+from finout_provider.sensors.export import FinoutExportSensor
+from finout_provider.transfers.prometheus_to_s3 import PrometheusToS3Operator, metric_specs
+from finout_provider.windows import default_cron
+
+log = logging.getLogger(__name__)
+
+START_DATE = datetime(2024, 1, 1, tzinfo=UTC)
+SETTLE_SECONDS = 120
+SECRET_ENV = ("PROMETHEUS_PASSWORD", "PROMETHEUS_BEARER_AUTH_TOKEN")
+
+
+class FinoutConfigError(Exception):
+    """Raised by the error-report DAG file so Airflow shows bad cluster entries as import errors."""
+
+
+def _timetable(config: ClusterConfig) -> Any:
+    """An interval timetable (runs cover a data interval), never a zero-width cron trigger."""
+    from airflow.timetables.interval import CronDataIntervalTimetable
+
+    return CronDataIntervalTimetable(config.schedule or default_cron(config.time_frame), timezone="UTC")
+
+
+def register_inline_connection(config: ClusterConfig) -> None:
+    """Expose HOSTNAME/PORT/... of the file as the connection ``finout_prometheus_<cluster>``.
+
+    The connection lives only in this process's environment (``AIRFLOW_CONN_<ID>``), which every
+    Airflow component that parses the DAG file (scheduler, worker, triggerer) reads first.
+    Credentials written in the file are registered with the secrets masker.
+    """
+    conn = config.inline_connection()
+    if conn is None:
+        return
+    for secret in config.secrets:
+        mask_secret(secret)
+    os.environ[f"AIRFLOW_CONN_{config.effective_conn_id.upper()}"] = json.dumps(conn)
+
+
+def _s3_args(config: ClusterConfig) -> dict[str, Any]:
+    return {
+        "cluster_name": config.cluster_name,
+        "s3_bucket": config.s3_bucket,
+        "s3_prefix": config.s3_prefix,
+        "aws_conn_id": config.aws_conn_id,
+        "role_arn": config.role_arn,
+        "role_external_id": config.role_external_id,
+    }
+
+
+def pod_export_task(config: ClusterConfig, dag: DAG) -> BaseOperator:
+    """The official exporter image as a KubernetesPodOperator; secrets only as Secret references."""
+    try:
+        from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+        from airflow.providers.cncf.kubernetes.secret import Secret
+    except ImportError:
+        raise ConfigError(
+            config.cluster_name,
+            "MODE",
+            "kubernetes_pod needs the Kubernetes provider: pip install 'airflow-provider-finout[kubernetes]'",
+        ) from None
+    if config.prometheus_conn_id:
+        raise ConfigError(
+            config.cluster_name,
+            "PROMETHEUS_CONN_ID",
+            "MODE kubernetes_pod runs the official image, which cannot read Airflow connections: give "
+            "HOSTNAME/PORT/SCHEME/PATH_PREFIX in the file and credentials in a Kubernetes Secret (K8S_SECRET_NAME)",
+        )
+    env = {
+        "CLUSTER_NAME": config.cluster_name,
+        "S3_BUCKET": config.s3_bucket,
+        "S3_PREFIX": config.s3_prefix,
+        "ROLE_ARN": config.role_arn,
+        "ROLE_EXTERNAL_ID": config.role_external_id,
+        "SCHEME": config.scheme,
+        "HOSTNAME": config.hostname,
+        "PORT": config.port,
+        "PATH_PREFIX": config.path_prefix or None,
+        "TIME_FRAME": config.time_frame,
+        "BACKFILL_DAYS": f"{config.backfill_days}d",
+        "INITIAL_BACKFILL_DATE": config.initial_backfill_date.isoformat() if config.initial_backfill_date else None,
+        "QUERIES_BATCH_SIZE": config.queries_batch_size,
+        "PROMETHEUS_USERNAME": config.prometheus_username,
+        "PROMETHEUS_X_SCOPE_ORGID": config.prometheus_x_scope_orgid,
+    }
+    secret_name = config.k8s_secret_name or f"finout-prometheus-{config.cluster_name}".lower()
+    given = {
+        "PROMETHEUS_PASSWORD": config.prometheus_password,
+        "PROMETHEUS_BEARER_AUTH_TOKEN": config.prometheus_bearer_auth_token,
+    }
+    secrets = [Secret("env", name, secret_name, name) for name, value in given.items() if value]
+    if secrets and not config.k8s_secret_name:
+        log.warning(
+            "cluster %r: credentials go to the pod from Kubernetes Secret %r (keys %s); create it in the pod's "
+            "namespace. Their values in the clusters file are not put into the pod spec.",
+            config.cluster_name, secret_name, ", ".join(s.key for s in secrets),
+        )  # fmt: skip
+    return KubernetesPodOperator(
+        task_id="export_window",
+        dag=dag,
+        name=f"finout-exporter-{config.cluster_name}".lower().replace("_", "-").replace(".", "-")[:53],
+        image=config.image,
+        namespace=config.namespace,
+        kubernetes_conn_id=config.kubernetes_conn_id or "kubernetes_default",
+        env_vars={k: str(v) for k, v in env.items() if v is not None},
+        secrets=secrets,
+        labels={"app.kubernetes.io/name": "finout-metrics-exporter", "finout.io/cluster": config.cluster_name[:63]},
+        get_logs=True,
+        on_finish_action="delete_pod",
+        max_active_tis_per_dag=1,
+    )
+
+
+def build_dag(config: ClusterConfig) -> DAG:
+    """The DAG ``finout_prometheus_<CLUSTER_NAME>`` of one cluster."""
+    register_inline_connection(config)
+    for warning in config.warnings:
+        log.warning(warning)
+    metric_names = [m.name for m in config.metrics]
+    dag = DAG(
+        dag_id=config.dag_id,
+        description=f"Export {config.cluster_name}'s Prometheus metrics to s3://{config.s3_bucket}/{config.s3_prefix}/",
+        schedule=_timetable(config),
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=1,
+        default_args={
+            "owner": "finout",
+            "retries": 3,
+            "retry_delay": timedelta(minutes=2),
+            "retry_exponential_backoff": True,
+            "max_retry_delay": timedelta(minutes=30),
+        },
+        params={
+            "start": Param(None, type=["null", "string"], description="Re-export from (ISO-8601, UTC)"),
+            "end": Param(None, type=["null", "string"], description="Re-export until (ISO-8601, UTC, exclusive)"),
+        },
+        tags=["finout", "prometheus", config.cluster_name],
+        doc_md=(
+            f"Exports cluster **{config.cluster_name}** to `s3://{config.s3_bucket}/{config.s3_prefix}/"
+            f"{config.cluster_name}/` every {config.time_frame}s window ({len(metric_names)} metrics). "
+            "Trigger with params `start`/`end` to re-export a range."
+        ),
+    )
+    pod_mode = config.mode == "kubernetes_pod"
+    plan = PlanWindowsOperator(
+        task_id="plan_windows",
+        dag=dag,
+        metrics=metric_names,
+        time_frame=config.time_frame,
+        backfill_days=config.backfill_days,
+        initial_backfill_date=config.initial_backfill_date,
+        settle_seconds=SETTLE_SECONDS,
+        repair=not pod_mode,  # the official image keeps its own state
+        **_s3_args(config),
+    )
+    export: Any
+    if pod_mode:
+        export = pod_export_task(config, dag)
+        plan >> export
+    else:
+        export = PrometheusToS3Operator.partial(
+            task_id="export_window",
+            dag=dag,
+            metrics=metric_specs(config.metrics),
+            prometheus_conn_id=config.effective_conn_id,
+            step_seconds=config.step_seconds,
+            queries_batch_size=config.queries_batch_size,
+            query_delay_seconds=config.query_delay_seconds,
+            cluster_label=config.cluster_label,
+            map_index_template="{{ window_label }}",
+            max_active_tis_per_dag=1,
+            **_s3_args(config),
+        ).expand_kwargs(plan.output)
+    validate = FinoutExportSensor(
+        task_id="validate_export",
+        dag=dag,
+        windows=plan.output,
+        metrics=metric_names,
+        time_frame=config.time_frame,
+        poke_interval=30,
+        timeout=900,
+        mode="reschedule",
+        trigger_rule="none_failed",
+        retries=0,
+        **_s3_args(config),
+    )
+    retention = FinoutRetentionOperator(
+        task_id="retention_cleanup",
+        dag=dag,
+        retention_days=config.retention_days,
+        trigger_rule="none_failed",
+        **_s3_args(config),
+    )
+    export >> validate >> retention
+    return dag
+
+
+def load(path: str | os.PathLike[str] | None = None, dag_folder: str | None = None) -> ClustersFile:
+    return load_file(path or default_path(dag_folder))
+
+
+def build_dags(clusters: ClustersFile) -> tuple[dict[str, DAG], list[ConfigError]]:
+    """DAGs of every valid cluster, and the errors of the others (a bad entry hides no other)."""
+    dags: dict[str, DAG] = {}
+    errors = list(clusters.errors)
+    for config in clusters.clusters:
+        try:
+            dags[config.dag_id] = build_dag(config)
+        except ConfigError as err:
+            errors.append(err)
+        except Exception as err:  # noqa: BLE001 - e.g. a bad SCHEDULE; reported per cluster
+            errors.append(ConfigError(config.cluster_name, None, f"{type(err).__name__}: {err}"))
+    return dags, errors
+
+
+def error_report(errors: list[ConfigError], path: Path | None) -> str:
+    lines = [f"{len(errors)} cluster entries in {path or 'the clusters file'} are invalid; their DAGs are not created:"]
+    lines += [f"- {err}" for err in errors]
+    return "\n".join(lines)

@@ -1,0 +1,157 @@
+"""Plan a run: the windows of its interval, a first run's history, and gaps found in S3."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import date
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.common.compat.sdk import AirflowFailException, BaseOperator, conf
+
+from finout_provider.hooks.s3 import FinoutS3Hook
+from finout_provider.windows import DAY, Window, WindowError, backfill_start, missing, plan_run, to_epoch
+
+if TYPE_CHECKING:
+    from airflow.providers.common.compat.sdk import Context
+
+AUTOMATIC_RUN_TYPES = ("scheduled",)
+
+
+def _run_type(context: Context) -> str:
+    run = context.get("dag_run")
+    kind = getattr(run, "run_type", "") if run is not None else ""
+    return str(getattr(kind, "value", kind))
+
+
+class PlanWindowsOperator(BaseOperator):
+    """
+    Decide which windows a run exports; returns ``[{"window_start", "window_end"}, ...]``.
+
+    A scheduled run exports the windows its data interval closes; on a cluster's first run
+    (nothing under ``<s3_prefix>/<cluster_name>/``) it adds the BACKFILL_DAYS history (or from
+    INITIAL_BACKFILL_DATE, at most 3 days back), and otherwise it adds windows missing in S3 within
+    the look-back, so gaps heal by themselves. A manual run with params ``start``/``end`` exports
+    exactly that range. The task waits until the newest window has settled.
+
+    :param cluster_name: the cluster (CLUSTER_NAME). (templated)
+    :param s3_bucket: the bucket (S3_BUCKET). (templated)
+    :param s3_prefix: the folder (S3_PREFIX). (templated)
+    :param metrics: metric names a window must have to count as present.
+    :param time_frame: window length in seconds (TIME_FRAME).
+    :param backfill_days: history of a first run, in days (BACKFILL_DAYS).
+    :param initial_backfill_date: first-run start (INITIAL_BACKFILL_DATE), at most 3 days back.
+    :param lookback_days: how far back gaps are repaired; default BACKFILL_DAYS, at least 1.
+    :param settle_seconds: how long after a window closes it is exported (late scrapes).
+    :param repair: look for first-run history and gaps at all (scheduled runs only).
+    :param aws_conn_id: AWS connection for S3. (templated)
+    :param role_arn: role to assume for S3 (ROLE_ARN). (templated)
+    :param role_external_id: external id of that role (ROLE_EXTERNAL_ID).
+    """
+
+    template_fields: Sequence[str] = ("cluster_name", "s3_bucket", "s3_prefix", "aws_conn_id", "role_arn")
+
+    def __init__(
+        self,
+        *,
+        cluster_name: str,
+        s3_bucket: str,
+        s3_prefix: str,
+        metrics: Sequence[str],
+        time_frame: int = 3600,
+        backfill_days: int = 3,
+        initial_backfill_date: date | None = None,
+        lookback_days: int | None = None,
+        settle_seconds: int = 120,
+        repair: bool = True,
+        aws_conn_id: str | None = "aws_default",
+        role_arn: str | None = None,
+        role_external_id: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.cluster_name = cluster_name
+        self.s3_bucket = s3_bucket
+        self.s3_prefix = s3_prefix
+        self.metrics = list(metrics)
+        self.time_frame = time_frame
+        self.backfill_days = backfill_days
+        self.initial_backfill_date = initial_backfill_date
+        self.lookback_days = max(1, backfill_days) if lookback_days is None else lookback_days
+        self.settle_seconds = settle_seconds
+        self.repair = repair
+        self.aws_conn_id = aws_conn_id
+        self.role_arn = role_arn
+        self.role_external_id = role_external_id
+
+    @cached_property
+    def s3_hook(self) -> FinoutS3Hook:
+        return FinoutS3Hook(self.aws_conn_id, role_arn=self.role_arn, role_external_id=self.role_external_id)
+
+    def execute(self, context: Context) -> list[dict[str, int]]:
+        now = int(time.time())
+        params = context.get("params") or {}
+        explicit: tuple[int, int] | None = None
+        interval: tuple[int, int] | None = None
+        where = f"cluster {self.cluster_name!r}"
+        try:
+            if params.get("start") or params.get("end"):
+                if not (params.get("start") and params.get("end")):
+                    raise WindowError("give both params 'start' and 'end' (ISO-8601, UTC), or neither")
+                explicit = (to_epoch(params["start"]), to_epoch(params["end"]))
+            elif context.get("data_interval_start") is not None and context.get("data_interval_end") is not None:
+                interval = (to_epoch(context["data_interval_start"]), to_epoch(context["data_interval_end"]))
+            history_from: int | None = None
+            repairs: list[Window] = []
+            if self.repair and explicit is None and _run_type(context) in AUTOMATIC_RUN_TYPES:
+                history_from, repairs = self._history_and_gaps(now)
+            plan = plan_run(
+                now=now,
+                time_frame=self.time_frame,
+                settle=self.settle_seconds,
+                limit=conf.getint("core", "max_map_length", fallback=1024),
+                interval=interval,
+                explicit=explicit,
+                history_from=history_from,
+                repairs=repairs,
+            )
+        except WindowError as err:
+            raise AirflowFailException(f"{where}: cannot plan this run: {err}") from None
+        if plan.deferred:
+            self.log.warning(
+                "%s: %d older windows exceed the map limit and are left to the next runs", where, plan.deferred
+            )
+        labels = [w.label for w in plan.windows]
+        self.log.info("%s: %d windows to export: %s", where, len(labels), ", ".join(labels[:5] + labels[-5:][5:]))
+        wait = plan.wait_until - int(time.time())
+        if plan.windows and wait > 0:
+            self.log.info("%s: waiting %ds for the newest window to settle", where, wait)
+            time.sleep(wait)
+        return [w.as_dict() for w in plan.windows]
+
+    def _history_and_gaps(self, now: int) -> tuple[int | None, list[Window]]:
+        """First-run history start, or the windows missing in S3 within the look-back."""
+        s3, bucket, prefix, cluster = self.s3_hook, self.s3_bucket, self.s3_prefix, self.cluster_name
+        days = list(s3.day_folders(bucket, prefix, cluster))
+        if not days:
+            start = backfill_start(now, self.backfill_days, self.initial_backfill_date)
+            self.log.info("cluster %r: nothing in S3 yet: first run, exporting history from %s", cluster, start)
+            return start, []
+        since = max(now - self.lookback_days * DAY, days[0][0])
+        end = now - now % self.time_frame
+        found = s3.layout_objects(bucket, prefix, cluster, self.metrics, since, end)
+        complete: dict[int, int] = {}
+        for key, size in found.items():
+            if size > 0:
+                complete[key.start] = complete.get(key.start, 0) + 1
+        from finout_provider.windows import windows_between
+
+        expected = windows_between(since, end, self.time_frame)
+        gaps = missing(expected, (s for s, n in complete.items() if n == len(self.metrics)))
+        if gaps:
+            self.log.warning(
+                "cluster %r: %d windows missing or incomplete in S3 since %s; re-exporting them",
+                cluster, len(gaps), gaps[0].label,
+            )  # fmt: skip
+        return None, gaps

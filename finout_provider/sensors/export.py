@@ -1,0 +1,143 @@
+"""Validation sensor: every expected object of a run's windows exists and is a non-empty gzip."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.common.compat.sdk import AirflowException, AirflowSensorTimeout, BaseSensorOperator
+
+from finout_provider.hooks.s3 import FinoutS3Hook
+from finout_provider.layout import normalize_prefix
+from finout_provider.triggers.export import FinoutExportTrigger
+from finout_provider.windows import to_epoch
+
+if TYPE_CHECKING:
+    from airflow.providers.common.compat.sdk import Context
+
+SHOWN = 20
+
+
+def window_starts(windows: Sequence[Any] | None) -> list[int]:
+    """Starts of ``windows`` given as plan dicts, numbers or times."""
+    return sorted({to_epoch(w["window_start"] if isinstance(w, Mapping) else w) for w in windows or []})
+
+
+def describe(problems: Sequence[str]) -> str:
+    more = f"\n... and {len(problems) - SHOWN} more" if len(problems) > SHOWN else ""
+    return "\n".join(problems[:SHOWN]) + more
+
+
+class FinoutExportSensor(BaseSensorOperator):
+    """
+    Wait until every metric object of the given windows is in S3 as a non-empty gzip.
+
+    :param cluster_name: the cluster (CLUSTER_NAME). (templated)
+    :param s3_bucket: the bucket (S3_BUCKET). (templated)
+    :param s3_prefix: the folder (S3_PREFIX). (templated)
+    :param windows: the run's windows: plan dicts, start times or an XComArg. (templated)
+    :param metrics: metric names expected for every window.
+    :param time_frame: window length in seconds (TIME_FRAME).
+    :param aws_conn_id: AWS connection for S3. (templated)
+    :param role_arn: role to assume for S3 (ROLE_ARN). (templated)
+    :param role_external_id: external id of that role (ROLE_EXTERNAL_ID).
+    :param deferrable: wait in the triggerer instead of a worker slot.
+    """
+
+    template_fields: Sequence[str] = ("cluster_name", "s3_bucket", "s3_prefix", "windows", "aws_conn_id", "role_arn")
+
+    def __init__(
+        self,
+        *,
+        cluster_name: str,
+        s3_bucket: str,
+        s3_prefix: str,
+        windows: Any,
+        metrics: Sequence[str],
+        time_frame: int = 3600,
+        aws_conn_id: str | None = "aws_default",
+        role_arn: str | None = None,
+        role_external_id: str | None = None,
+        deferrable: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("poke_interval", 30)
+        kwargs.setdefault("timeout", 600)
+        super().__init__(**kwargs)
+        self.cluster_name = cluster_name
+        self.s3_bucket = s3_bucket
+        self.s3_prefix = s3_prefix
+        self.windows = windows
+        self.metrics = list(metrics)
+        self.time_frame = time_frame
+        self.aws_conn_id = aws_conn_id
+        self.role_arn = role_arn
+        self.role_external_id = role_external_id
+        self.deferrable = deferrable
+
+    @cached_property
+    def s3_hook(self) -> FinoutS3Hook:
+        return FinoutS3Hook(self.aws_conn_id, role_arn=self.role_arn, role_external_id=self.role_external_id)
+
+    def problems(self) -> list[str]:
+        return self.s3_hook.export_problems(
+            self.s3_bucket,
+            normalize_prefix(self.s3_prefix),
+            self.cluster_name,
+            self.metrics,
+            window_starts(self.windows),
+            self.time_frame,
+        )
+
+    def poke(self, context: Context) -> bool:
+        problems = self.problems()
+        if problems:
+            self.log.info(
+                "cluster %r: %d objects not there yet:\n%s", self.cluster_name, len(problems), describe(problems)
+            )
+        return not problems
+
+    def _timeout_message(self, problems: Sequence[str]) -> str:
+        return (
+            f"cluster {self.cluster_name!r}: {len(problems)} expected objects are missing or corrupt after "
+            f"{self.timeout}s; clear the failed export_window instances to export them again:\n{describe(problems)}"
+        )
+
+    def execute(self, context: Context) -> Any:
+        starts = window_starts(self.windows)
+        self.log.info(
+            "cluster %r: validating %d windows x %d metrics", self.cluster_name, len(starts), len(self.metrics)
+        )
+        if self.deferrable:
+            if self.poke(context):
+                return None
+            self.defer(
+                trigger=FinoutExportTrigger(
+                    cluster_name=self.cluster_name,
+                    s3_bucket=self.s3_bucket,
+                    s3_prefix=self.s3_prefix,
+                    starts=starts,
+                    metrics=self.metrics,
+                    time_frame=self.time_frame,
+                    aws_conn_id=self.aws_conn_id,
+                    role_arn=self.role_arn,
+                    role_external_id=self.role_external_id,
+                    poke_interval=float(self.poke_interval),
+                    timeout=float(self.timeout),
+                ),
+                method_name="execute_complete",
+                timeout=timedelta(seconds=float(self.timeout) + 60),
+            )
+        try:
+            return super().execute(context)
+        except AirflowSensorTimeout:
+            raise AirflowSensorTimeout(self._timeout_message(self.problems())) from None
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> None:
+        if event.get("status") == "success":
+            return
+        if event.get("status") == "timeout":
+            raise AirflowSensorTimeout(self._timeout_message(event.get("problems") or []))
+        raise AirflowException(f"cluster {self.cluster_name!r}: validation failed: {event.get('message')}")
