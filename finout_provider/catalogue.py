@@ -77,8 +77,9 @@ CATALOGUE: tuple[Metric, ...] = (
     ),
     Metric(
         "memory_usage",
-        f"sum(node_namespace_pod_container:container_memory_working_set_bytes{{{_CONTAINER}}}) "
-        f"by (node, namespace, pod, container, {PLACEHOLDER})",
+        # Finout's published query, verbatim.
+        'sum(node_namespace_pod_container:container_memory_working_set_bytes{pod!="", container!="",'
+        f'container!="POD", instance!=""}}) by (node, namespace, pod, container, {PLACEHOLDER})',
         (CADVISOR, NODE_RULE),
     ),
     Metric(

@@ -39,7 +39,14 @@ def _timetable(config: ClusterConfig) -> Any:
     """An interval timetable (runs cover a data interval), never a zero-width cron trigger."""
     from airflow.timetables.interval import CronDataIntervalTimetable
 
-    return CronDataIntervalTimetable(config.schedule or default_cron(config.time_frame), timezone="UTC")
+    timetable = CronDataIntervalTimetable(config.schedule or default_cron(config.time_frame), timezone="UTC")
+    try:
+        timetable.validate()
+    except Exception as err:  # noqa: BLE001 - AirflowTimetableInvalid moved between versions
+        raise ConfigError(
+            config.cluster_name, "SCHEDULE", f"{config.schedule!r} is not a cron expression ({err}); e.g. '0 * * * *'"
+        ) from None
+    return timetable
 
 
 def register_inline_connection(config: ClusterConfig) -> None:

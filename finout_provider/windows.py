@@ -215,7 +215,7 @@ def plan_run(
     first = min((w.start for w in main), default=now)
     extra: list[Window] = []
     if history_from is not None:
-        extra = windows_between(history_from, first, time_frame)
+        extra = windows_between(align_down(history_from, time_frame), first, time_frame)
     extra = merge(extra, (w for w in repairs if w.start < first))
     room = limit - len(main)
     deferred = max(0, len(extra) - room)

@@ -1,0 +1,94 @@
+"""The DAG files over a clusters file with valid and invalid entries (Airflow's own DagBag)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.af2
+
+GOOD = [
+    {"CLUSTER_NAME": "prod-eu", "HOSTNAME": "prometheus-server.monitoring.svc.cluster.local", "PORT": 9090},
+    {"CLUSTER_NAME": "staging.us_1", "PROMETHEUS_CONN_ID": "prometheus_staging", "TIME_FRAME": 900},
+    {"CLUSTER_NAME": "central", "CLUSTER_LABEL": "cluster", "SCHEDULE": "*/30 * * * *"},
+]
+BAD = {
+    "bad/name": ({"CLUSTER_NAME": "bad/name"}, "CLUSTER_NAME"),
+    "badframe": ({"CLUSTER_NAME": "badframe", "TIME_FRAME": 7000}, "TIME_FRAME"),
+    "typo": ({"CLUSTER_NAME": "typo", "HOSTNAM": "x"}, "did you mean HOSTNAME"),
+    "badbucket": ({"CLUSTER_NAME": "badbucket", "S3_BUCKET": "s3://b/k8s"}, "S3_BUCKET"),
+    "badcron": ({"CLUSTER_NAME": "badcron", "SCHEDULE": "every hour"}, "every hour"),
+    "badport": ({"CLUSTER_NAME": "badport", "PORT": 0}, "PORT"),
+}
+
+
+def dagbag(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clusters: list[dict[str, Any]]) -> Any:
+    from airflow.models import DagBag
+
+    path = tmp_path / "clusters.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {"defaults": {"S3_BUCKET": "finout-metrics", "S3_PREFIX": "k8s/prometheus"}, "clusters": clusters}
+        )
+    )
+    monkeypatch.setenv("FINOUT_CLUSTERS_FILE", str(path))
+    return (
+        DagBag(dag_folder=str(ROOT / "dags"), include_examples=False)
+        if _has_examples_arg()
+        else DagBag(dag_folder=str(ROOT / "dags"))
+    )
+
+
+def _has_examples_arg() -> bool:
+    import inspect
+
+    from airflow.models import DagBag
+
+    return "include_examples" in inspect.signature(DagBag.__init__).parameters
+
+
+def test_valid_clusters_load_and_each_invalid_entry_gives_one_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bag = dagbag(tmp_path, monkeypatch, [GOOD[0], *(entry for entry, _ in BAD.values()), GOOD[1], GOOD[2]])
+    assert sorted(bag.dags) == sorted(f"finout_prometheus_{c['CLUSTER_NAME']}" for c in GOOD)
+    for dag in bag.dags.values():
+        graph = {t.task_id: sorted(t.downstream_task_ids) for t in dag.tasks}
+        assert graph == {
+            "plan_windows": ["export_window", "validate_export"],
+            "export_window": ["validate_export"],
+            "validate_export": ["retention_cleanup"],
+            "retention_cleanup": [],
+        }
+        assert dag.max_active_runs == 1 and not dag.catchup
+        assert type(dag.timetable).__name__ == "CronDataIntervalTimetable"
+        assert set(dag.params) >= {"start", "end"}
+        export = dag.get_task("export_window")
+        assert export.max_active_tis_per_dag == 1
+    assert bag.dags["finout_prometheus_prod-eu"].timetable.summary == "0 * * * *"
+    assert bag.dags["finout_prometheus_staging.us_1"].timetable.summary == "*/15 * * * *"
+
+    assert list(bag.import_errors) == [str(ROOT / "dags" / "finout_prometheus_config_errors.py")]
+    report = next(iter(bag.import_errors.values()))
+    lines = [line for line in report.splitlines() if line.startswith("- cluster ")]
+    assert len(lines) == len(BAD)
+    for name, (_, hint) in BAD.items():
+        matching = [line for line in lines if line.startswith(f"- cluster {name!r}")]
+        assert len(matching) == 1 and hint in matching[0], (name, lines)
+
+
+def test_all_valid_gives_no_import_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bag = dagbag(tmp_path, monkeypatch, GOOD)
+    assert not bag.import_errors and len(bag.dags) == 3
+
+
+def test_kubernetes_pod_mode_graph(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bag = dagbag(tmp_path, monkeypatch, [{"CLUSTER_NAME": "pods", "MODE": "kubernetes_pod"}])
+    dag = bag.dags["finout_prometheus_pods"]
+    assert type(dag.get_task("export_window")).__name__ == "KubernetesPodOperator"
+    assert sorted(dag.get_task("validate_export").upstream_task_ids) == ["export_window", "plan_windows"]

@@ -1,0 +1,92 @@
+"""MODE kubernetes_pod: the pod the official image runs in, built without a cluster."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from finout_provider.config import parse_document
+from finout_provider.dag_factory import build_dag
+
+pytestmark = pytest.mark.af2
+
+SECRET_VALUES = ("hunter2-password", "tok-abc-123")
+
+
+def test_pod_has_image_every_variable_and_only_secret_references() -> None:
+    entry = {
+        "CLUSTER_NAME": "prod-eu",
+        "S3_BUCKET": "finout-metrics",
+        "S3_PREFIX": "k8s/prometheus",
+        "MODE": "kubernetes_pod",
+        "IMAGE": "finout/finout-metrics-exporter:2.0.4",
+        "NAMESPACE": "monitoring",
+        "K8S_SECRET_NAME": "finout-creds",
+        "ROLE_ARN": "arn:aws:iam::123456789012:role/finout",
+        "ROLE_EXTERNAL_ID": "ext-1",
+        "SCHEME": "https",
+        "HOSTNAME": "prometheus-server.monitoring.svc.cluster.local",
+        "PORT": 9443,
+        "PATH_PREFIX": "/prom",
+        "TIME_FRAME": 1800,
+        "BACKFILL_DAYS": "2d",
+        "INITIAL_BACKFILL_DATE": "2025-10-01",
+        "QUERIES_BATCH_SIZE": 3,
+        "PROMETHEUS_USERNAME": "exporter",
+        "PROMETHEUS_PASSWORD": SECRET_VALUES[0],
+        "PROMETHEUS_BEARER_AUTH_TOKEN": SECRET_VALUES[1],
+        "PROMETHEUS_X_SCOPE_ORGID": "tenant-1",
+    }
+    clusters = parse_document({"clusters": [entry]})
+    dag = build_dag(clusters.clusters[0])
+    task = dag.get_task("export_window")
+    pod = task.build_pod_request_obj(dry_run=True)
+    container = pod.spec.containers[0]
+    assert container.image == "finout/finout-metrics-exporter:2.0.4"
+    assert pod.metadata.namespace == "monitoring"
+    env = {e.name: e for e in container.env}
+    plain = {name: e.value for name, e in env.items() if e.value is not None}
+    assert plain == {
+        "CLUSTER_NAME": "prod-eu",
+        "S3_BUCKET": "finout-metrics",
+        "S3_PREFIX": "k8s/prometheus",
+        "ROLE_ARN": "arn:aws:iam::123456789012:role/finout",
+        "ROLE_EXTERNAL_ID": "ext-1",
+        "SCHEME": "https",
+        "HOSTNAME": "prometheus-server.monitoring.svc.cluster.local",
+        "PORT": "9443",
+        "PATH_PREFIX": "prom",
+        "TIME_FRAME": "1800",
+        "BACKFILL_DAYS": "2d",
+        "INITIAL_BACKFILL_DATE": "2025-10-01",
+        "QUERIES_BATCH_SIZE": "3",
+        "PROMETHEUS_USERNAME": "exporter",
+        "PROMETHEUS_X_SCOPE_ORGID": "tenant-1",
+    }
+    for name in ("PROMETHEUS_PASSWORD", "PROMETHEUS_BEARER_AUTH_TOKEN"):
+        ref = env[name].value_from.secret_key_ref
+        assert (ref.name, ref.key) == ("finout-creds", name)
+        assert env[name].value is None
+    spec = json.dumps(pod.to_dict(), default=str)
+    for secret in SECRET_VALUES:
+        assert secret not in spec
+
+
+def test_default_secret_name_and_no_secret_without_credentials() -> None:
+    base = {"CLUSTER_NAME": "Edge.1", "S3_BUCKET": "finout-metrics", "S3_PREFIX": "k", "MODE": "kubernetes_pod"}
+    pod = (
+        build_dag(parse_document({"clusters": [base]}).clusters[0])
+        .get_task("export_window")
+        .build_pod_request_obj(dry_run=True)
+    )
+    assert pod.spec.containers[0].image == "finout/finout-metrics-exporter:2.0.3"
+    assert all(e.value_from is None for e in pod.spec.containers[0].env)
+    with_password = {**base, "PROMETHEUS_USERNAME": "u", "PROMETHEUS_PASSWORD": "p"}
+    pod = (
+        build_dag(parse_document({"clusters": [with_password]}).clusters[0])
+        .get_task("export_window")
+        .build_pod_request_obj(dry_run=True)
+    )
+    refs = [e.value_from.secret_key_ref.name for e in pod.spec.containers[0].env if e.value_from]
+    assert refs == ["finout-prometheus-edge.1"]
