@@ -8,6 +8,9 @@ S3 layout as a tree with object counts and sizes, and the validation result.
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -29,6 +32,10 @@ EXPORT_HOURS = 3
 
 def _terminate(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
+
+
+def iso(ts: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
 def human(size: float) -> str:
@@ -68,7 +75,10 @@ def main() -> int:
         client: Any = s3.client()
         client.create_bucket(Bucket=BUCKET)
         stack = AirflowStack(
-            clusters=[{"CLUSTER_NAME": c, "PROMETHEUS_CONN_ID": "prometheus_central", "CLUSTER_LABEL": "cluster"} for c in CLUSTERS],
+            clusters=[
+                {"CLUSTER_NAME": c, "PROMETHEUS_CONN_ID": "prometheus_central", "CLUSTER_LABEL": "cluster"}
+                for c in CLUSTERS
+            ],
             defaults={"S3_BUCKET": BUCKET, "S3_PREFIX": PREFIX, "QUERY_DELAY_SECONDS": 0},
             connections={
                 "prometheus_central": {"conn_type": "prometheus", "host": "127.0.0.1", "port": prometheus.port},
@@ -78,7 +88,7 @@ def main() -> int:
         print(f"3/5 Airflow home {stack.home} (SQLite): migrating the metadata database")
         stack.migrate()
         start, stop = end - EXPORT_HOURS * 3600, end
-        conf = f'{{"start": "{time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start))}", "end": "{time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(stop))}"}}'
+        conf = json.dumps({"start": iso(start), "end": iso(stop)})
         for cluster in CLUSTERS:
             print(f"4/5 airflow dags test finout_prometheus_{cluster} with params {conf}")
             stack.airflow("dags", "test", f"finout_prometheus_{cluster}", "--conf", conf)
@@ -87,11 +97,11 @@ def main() -> int:
         print(f"5/5 what landed ({len(objects)} objects):\n")
         print_tree(objects)
 
+        import os
+
         from finout_provider.config import load_file
         from finout_provider.hooks.s3 import FinoutS3Hook
         from finout_provider.windows import windows_between
-
-        import os
 
         os.environ["AIRFLOW_CONN_AWS_DEFAULT"] = stack.env["AIRFLOW_CONN_AWS_DEFAULT"]
         hook = FinoutS3Hook("aws_default")
@@ -99,7 +109,9 @@ def main() -> int:
         failed = False
         for config in load_file(stack.clusters_file).clusters:
             starts = [w.start for w in windows_between(start, stop, config.time_frame)]
-            problems = hook.export_problems(BUCKET, PREFIX, config.cluster_name, [m.name for m in config.metrics], starts, config.time_frame)
+            problems = hook.export_problems(
+                BUCKET, PREFIX, config.cluster_name, [m.name for m in config.metrics], starts, config.time_frame
+            )
             status = "OK" if not problems else f"{len(problems)} problems: {problems[:3]}"
             failed |= bool(problems)
             print(f"validation {config.cluster_name}: {len(starts)} windows x {len(config.metrics)} metrics: {status}")
@@ -111,8 +123,6 @@ def main() -> int:
         for item in (stack, s3, prometheus):
             if item is not None:
                 item.cleanup() if isinstance(item, AirflowStack) else item.stop()
-        import shutil
-
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -1,0 +1,192 @@
+"""Airflow 3 as users drive it: the scheduler, `airflow backfill create`, a Clear from the UI's REST
+API, and a manual run with params, against the real Prometheus and the S3 server on loopback."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import requests
+
+from devtools.history import HistorySpec, PrometheusServer, free_port, wait_http
+from devtools.s3server import S3Server
+from devtools.stack import AirflowStack, airflow_major
+from finout_provider.layout import build_key
+from finout_provider.windows import to_epoch
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(airflow_major() < 3, reason="Airflow 3 components (api-server, dag-processor)"),
+]
+H = 3600
+DAG_ID = "finout_prometheus_sched"
+METRICS = ["cpu_requests", "pod_labels", "memory_usage_v2"]
+PREFIX = "k8s/prometheus"
+
+
+def iso(ts: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float = 300, every: float = 2) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        time.sleep(every)
+
+
+class Api:
+    def __init__(self, base: str) -> None:
+        self.base = base
+
+    def get(self, path: str, **params: Any) -> Any:
+        response = requests.get(f"{self.base}/api/v2{path}", params=params, timeout=30)
+        response.raise_for_status()
+        return response.json()
+
+    def post(self, path: str, body: dict[str, Any]) -> Any:
+        response = requests.post(f"{self.base}/api/v2{path}", json=body, timeout=30)
+        response.raise_for_status()
+        return response.json()
+
+    def runs(self, run_type: str | None = None) -> list[dict[str, Any]]:
+        runs = self.get(f"/dags/{DAG_ID}/dagRuns", limit=100)["dag_runs"]
+        return [r for r in runs if run_type is None or r["run_type"] == run_type]
+
+    def finished(self, runs: list[dict[str, Any]]) -> bool:
+        failed = [r for r in runs if r["state"] == "failed"]
+        assert not failed, f"runs failed: {failed}"
+        return bool(runs) and all(r["state"] == "success" for r in runs)
+
+
+@pytest.fixture(scope="module")
+def scheduler_stack(prometheus: PrometheusServer, s3_server: S3Server) -> Iterator[tuple[AirflowStack, Api, str]]:
+    bucket = "finout-scheduler"
+    s3_server.client().create_bucket(Bucket=bucket)  # type: ignore[attr-defined]
+    port = free_port()
+    stack = AirflowStack(
+        clusters=[
+            {
+                "CLUSTER_NAME": "sched",
+                "HOSTNAME": "127.0.0.1",
+                "PORT": prometheus.port,
+                "CLUSTER_LABEL": "cluster",
+                "BACKFILL_DAYS": 0,
+                "METRICS": METRICS,
+            }
+        ],
+        defaults={"S3_BUCKET": bucket, "S3_PREFIX": PREFIX, "QUERY_DELAY_SECONDS": 0},
+        connections={"aws_default": s3_server.connection()},
+        extra_env={
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+            "AIRFLOW__API__PORT": str(port),
+            "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
+            "AIRFLOW__CORE__PARALLELISM": "4",
+        },
+    )
+    stack.migrate()
+    stack.start("api-server", "--port", str(port), "--host", "127.0.0.1", log_name="api-server")
+    stack.start("dag-processor", log_name="dag-processor")
+    stack.start("scheduler", log_name="scheduler")
+    api = Api(f"http://127.0.0.1:{port}")
+    try:
+        wait_http(f"{api.base}/api/v2/monitor/health", timeout=120)
+        wait_for("the DAG to be parsed", lambda: _dag_exists(api), timeout=180)
+        stack.airflow("dags", "unpause", DAG_ID)  # tasks of a paused DAG are never queued, backfills included
+        yield stack, api, bucket
+    except BaseException:
+        for name in ("scheduler", "dag-processor", "api-server"):
+            print((stack.home / f"{name}.log").read_text()[-3000:])
+        raise
+    finally:
+        stack.cleanup()
+
+
+def _dag_exists(api: Api) -> bool:
+    try:
+        api.get(f"/dags/{DAG_ID}")
+    except requests.HTTPError:
+        return False
+    return True
+
+
+def keys_of(s3_server: S3Server, bucket: str) -> set[str]:
+    client: Any = s3_server.client()
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+    return {o["Key"] for page in pages for o in page.get("Contents", [])}
+
+
+def expected(starts: list[int]) -> set[str]:
+    return {build_key(PREFIX, "sched", m, s) for m in METRICS for s in starts}
+
+
+def run_windows(run: dict[str, Any]) -> list[int]:
+    start, end = to_epoch(run["data_interval_start"]), to_epoch(run["data_interval_end"])
+    return list(range(start, end, H))
+
+
+def test_scheduled_run_exports_its_window(scheduler_stack: tuple[AirflowStack, Api, str], s3_server: S3Server) -> None:
+    _, api, bucket = scheduler_stack
+    runs = wait_for("the scheduled run", lambda: api.finished(api.runs("scheduled")) and api.runs("scheduled"), 400)
+    starts = [s for run in runs for s in run_windows(run)]
+    assert starts and expected(starts) <= keys_of(s3_server, bucket)
+
+
+def test_backfill_create_exports_every_window(
+    scheduler_stack: tuple[AirflowStack, Api, str], s3_server: S3Server, history: HistorySpec
+) -> None:
+    stack, api, bucket = scheduler_stack
+    first = history.start + H
+    stack.airflow("backfill", "create", "--dag-id", DAG_ID, "--from-date", iso(first), "--to-date", iso(first + 3 * H))
+    runs = wait_for("the backfill runs", lambda: api.finished(api.runs("backfill")) and api.runs("backfill"), 500)
+    starts = sorted(s for run in runs for s in run_windows(run))
+    assert len(starts) >= 3 and starts == list(range(starts[0], starts[0] + len(starts) * H, H))
+    assert first <= starts[0] <= first + H
+    assert expected(starts) <= keys_of(s3_server, bucket)
+
+
+def test_clear_one_mapped_instance_reruns_just_that_window(
+    scheduler_stack: tuple[AirflowStack, Api, str], s3_server: S3Server
+) -> None:
+    _, api, bucket = scheduler_stack
+    client: Any = s3_server.client()
+    run = sorted(api.runs("backfill"), key=lambda r: r["data_interval_start"])[0]
+    window = run_windows(run)[0]
+    keys = sorted(expected([window]))
+    before = {k: client.get_object(Bucket=bucket, Key=k) for k in keys}
+    bodies = {k: v["Body"].read() for k, v in before.items()}
+    others = {
+        k: client.head_object(Bucket=bucket, Key=k)["LastModified"] for k in keys_of(s3_server, bucket) - set(keys)
+    }
+    path = f"/dags/{DAG_ID}/dagRuns/{run['dag_run_id']}/taskInstances/export_window/0"
+    tries = api.get(path)["try_number"]
+    time.sleep(1.1)  # LastModified has one-second resolution
+    api.post(
+        f"/dags/{DAG_ID}/clearTaskInstances",
+        {"dag_run_id": run["dag_run_id"], "task_ids": [["export_window", 0]], "dry_run": False, "only_failed": False},
+    )
+    wait_for("the rerun", lambda: (ti := api.get(path))["try_number"] > tries and ti["state"] == "success", 300)
+    for key in keys:
+        after = client.get_object(Bucket=bucket, Key=key)
+        assert after["Body"].read() == bodies[key]
+        assert after["LastModified"] > before[key]["LastModified"]
+    untouched = {k: client.head_object(Bucket=bucket, Key=k)["LastModified"] for k in others}
+    assert untouched == others
+
+
+def test_manual_run_with_params_reexports_the_range(
+    scheduler_stack: tuple[AirflowStack, Api, str], s3_server: S3Server, history: HistorySpec
+) -> None:
+    stack, api, bucket = scheduler_stack
+    start, end = history.end - 3 * H, history.end - H
+    conf = f'{{"start": "{iso(start)}", "end": "{iso(end)}"}}'
+    stack.airflow("dags", "trigger", DAG_ID, "--conf", conf)
+    wait_for("the manual run", lambda: api.finished(api.runs("manual")), 400)
+    assert expected([start, start + H]) <= keys_of(s3_server, bucket)
