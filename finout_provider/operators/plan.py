@@ -10,11 +10,12 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import AirflowFailException, BaseOperator, conf
 
-from finout_provider.hooks.s3 import FinoutS3Hook
 from finout_provider.windows import DAY, Window, WindowError, backfill_start, missing, plan_run, to_epoch
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
+
+    from finout_provider.hooks.s3 import FinoutS3Hook
 
 AUTOMATIC_RUN_TYPES = ("scheduled",)
 
@@ -87,6 +88,8 @@ class PlanWindowsOperator(BaseOperator):
 
     @cached_property
     def s3_hook(self) -> FinoutS3Hook:
+        from finout_provider.hooks.s3 import FinoutS3Hook
+
         return FinoutS3Hook(self.aws_conn_id, role_arn=self.role_arn, role_external_id=self.role_external_id)
 
     def execute(self, context: Context) -> list[dict[str, int]]:

@@ -9,12 +9,13 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import BaseOperator
 
-from finout_provider.hooks.s3 import FinoutS3Hook
 from finout_provider.layout import normalize_prefix, parse_key
 from finout_provider.windows import DAY
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
+
+    from finout_provider.hooks.s3 import FinoutS3Hook
 
 
 class FinoutRetentionOperator(BaseOperator):
@@ -63,6 +64,8 @@ class FinoutRetentionOperator(BaseOperator):
 
     @cached_property
     def s3_hook(self) -> FinoutS3Hook:
+        from finout_provider.hooks.s3 import FinoutS3Hook
+
         return FinoutS3Hook(self.aws_conn_id, role_arn=self.role_arn, role_external_id=self.role_external_id)
 
     def expired_keys(self, cutoff: int) -> list[str]:

@@ -9,13 +9,14 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import AirflowException, AirflowSensorTimeout, BaseSensorOperator
 
-from finout_provider.hooks.s3 import FinoutS3Hook
 from finout_provider.layout import normalize_prefix
 from finout_provider.triggers.export import FinoutExportTrigger
 from finout_provider.windows import to_epoch
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
+
+    from finout_provider.hooks.s3 import FinoutS3Hook
 
 SHOWN = 20
 
@@ -79,6 +80,8 @@ class FinoutExportSensor(BaseSensorOperator):
 
     @cached_property
     def s3_hook(self) -> FinoutS3Hook:
+        from finout_provider.hooks.s3 import FinoutS3Hook
+
         return FinoutS3Hook(self.aws_conn_id, role_arn=self.role_arn, role_external_id=self.role_external_id)
 
     def problems(self) -> list[str]:

@@ -11,13 +11,14 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.sdk import AirflowException, BaseOperator
 
 from finout_provider.catalogue import CATALOGUE, Metric, render
-from finout_provider.hooks.prometheus import PrometheusHook
-from finout_provider.hooks.s3 import FinoutS3Hook, Upload
 from finout_provider.layout import build_key, normalize_prefix, validate_bucket
 from finout_provider.windows import Window, check_frame, to_epoch
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
+
+    from finout_provider.hooks.prometheus import PrometheusHook
+    from finout_provider.hooks.s3 import FinoutS3Hook, Upload
 
 
 def metric_specs(metrics: Sequence[Metric | Mapping[str, str]] | None) -> list[dict[str, str]]:
@@ -80,7 +81,7 @@ class PrometheusToS3Operator(BaseOperator):
         window_start: Any,
         window_end: Any,
         metrics: Sequence[Metric | Mapping[str, str]] | None = None,
-        prometheus_conn_id: str = PrometheusHook.default_conn_name,
+        prometheus_conn_id: str = "prometheus_default",
         aws_conn_id: str | None = "aws_default",
         role_arn: str | None = None,
         role_external_id: str | None = None,
@@ -112,10 +113,14 @@ class PrometheusToS3Operator(BaseOperator):
 
     @cached_property
     def prometheus_hook(self) -> PrometheusHook:
+        from finout_provider.hooks.prometheus import PrometheusHook
+
         return PrometheusHook(self.prometheus_conn_id, pool_size=self.queries_batch_size)
 
     @cached_property
     def s3_hook(self) -> FinoutS3Hook:
+        from finout_provider.hooks.s3 import FinoutS3Hook
+
         return FinoutS3Hook(self.aws_conn_id, role_arn=self.role_arn, role_external_id=self.role_external_id)
 
     @property

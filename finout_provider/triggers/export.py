@@ -9,8 +9,6 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from finout_provider.hooks.s3 import FinoutS3Hook
-
 
 class FinoutExportTrigger(BaseTrigger):
     """Polls S3 until every expected object of the windows is a non-empty gzip, or times out."""
@@ -49,6 +47,8 @@ class FinoutExportTrigger(BaseTrigger):
         return f"{type(self).__module__}.{type(self).__name__}", dict(self.kwargs)
 
     def _problems(self) -> list[str]:
+        from finout_provider.hooks.s3 import FinoutS3Hook
+
         k = self.kwargs
         hook = FinoutS3Hook(k["aws_conn_id"], role_arn=k["role_arn"], role_external_id=k["role_external_id"])
         return hook.export_problems(
