@@ -9,7 +9,6 @@ S3 layout as a tree with object counts and sizes, and the validation result.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import sys

@@ -1,6 +1,6 @@
 """Write generated cluster history as OpenMetrics text (for `promtool tsdb create-blocks-from`).
 
-    python -m devtools.generate --out history.om --hours 12 --clusters a,b --cluster-label cluster
+python -m devtools.generate --out history.om --hours 12 --clusters a,b --cluster-label cluster
 """
 
 from __future__ import annotations

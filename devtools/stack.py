@@ -85,6 +85,8 @@ class AirflowStack:
         self.airflow("db", "migrate")
 
     def start(self, *args: str, log_name: str) -> subprocess.Popen[bytes]:
+        """Start an Airflow component in the background. Only loopback listeners: pass
+        ``--skip-serve-logs`` to the scheduler and ``--host 127.0.0.1`` to the api-server."""
         log = (self.home / f"{log_name}.log").open("wb")
         process = subprocess.Popen(
             [str(BIN / "airflow"), *args], env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -17,6 +19,7 @@ sys.path.insert(0, str(ROOT))
 
 # Airflow reads its configuration at import time: point it at a throwaway home first.
 _HOME = Path(tempfile.mkdtemp(prefix="finout-airflow-home-"))
+atexit.register(shutil.rmtree, _HOME, True)
 os.environ.setdefault("AIRFLOW_HOME", str(_HOME))
 os.environ.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{_HOME}/airflow.db")
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")

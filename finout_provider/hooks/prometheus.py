@@ -264,7 +264,7 @@ class PrometheusHook(BaseHook):
     def _sigv4_auth(self) -> _SigV4:
         from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 
-        aws = AwsBaseHook(aws_conn_id=self.extras.get("aws_conn_id", "aws_default"), client_type="aps")
+        aws = AwsBaseHook(aws_conn_id=self.extras.get("aws_conn_id", "aws_default"), client_type="sts")
         region = self.extras.get("region_name") or aws.conn_region_name
         if not region:
             raise ValueError(
@@ -290,14 +290,15 @@ class PrometheusHook(BaseHook):
         return min(self.retry_wait * (2**attempt), 60.0) * (0.5 + random.random() / 2)
 
     @contextmanager
-    def _open(self, path: str, params: dict[str, Any], what: str) -> Iterator[requests.Response]:
-        """POST ``path`` with ``params`` as a form, retrying transient failures; yield the 200 response."""
+    def _open(self, path: str, params: dict[str, Any], what: str, method: str = "POST") -> Iterator[requests.Response]:
+        """Send ``params`` to ``path`` (a form for POST), retrying transient failures; yield the 200 response."""
         url = f"{self.base_url}{path}"
         attempt = 0
         while True:
             response: requests.Response | None = None
             try:
-                response = self.session.post(url, data=params, timeout=self.timeout, stream=True)
+                form, query = (params, None) if method == "POST" else (None, params)
+                response = self.session.request(method, url, data=form, params=query, timeout=self.timeout, stream=True)
             except (requests.ConnectionError, requests.Timeout) as err:
                 if attempt >= self.max_retries:
                     raise PrometheusError(
@@ -389,7 +390,7 @@ class PrometheusHook(BaseHook):
     def build_info(self) -> dict[str, Any]:
         """``/api/v1/status/buildinfo`` ``data`` (empty where the backend does not offer it)."""
         try:
-            with self._open("/api/v1/status/buildinfo", {}, "buildinfo") as response:
+            with self._open("/api/v1/status/buildinfo", {}, "buildinfo", method="GET") as response:
                 return dict(response.json().get("data") or {})
         except PrometheusError as err:
             if err.status in (404, 405):

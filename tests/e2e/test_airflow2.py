@@ -93,7 +93,7 @@ def test_backfill_cli_scheduler_and_clear_of_one_mapped_instance(
         stack.migrate()
         # 1. The scheduler's own run of the latest interval (S3 is empty and BACKFILL_DAYS 0, so
         #    the first run exports just its window).
-        stack.start("scheduler", log_name="scheduler")
+        stack.start("scheduler", "--skip-serve-logs", log_name="scheduler")
         stack.airflow("dags", "unpause", DAG_ID)
         deadline = time.monotonic() + 400
         while not [r for r in runs(stack) if r["run_id"].startswith("scheduled__") and r["state"] == "success"]:
@@ -113,8 +113,12 @@ def test_backfill_cli_scheduler_and_clear_of_one_mapped_instance(
         script.write_text(CLEAR_ONE)
         out = subprocess.run(
             [str(BIN / "python"), str(script), DAG_ID, scheduled["run_id"]],
-            env=stack.env, capture_output=True, text=True, check=True, timeout=120,
-        )  # fmt: skip
+            env=stack.env,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
+        )
         assert "cleared 1" in out.stdout, out.stdout + out.stderr
         deadline = time.monotonic() + 300
         while True:

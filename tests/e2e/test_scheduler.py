@@ -94,7 +94,7 @@ def scheduler_stack(prometheus: PrometheusServer, s3_server: S3Server) -> Iterat
     stack.migrate()
     stack.start("api-server", "--port", str(port), "--host", "127.0.0.1", log_name="api-server")
     stack.start("dag-processor", log_name="dag-processor")
-    stack.start("scheduler", log_name="scheduler")
+    stack.start("scheduler", "--skip-serve-logs", log_name="scheduler")
     api = Api(f"http://127.0.0.1:{port}")
     try:
         wait_http(f"{api.base}/api/v2/monitor/health", timeout=120)

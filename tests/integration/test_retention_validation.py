@@ -150,9 +150,18 @@ def test_trigger_reports_success_and_timeout(s3: Any) -> None:
 
     start = aligned(NOW - 3 * H)
     args = dict(
-        cluster_name="prod-eu", s3_bucket=BUCKET, s3_prefix=PREFIX, starts=[start], metrics=["cpu_requests"],
-        time_frame=H, aws_conn_id="aws_default", role_arn=None, role_external_id=None, poke_interval=0.05, timeout=0.2,
-    )  # fmt: skip
+        cluster_name="prod-eu",
+        s3_bucket=BUCKET,
+        s3_prefix=PREFIX,
+        starts=[start],
+        metrics=["cpu_requests"],
+        time_frame=H,
+        aws_conn_id="aws_default",
+        role_arn=None,
+        role_external_id=None,
+        poke_interval=0.05,
+        timeout=0.2,
+    )
     trigger = FinoutExportTrigger(**args)  # type: ignore[arg-type]
     path, kwargs = trigger.serialize()
     assert path == "finout_provider.triggers.export.FinoutExportTrigger" and kwargs == args

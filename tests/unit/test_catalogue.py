@@ -5,9 +5,16 @@ import pytest
 from finout_provider.catalogue import CATALOGUE, CatalogueError, render, select
 
 REQUIRED = {
-    "cpu_requests", "cpu_usage", "cpu_usage_v2", "memory_usage", "memory_usage_v2", "bytes_received",
-    "bytes_received_v2", "bytes_transmitted", "bytes_transmitted_v2",
-}  # fmt: skip
+    "cpu_requests",
+    "cpu_usage",
+    "cpu_usage_v2",
+    "memory_usage",
+    "memory_usage_v2",
+    "bytes_received",
+    "bytes_received_v2",
+    "bytes_transmitted",
+    "bytes_transmitted_v2",
+}
 
 
 def test_catalogue_keeps_finout_names_and_says_what_it_needs() -> None:

@@ -1,0 +1,119 @@
+"""One measured export in a fresh process: prints JSON with seconds, bytes and peak RSS.
+
+    python -m benchmarks.worker MODE PROM_URL S3_URL BUCKET START END STEP QUERIES_JSON
+
+MODE is ``ours`` (PrometheusToS3Operator), ``limit`` (read bytes, gzip, one PUT) or ``obvious``
+(requests + json.loads + json.dumps + gzip + put_object). All use QUERIES_BATCH_SIZE=5 threads.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import resource
+import sys
+import time
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+CONCURRENCY = 5
+
+
+def rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def s3_client(url: str) -> Any:
+    import boto3
+
+    return boto3.client(
+        "s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
+    )
+
+
+def main() -> None:
+    mode, prom, s3_url, bucket, start, end, step, queries_json = sys.argv[1:9]
+    queries = json.loads(queries_json)
+    start_i, end_i, step_i = int(start), int(end), int(step)
+    params = {"start": str(start_i), "end": str(end_i - step_i), "step": str(step_i)}
+    if mode == "ours":
+        os.environ["AIRFLOW_CONN_BENCH_PROM"] = json.dumps({"conn_type": "prometheus", "host": prom})
+        os.environ["AIRFLOW_CONN_BENCH_S3"] = json.dumps(
+            {
+                "conn_type": "aws",
+                "login": "testing",
+                "password": "testing",
+                "extra": {"endpoint_url": s3_url, "region_name": "us-east-1"},
+            }
+        )
+        from finout_provider.transfers.prometheus_to_s3 import PrometheusToS3Operator
+
+        op = PrometheusToS3Operator(
+            task_id="bench",
+            cluster_name="bench",
+            s3_bucket=bucket,
+            s3_prefix="bench/ours",
+            window_start=start_i,
+            window_end=end_i,
+            metrics=queries,
+            prometheus_conn_id="bench_prom",
+            aws_conn_id="bench_s3",
+            step_seconds=step_i,
+            queries_batch_size=CONCURRENCY,
+            query_delay_seconds=0,
+        )
+        op.prometheus_hook.session  # noqa: B018 - connections resolved before timing
+        op.s3_hook.get_conn()
+        base = rss_mb()
+        began = time.perf_counter()
+        summary = op.execute({})
+        seconds = time.perf_counter() - began
+        raw = summary["raw_bytes"]
+    else:
+        import requests
+
+        client = s3_client(s3_url)
+        session = requests.Session()
+        session.headers["Accept-Encoding"] = "identity"
+        adapter = requests.adapters.HTTPAdapter(pool_maxsize=CONCURRENCY)
+        session.mount("http://", adapter)
+
+        def limit(q: dict[str, str]) -> int:
+            body = session.post(f"{prom}/api/v1/query_range", data={"query": q["query"], **params}).content
+            compressor = zlib.compressobj(6, zlib.DEFLATED, 31)
+            packed = compressor.compress(body) + compressor.flush()
+            client.put_object(Bucket=bucket, Key=f"bench/limit/{q['name']}.json.gz", Body=packed)
+            return len(body)
+
+        def obvious(q: dict[str, str]) -> int:
+            response = session.post(f"{prom}/api/v1/query_range", data={"query": q["query"], **params})
+            document = response.json()
+            text = json.dumps(document).encode()
+            client.put_object(Bucket=bucket, Key=f"bench/obvious/{q['name']}.json.gz", Body=gzip.compress(text))
+            return len(response.content)
+
+        work = limit if mode == "limit" else obvious
+        base = rss_mb()
+        began = time.perf_counter()
+        with ThreadPoolExecutor(CONCURRENCY) as pool:
+            raw = sum(pool.map(work, queries))
+        seconds = time.perf_counter() - began
+    peak = rss_mb()
+    print(
+        json.dumps(
+            {
+                "mode": mode,
+                "seconds": seconds,
+                "raw_bytes": raw,
+                "peak_rss_mb": peak,
+                "base_rss_mb": base,
+                "growth_mb": peak - base,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
