@@ -24,7 +24,7 @@ $(VENV)/.done: pyproject.toml
 	touch $@
 
 $(VENV2)/.done: pyproject.toml $(VENV)/.done
-	$(UV) venv -q -p $(PYTHON) $(VENV2)
+	$(UV) venv -q --clear -p $(PYTHON) $(VENV2)
 	$(UV) pip install -q -p $(VENV2)/bin/python -e '.[test,kubernetes]' "apache-airflow==$(AIRFLOW2)"
 	touch $@
 

@@ -299,6 +299,12 @@ class PrometheusHook(BaseHook):
             try:
                 form, query = (params, None) if method == "POST" else (None, params)
                 response = self.session.request(method, url, data=form, params=query, timeout=self.timeout, stream=True)
+            except requests.exceptions.SSLError as err:
+                reason = str(err.args[0] if err.args else err)[-200:]
+                raise PrometheusError(
+                    f"{what}: TLS verification of {self.base_url} failed ({reason}); set 'ca_bundle' in the extras "
+                    f"of connection {self.prometheus_conn_id!r} to the CA that signed the server's certificate"
+                ) from None
             except (requests.ConnectionError, requests.Timeout) as err:
                 if attempt >= self.max_retries:
                     raise PrometheusError(

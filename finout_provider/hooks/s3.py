@@ -43,6 +43,34 @@ def gzip_stream(chunks: Iterable[bytes], level: int = 6) -> Iterator[bytes]:
     yield compressor.flush()
 
 
+POLICY_HINT = (
+    "the exporter's role needs the seed's policy: s3:PutObject/GetObject/DeleteObject on "
+    "arn:aws:s3:::{bucket}/<S3_PREFIX>/* and s3:ListBucket on arn:aws:s3:::{bucket} with the conditions "
+    's3:delimiter "/" and s3:prefix "<S3_PREFIX>*"'
+)
+
+
+class S3AccessError(RuntimeError):
+    """S3 refused a request; the message names the action, the key and what to fix."""
+
+
+def _is_client_error(err: BaseException) -> bool:
+    from botocore.exceptions import ClientError
+
+    return isinstance(err, ClientError)
+
+
+def explain(err: Any, action: str, bucket: str, key: str) -> S3AccessError:
+    """A readable error for a botocore ``ClientError`` of ``action`` on ``bucket``/``key``."""
+    code = str(err.response.get("Error", {}).get("Code", ""))
+    where = f"{action} on s3://{bucket}/{key}"
+    if code in ("AccessDenied", "403", "AllAccessDisabled", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+        return S3AccessError(f"{where} was denied ({code}): {POLICY_HINT.format(bucket=bucket)}")
+    if code in ("NoSuchBucket", "404"):
+        return S3AccessError(f"{where} failed: bucket {bucket!r} does not exist; check S3_BUCKET and the AWS region")
+    return S3AccessError(f"{where} failed ({code or type(err).__name__}): {err}")
+
+
 class FinoutS3Hook(S3Hook):
     """
     S3Hook that can assume the exporter's role and writes streamed gzip objects.
@@ -136,9 +164,11 @@ class FinoutS3Hook(S3Hook):
                 client.complete_multipart_upload(
                     Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
                 )
-        except BaseException:
+        except BaseException as err:
             if upload_id is not None:
                 client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+            if _is_client_error(err):
+                raise explain(err, "s3:PutObject", bucket, key) from None
             raise
         return Upload(key, raw, total)
 
@@ -149,9 +179,14 @@ class FinoutS3Hook(S3Hook):
         paginator = self._s3().get_paginator("list_objects_v2")
         folders: list[str] = []
         objects: list[dict[str, Any]] = []
-        for page in paginator.paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
-            folders.extend(p["Prefix"] for p in page.get("CommonPrefixes", []))
-            objects.extend({"Key": o["Key"], "Size": o["Size"]} for o in page.get("Contents", []))
+        try:
+            for page in paginator.paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
+                folders.extend(p["Prefix"] for p in page.get("CommonPrefixes", []))
+                objects.extend({"Key": o["Key"], "Size": o["Size"]} for o in page.get("Contents", []))
+        except Exception as err:
+            if _is_client_error(err):
+                raise explain(err, "s3:ListBucket", bucket, prefix) from None
+            raise
         return folders, objects
 
     def layout_objects(
@@ -219,7 +254,10 @@ class FinoutS3Hook(S3Hook):
             errors = answer.get("Errors") or []
             if errors:
                 shown = ", ".join(f"{e.get('Key')} ({e.get('Code')})" for e in errors[:5])
-                raise RuntimeError(f"S3 refused to delete {len(errors)} of {len(batch)} keys: {shown}")
+                raise S3AccessError(
+                    f"S3 refused to delete {len(errors)} of {len(batch)} keys: {shown}; "
+                    + POLICY_HINT.format(bucket=bucket)
+                )
 
     def read_head(self, bucket: str, key: str, size: int = 10) -> bytes:
         """The first ``size`` bytes of an object (a ranged GET)."""
