@@ -42,10 +42,7 @@ unit: venv
 	$(VENV)/bin/pytest -q tests/unit $(PYTEST_ARGS)
 
 test: system-deps venv venv2 lint typecheck
-	@echo "== Airflow $(AIRFLOW3): full suite"
-	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
-	@echo "== Airflow $(AIRFLOW2): unit, integration and the tests marked af2"
-	PATH=$(CURDIR)/$(VENV2)/bin:$$PATH $(VENV2)/bin/pytest -q -p no:cacheprovider -m "not e2e or af2" $(PYTEST_ARGS)
+	VENV=$(VENV) VENV2=$(VENV2) scripts/test-both.sh $(PYTEST_ARGS)
 
 demo: system-deps venv
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/python -m devtools.demo

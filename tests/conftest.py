@@ -11,6 +11,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -78,3 +79,22 @@ def s3() -> Iterator[object]:
         client.create_bucket(Bucket=BUCKET)
         set_connection("aws_default", conn_type="aws", extra={"region_name": "us-east-1"})
         yield client
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[object]:
+    """An S3 endpoint on loopback (moto server), for tests that run Airflow in other processes."""
+    from devtools.s3server import S3Server
+
+    server = S3Server().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def bucket(s3_server: Any) -> str:
+    import uuid
+
+    name = f"finout-{uuid.uuid4().hex[:12]}"
+    s3_server.client().create_bucket(Bucket=name)
+    return name

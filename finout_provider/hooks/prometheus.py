@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import random
 import re
@@ -272,6 +273,16 @@ class PrometheusHook(BaseHook):
             )
         return _SigV4(aws.get_credentials, region)
 
+    def _redact(self, text: str) -> str:
+        """``text`` with this connection's secrets replaced (a server may echo what it was sent)."""
+        conn = self.connection
+        secrets = [conn.password, self.extras.get("bearer_token")]
+        if conn.password:
+            secrets.append(base64.b64encode(f"{conn.login or ''}:{conn.password}".encode()).decode())
+        for secret in filter(None, secrets):
+            text = text.replace(str(secret), "***")
+        return text
+
     @staticmethod
     def _mask(secret: str) -> None:
         try:
@@ -298,7 +309,10 @@ class PrometheusHook(BaseHook):
             response: requests.Response | None = None
             try:
                 form, query = (params, None) if method == "POST" else (None, params)
-                response = self.session.request(method, url, data=form, params=query, timeout=self.timeout, stream=True)
+                # verify is passed per request: requests lets REQUESTS_CA_BUNDLE override a session's setting.
+                response = self.session.request(
+                    method, url, data=form, params=query, timeout=self.timeout, stream=True, verify=self.session.verify
+                )
             except requests.exceptions.SSLError as err:
                 reason = str(err.args[0] if err.args else err)[-200:]
                 raise PrometheusError(
@@ -329,7 +343,7 @@ class PrometheusHook(BaseHook):
                     raise PrometheusError(
                         f"{what}: HTTP {response.status_code} from {self.base_url}{path}"
                         + (f" after {attempt + 1} attempts" if retryable else "")
-                        + f": {_error_text(body)}",
+                        + f": {self._redact(_error_text(body))}",
                         status=response.status_code,
                         retryable=retryable,
                     )

@@ -1,0 +1,261 @@
+"""Fault injection through the real operator code path: what Prometheus and S3 do wrong, and what
+is left in S3 afterwards (never a partial object)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+import pytest
+
+from devtools.faults import SUCCESS, FaultServer, Seen, reply
+from devtools.history import HistorySpec
+from finout_provider.catalogue import CATALOGUE
+from finout_provider.layout import build_key
+from tests.conftest import BUCKET, PREFIX, ROOT, set_connection
+from tests.integration.test_export import all_keys, make_operator, read
+
+pytestmark = pytest.mark.integration
+H = 3600
+ONE = [next(m for m in CATALOGUE if m.name == "node_info")]
+
+
+def answer_with(*bodies: tuple[int, bytes, dict[str, str]]) -> Any:
+    queue = list(bodies)
+
+    def handler(seen: Seen, request: Any) -> None:
+        status, body, headers = queue.pop(0) if len(queue) > 1 else queue[0]
+        reply(request, status, body, headers)
+
+    return handler
+
+
+@pytest.mark.parametrize(
+    ("first", "label"),
+    [
+        ((503, b'{"status":"error","errorType":"unavailable","error":"overloaded"}', {"Retry-After": "0"}), "503"),
+        ((429, b"rate limited", {"Retry-After": "0"}), "429"),
+        ((502, b"<html>bad gateway</html>", {}), "502 from a proxy"),
+        ((504, b"<html>gateway timeout</html>", {}), "504 from a proxy"),
+        ((400, b'{"__type":"ThrottlingException","message":"Rate exceeded"}', {}), "AMP throttling"),
+        ((200, b'{"status":"success","data":{"resultType":"matrix","result":[{"metric":{}', {}), "body cut short"),
+        (
+            (200, b'{"status":"success","data":{"resultType":"matrix","result":[]},"warnings":["partial"]}', {}),
+            "warnings",
+        ),
+    ],
+)
+def test_transient_faults_are_retried_and_the_window_completes(
+    s3: Any, history: HistorySpec, first: Any, label: str
+) -> None:
+    with FaultServer(answer_with(first, (200, SUCCESS, {}))) as server:
+        set_connection(
+            "p_fault", conn_type="prometheus", host="127.0.0.1", port=server.port, extra={"retry_wait": 0.01}
+        )
+        make_operator("p_fault", history.start, history.start + H, metrics=ONE).execute({})
+    assert len(server.requests) == 2, label
+    body = gzip.decompress(read(s3, build_key(PREFIX, "prod-eu", "node_info", history.start)))
+    assert json.loads(body) == json.loads(SUCCESS)
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        ((200, b'{"status":"error","errorType":"execution","error":"boom"}', {}), "boom"),
+        (
+            (
+                422,
+                b'{"status":"error","errorType":"execution","error":"query processing would load too many samples into memory"}',
+                {},
+            ),
+            "too many samples",
+        ),
+        (
+            (
+                400,
+                b'{"status":"error","errorType":"bad_data","error":"exceeded maximum resolution of 11,000 points per timeseries"}',
+                {},
+            ),
+            "maximum resolution",
+        ),
+        ((200, b"<html>not json</html>", {}), "not valid JSON"),
+    ],
+)
+def test_permanent_errors_fail_clearly_and_write_nothing(
+    s3: Any, history: HistorySpec, answer: Any, expected: str
+) -> None:
+    with FaultServer(answer_with(answer)) as server:
+        set_connection(
+            "p_perm",
+            conn_type="prometheus",
+            host="127.0.0.1",
+            port=server.port,
+            extra={"retry_wait": 0.01, "max_retries": 1},
+        )
+        with pytest.raises(Exception) as err:
+            make_operator("p_perm", history.start, history.start + H, metrics=ONE).execute({})
+    assert (
+        expected in str(err.value) and "metric 'node_info'" in str(err.value) and "cluster 'prod-eu'" in str(err.value)
+    )
+    assert all_keys(s3) == []
+
+
+def test_a_stalled_read_times_out_and_is_fetched_again(s3: Any, history: HistorySpec) -> None:
+    calls = []
+
+    def stall_once(seen: Seen, request: Any) -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            request.send_response(200)
+            request.send_header("Content-Type", "application/json")
+            request.send_header("Content-Length", str(len(SUCCESS)))
+            request.end_headers()
+            request.wfile.write(SUCCESS[:20])
+            request.wfile.flush()
+            time.sleep(3)  # stall mid-body, longer than the read timeout
+            return
+        reply(request, 200, SUCCESS)
+
+    with FaultServer(stall_once) as server:
+        set_connection(
+            "p_stall",
+            conn_type="prometheus",
+            host="127.0.0.1",
+            port=server.port,
+            extra={"timeout": 1, "retry_wait": 0.01},
+        )
+        make_operator("p_stall", history.start, history.start + H, metrics=ONE).execute({})
+    assert len(calls) == 2
+    assert all_keys(s3) == [build_key(PREFIX, "prod-eu", "node_info", history.start)]
+
+
+class _Raw:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def stream(self, **_: Any) -> Any:
+        yield self.data
+
+
+def inject_s3_errors(client: Any, operation: str, answers: list[tuple[int, str]]) -> list[str]:
+    """Answer the next calls of ``operation`` with these S3 errors, before they reach the server."""
+    from botocore.awsrequest import AWSResponse
+
+    seen: list[str] = []
+
+    def fault(request: Any, **_: Any) -> Any:
+        seen.append(operation)
+        if not answers:
+            return None
+        status, code = answers.pop(0)
+        body = f"<?xml version='1.0' encoding='UTF-8'?><Error><Code>{code}</Code><Message>injected</Message></Error>"
+        return AWSResponse(request.url, status, {}, _Raw(body.encode()))
+
+    client.meta.events.register(f"before-send.s3.{operation}", fault)
+    return seen
+
+
+def test_s3_500_and_slowdown_on_put_and_parts_are_retried(s3: Any, prom_conn: str, history: HistorySpec) -> None:
+    op = make_operator(prom_conn, history.start, history.start + H, metrics=ONE)
+    client = op.s3_hook.get_conn()
+    puts = inject_s3_errors(client, "PutObject", [(503, "SlowDown"), (500, "InternalError")])
+    op.execute({})
+    assert len(puts) == 3  # two injected failures, then the real PUT
+    assert all_keys(s3) == [build_key(PREFIX, "prod-eu", "node_info", history.start)]
+
+    parts = inject_s3_errors(client, "UploadPart", [(503, "SlowDown"), (500, "InternalError")])
+    chunks = [os.urandom(1 << 20) for _ in range(12)]
+    op.s3_hook.upload_gzip_stream(iter(chunks), BUCKET, f"{PREFIX}/big.json.gz", part_size=5 << 20)
+    assert len(parts) >= 4  # at least two parts, two of the attempts failed
+    assert gzip.decompress(read(s3, f"{PREFIX}/big.json.gz")) == b"".join(chunks)
+
+
+def test_access_denied_fails_fast_naming_action_key_and_policy(s3: Any, prom_conn: str, history: HistorySpec) -> None:
+    start = history.start + 5 * H
+    op = make_operator(prom_conn, start, start + H, metrics=ONE)
+    puts: list[str] = []
+
+    def deny(**_: Any) -> None:
+        from botocore.exceptions import ClientError
+
+        puts.append("PutObject")
+        raise ClientError({"Error": {"Code": "AccessDenied", "Message": "Access Denied"}}, "PutObject")
+
+    op.s3_hook.get_conn().meta.events.register("before-call.s3.PutObject", deny)
+    with pytest.raises(Exception) as err:
+        op.execute({})
+    assert len(puts) == 1  # not retried
+    message = str(err.value)
+    assert "s3:PutObject on s3://finout-metrics/k8s/prometheus/prod-eu/" in message and "AccessDenied" in message
+    assert "seed's policy" in message
+    assert build_key(PREFIX, "prod-eu", "node_info", start) not in all_keys(s3)
+
+
+def test_missing_bucket_fails_with_a_clear_message(s3: Any, prom_conn: str, history: HistorySpec) -> None:
+    op = make_operator(prom_conn, history.start, history.start + H, metrics=ONE, s3_bucket="no-such-bucket")
+    with pytest.raises(Exception, match="bucket 'no-such-bucket' does not exist"):
+        op.execute({})
+
+
+def test_a_worker_killed_mid_export_leaves_no_object_and_the_rerun_finishes(
+    s3_server: Any, history: HistorySpec, prometheus: Any
+) -> None:
+    """SIGKILL while a multipart upload is under way: nothing appears under the key; a rerun completes."""
+    client = s3_server.client()
+    client.create_bucket(Bucket="finout-kill")
+    noise = os.urandom(4 << 20).hex().encode()  # 8 MiB of text that gzip cannot shrink much
+
+    def endless(seen: Seen, request: Any) -> None:
+        request.send_response(200)
+        request.send_header("Content-Type", "application/json")
+        request.send_header("Transfer-Encoding", "chunked")
+        request.end_headers()
+        head = b'{"status":"success","data":{"resultType":"matrix","result":[{"metric":{"x":"'
+        for piece in (head, noise, noise, noise):
+            request.wfile.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+        request.wfile.flush()
+        time.sleep(60)  # the worker dies while waiting for the rest
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env["AIRFLOW_CONN_AWS_KILL"] = json.dumps(s3_server.connection())
+    script = (
+        "import sys\n"
+        "from finout_provider.transfers.prometheus_to_s3 import PrometheusToS3Operator\n"
+        "op = PrometheusToS3Operator(task_id='t', cluster_name='prod-eu', s3_bucket='finout-kill', s3_prefix='k8s',\n"
+        "    window_start=int(sys.argv[1]), window_end=int(sys.argv[1]) + 3600, metrics=[{'name': 'node_info', 'query': 'kube_node_info'}],\n"
+        "    prometheus_conn_id='p_kill', aws_conn_id='aws_kill', query_delay_seconds=0)\n"
+        "op.execute({})\n"
+    )
+    key = build_key("k8s", "prod-eu", "node_info", history.start)
+    with FaultServer(endless) as server:
+        env["AIRFLOW_CONN_P_KILL"] = json.dumps({"conn_type": "prometheus", "host": "127.0.0.1", "port": server.port})
+        worker = subprocess.Popen([sys.executable, "-c", script, str(history.start)], env=env, cwd=ROOT)
+        deadline = time.monotonic() + 60
+        while not client.list_multipart_uploads(Bucket="finout-kill").get("Uploads"):
+            assert time.monotonic() < deadline and worker.poll() is None, "no multipart upload started"
+            time.sleep(0.2)
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(10)
+    assert "Contents" not in client.list_objects_v2(Bucket="finout-kill")  # nothing visible
+    env["AIRFLOW_CONN_P_KILL"] = json.dumps({"conn_type": "prometheus", "host": "127.0.0.1", "port": prometheus.port})
+    subprocess.run([sys.executable, "-c", script, str(history.start)], env=env, cwd=ROOT, check=True, timeout=120)
+    body = json.loads(gzip.decompress(client.get_object(Bucket="finout-kill", Key=key)["Body"].read()))
+    assert body["status"] == "success" and body["data"]["result"]
+
+
+def test_two_runs_exporting_the_same_window_at_once_agree(s3: Any, prom_conn: str, history: HistorySpec) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    start = history.start + 2 * H
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda _: make_operator(prom_conn, start, start + H).execute({}), range(2)))
+    assert results[0]["keys"] == results[1]["keys"]
+    first = {k: read(s3, k) for k in all_keys(s3)}
+    make_operator(prom_conn, start, start + H).execute({})
+    assert {k: read(s3, k) for k in all_keys(s3)} == first
