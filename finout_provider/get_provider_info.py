@@ -7,6 +7,26 @@ from typing import Any
 from finout_provider import __version__
 
 
+def _field(label: str, kind: str = "string", description: str = "", **schema: Any) -> dict[str, Any]:
+    return {"label": label, "description": description, "schema": {"type": [kind, "null"], **schema}}
+
+
+# Extras of the `prometheus` connection, as form fields (Airflow >= 3.2 reads them from here).
+CONN_FIELDS: dict[str, Any] = {
+    "path_prefix": _field("Path prefix", description="Sub-path before /api/v1, e.g. 'prometheus' for Mimir"),
+    "bearer_token": _field("Bearer token", description="Sent as 'Authorization: Bearer ...'", format="password"),
+    "x_scope_orgid": _field("Tenant (X-Scope-OrgID)", description="Mimir/Cortex/Thanos tenant"),
+    "verify": _field("Verify TLS", "boolean", "Verify the server's certificate (default on)", default=True),
+    "ca_bundle": _field("CA bundle", description="Path to the CA that signed the server's certificate"),
+    "client_cert": _field("Client certificate", description="Path to a PEM client certificate"),
+    "client_key": _field("Client key", description="Path to the client certificate's key"),
+    "sigv4": _field("SigV4 (Amazon Managed Prometheus)", "boolean", "Sign requests with AWS SigV4", default=False),
+    "aws_conn_id": _field("AWS connection for SigV4", description="Credentials for SigV4 signing"),
+    "region_name": _field("AWS region for SigV4", description="e.g. us-east-1"),
+    "timeout": _field("Read timeout (s)", "integer", "Seconds to wait for an answer", default=300),
+}
+
+
 def get_provider_info() -> dict[str, Any]:
     return {
         "package-name": "airflow-provider-finout",
@@ -46,6 +66,17 @@ def get_provider_info() -> dict[str, Any]:
             {
                 "hook-class-name": "finout_provider.hooks.prometheus.PrometheusHook",
                 "connection-type": "prometheus",
+                "hook-name": "Prometheus",
+                "conn-fields": CONN_FIELDS,
+                "ui-field-behaviour": {
+                    "hidden-fields": [],
+                    "relabeling": {"schema": "Scheme (http or https)", "login": "Username", "password": "Password"},
+                    "placeholders": {
+                        "host": "prometheus-server.monitoring.svc.cluster.local",
+                        "port": "9090",
+                        "schema": "http",
+                    },
+                },
             }
         ],
     }

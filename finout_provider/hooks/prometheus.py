@@ -170,6 +170,27 @@ class PrometheusHook(BaseHook):
         self.pool_size = pool_size
 
     @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """The extras as form fields for Airflow versions that do not read ``conn-fields``."""
+        from flask_appbuilder.fieldwidgets import BS3PasswordFieldWidget, BS3TextFieldWidget
+        from wtforms import BooleanField, IntegerField, PasswordField, StringField
+
+        from finout_provider.get_provider_info import CONN_FIELDS
+
+        widgets: dict[str, Any] = {}
+        for name, spec in CONN_FIELDS.items():
+            kind, label = spec["schema"]["type"][0], spec["label"]
+            if kind == "boolean":
+                widgets[name] = BooleanField(label, default=spec["schema"].get("default", False))
+            elif kind == "integer":
+                widgets[name] = IntegerField(label, widget=BS3TextFieldWidget())
+            elif spec["schema"].get("format") == "password":
+                widgets[name] = PasswordField(label, widget=BS3PasswordFieldWidget())
+            else:
+                widgets[name] = StringField(label, widget=BS3TextFieldWidget())
+        return widgets
+
+    @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
         return {
             "hidden_fields": [],

@@ -1,0 +1,38 @@
+"""The provider as Airflow sees it: entry point, schema, connection form."""
+
+from __future__ import annotations
+
+import json
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.af2
+
+
+def test_entry_point_and_schema() -> None:
+    import airflow
+    import jsonschema
+
+    (point,) = [e for e in entry_points(group="apache_airflow_provider") if e.value.startswith("finout_provider")]
+    info = point.load()()
+    assert info["package-name"] == "airflow-provider-finout"
+    schema = json.loads((Path(airflow.__file__).parent / "provider_info.schema.json").read_text())
+    jsonschema.validate(info, schema)
+    for section in ("hooks", "operators", "sensors", "triggers"):
+        for entry in info[section]:
+            for module in entry["python-modules"]:
+                __import__(module)
+
+
+def test_airflow_registers_the_connection_type_and_its_form_fields() -> None:
+    from airflow.providers_manager import ProvidersManager
+
+    manager = ProvidersManager()
+    assert "airflow-provider-finout" in manager.providers
+    assert manager.hooks["prometheus"].hook_class_name == "finout_provider.hooks.prometheus.PrometheusHook"
+    widgets = manager.connection_form_widgets
+    for name in ("path_prefix", "bearer_token", "x_scope_orgid", "ca_bundle", "sigv4", "region_name"):
+        assert f"extra__prometheus__{name}" in widgets, sorted(k for k in widgets if "prometheus" in k)
+    assert widgets["extra__prometheus__bearer_token"].is_sensitive
