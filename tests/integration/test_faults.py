@@ -249,13 +249,31 @@ def test_a_worker_killed_mid_export_leaves_no_object_and_the_rerun_finishes(
     assert body["status"] == "success" and body["data"]["result"]
 
 
-def test_two_runs_exporting_the_same_window_at_once_agree(s3: Any, prom_conn: str, history: HistorySpec) -> None:
-    from concurrent.futures import ThreadPoolExecutor
-
+def test_two_runs_exporting_the_same_window_at_once_agree(
+    s3_server: Any, history: HistorySpec, prometheus: Any
+) -> None:
+    """Two workers (processes) export the same window at the same moment: same keys, same bytes."""
+    client = s3_server.client()
+    client.create_bucket(Bucket="finout-twice")
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "AIRFLOW_CONN_AWS_TWICE": json.dumps(s3_server.connection()),
+        "AIRFLOW_CONN_P_TWICE": json.dumps({"conn_type": "prometheus", "host": "127.0.0.1", "port": prometheus.port}),
+    }
+    script = (
+        "import sys\n"
+        "from finout_provider.transfers.prometheus_to_s3 import PrometheusToS3Operator\n"
+        "op = PrometheusToS3Operator(task_id='t', cluster_name='prod-eu', s3_bucket='finout-twice', s3_prefix='k8s',\n"
+        "    window_start=int(sys.argv[1]), window_end=int(sys.argv[1]) + 3600, cluster_label='cluster',\n"
+        "    prometheus_conn_id='p_twice', aws_conn_id='aws_twice', query_delay_seconds=0)\n"
+        "op.execute({})\n"
+    )
     start = history.start + 2 * H
-    with ThreadPoolExecutor(2) as pool:
-        results = list(pool.map(lambda _: make_operator(prom_conn, start, start + H).execute({}), range(2)))
-    assert results[0]["keys"] == results[1]["keys"]
-    first = {k: read(s3, k) for k in all_keys(s3)}
-    make_operator(prom_conn, start, start + H).execute({})
-    assert {k: read(s3, k) for k in all_keys(s3)} == first
+    workers = [subprocess.Popen([sys.executable, "-c", script, str(start)], env=env, cwd=ROOT) for _ in range(2)]
+    assert [w.wait(300) for w in workers] == [0, 0]
+    keys = sorted(o["Key"] for o in client.list_objects_v2(Bucket="finout-twice")["Contents"])
+    assert len(keys) == len(CATALOGUE)
+    first = {k: client.get_object(Bucket="finout-twice", Key=k)["Body"].read() for k in keys}
+    subprocess.run([sys.executable, "-c", script, str(start)], env=env, cwd=ROOT, check=True, timeout=300)
+    assert {k: client.get_object(Bucket="finout-twice", Key=k)["Body"].read() for k in keys} == first
