@@ -7,6 +7,7 @@ import json
 import random
 import re
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -67,13 +68,23 @@ class BodyCheck:
     allow_warnings: bool = False
     size: int = 0
     _head: bytearray = field(default_factory=bytearray)
-    _tail: bytes = b""
+    # The last chunks, at least HEAD_SIZE bytes of them: kept by reference, never copied, since a
+    # chunked answer arrives in pieces of a few KiB.
+    _last: deque[bytes] = field(default_factory=deque)
+    _last_size: int = 0
 
     def feed(self, chunk: bytes) -> None:
         if len(self._head) < SMALL_BODY:
             self._head += chunk[: SMALL_BODY + 1 - len(self._head)]
-        self._tail = (self._tail + chunk)[-HEAD_SIZE:]
+        self._last.append(chunk)
+        self._last_size += len(chunk)
+        while self._last_size - len(self._last[0]) >= HEAD_SIZE:
+            self._last_size -= len(self._last.popleft())
         self.size += len(chunk)
+
+    @property
+    def _tail(self) -> bytes:
+        return b"".join(self._last)[-HEAD_SIZE:]
 
     def finish(self) -> None:
         """Raise :class:`IncompleteBodyError` unless the body is a whole successful answer."""
@@ -86,9 +97,10 @@ class BodyCheck:
             raise IncompleteBodyError(f"response is not a success answer: {head[:200]!r}")
         if not _MATRIX_RE.search(head):
             raise IncompleteBodyError("response does not hold a matrix result (resultType 'matrix')")
-        if not self._tail.rstrip().endswith(b"}"):
-            raise IncompleteBodyError(f"response body ends early ({self.size} bytes, ends {self._tail[-40:]!r})")
-        if not self.allow_warnings and _WARNINGS_RE.search(self._tail):
+        tail = self._tail
+        if not tail.rstrip().endswith(b"}"):
+            raise IncompleteBodyError(f"response body ends early ({self.size} bytes, ends {tail[-40:]!r})")
+        if not self.allow_warnings and _WARNINGS_RE.search(tail):
             raise IncompleteBodyError("response carries warnings (a partial answer); not written")
 
     def _check_small(self, body: bytes) -> None:

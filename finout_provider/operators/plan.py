@@ -5,17 +5,25 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from datetime import date
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import AirflowFailException, BaseOperator, conf
 
-from finout_provider.windows import DAY, Window, WindowError, backfill_start, missing, plan_run, to_epoch
+from finout_provider.s3_target import S3TargetMixin
+from finout_provider.windows import (
+    DAY,
+    Window,
+    WindowError,
+    backfill_start,
+    missing,
+    plan_run,
+    to_epoch,
+    windows_between,
+)
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
-    from finout_provider.hooks.s3 import FinoutS3Hook
 
 AUTOMATIC_RUN_TYPES = ("scheduled",)
 
@@ -26,7 +34,7 @@ def _run_type(context: Context) -> str:
     return str(getattr(kind, "value", kind))
 
 
-class PlanWindowsOperator(BaseOperator):
+class PlanWindowsOperator(S3TargetMixin, BaseOperator):
     """
     Decide which windows a run exports; returns ``[{"window_start", "window_end"}, ...]``.
 
@@ -86,12 +94,6 @@ class PlanWindowsOperator(BaseOperator):
         self.role_arn = role_arn
         self.role_external_id = role_external_id
 
-    @cached_property
-    def s3_hook(self) -> FinoutS3Hook:
-        from finout_provider.hooks.s3 import FinoutS3Hook
-
-        return FinoutS3Hook(self.aws_conn_id, role_arn=self.role_arn, role_external_id=self.role_external_id)
-
     def execute(self, context: Context) -> list[dict[str, int]]:
         now = int(time.time())
         params = context.get("params") or {}
@@ -148,8 +150,6 @@ class PlanWindowsOperator(BaseOperator):
         for key, size in found.items():
             if size > 0:
                 complete[key.start] = complete.get(key.start, 0) + 1
-        from finout_provider.windows import windows_between
-
         expected = windows_between(since, end, self.time_frame)
         gaps = missing(expected, (s for s, n in complete.items() if n == len(self.metrics)))
         if gaps:

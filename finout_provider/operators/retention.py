@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import BaseOperator
 
 from finout_provider.layout import normalize_prefix, parse_key
+from finout_provider.s3_target import S3TargetMixin
 from finout_provider.windows import DAY
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
-    from finout_provider.hooks.s3 import FinoutS3Hook
 
-
-class FinoutRetentionOperator(BaseOperator):
+class FinoutRetentionOperator(S3TargetMixin, BaseOperator):
     """
     Delete the layout objects of one cluster whose window start is older than ``retention_days``.
 
@@ -61,12 +59,6 @@ class FinoutRetentionOperator(BaseOperator):
         self.aws_conn_id = aws_conn_id
         self.role_arn = role_arn
         self.role_external_id = role_external_id
-
-    @cached_property
-    def s3_hook(self) -> FinoutS3Hook:
-        from finout_provider.hooks.s3 import FinoutS3Hook
-
-        return FinoutS3Hook(self.aws_conn_id, role_arn=self.role_arn, role_external_id=self.role_external_id)
 
     def expired_keys(self, cutoff: int) -> list[str]:
         """Layout keys of this cluster whose window starts before ``cutoff``."""

@@ -4,19 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import AirflowException, AirflowSensorTimeout, BaseSensorOperator
 
 from finout_provider.layout import normalize_prefix
+from finout_provider.s3_target import S3TargetMixin
 from finout_provider.triggers.export import FinoutExportTrigger
 from finout_provider.windows import to_epoch
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
-    from finout_provider.hooks.s3 import FinoutS3Hook
 
 SHOWN = 20
 
@@ -31,7 +30,7 @@ def describe(problems: Sequence[str]) -> str:
     return "\n".join(problems[:SHOWN]) + more
 
 
-class FinoutExportSensor(BaseSensorOperator):
+class FinoutExportSensor(S3TargetMixin, BaseSensorOperator):
     """
     Wait until every metric object of the given windows is in S3 as a non-empty gzip.
 
@@ -77,12 +76,6 @@ class FinoutExportSensor(BaseSensorOperator):
         self.role_arn = role_arn
         self.role_external_id = role_external_id
         self.deferrable = deferrable
-
-    @cached_property
-    def s3_hook(self) -> FinoutS3Hook:
-        from finout_provider.hooks.s3 import FinoutS3Hook
-
-        return FinoutS3Hook(self.aws_conn_id, role_arn=self.role_arn, role_external_id=self.role_external_id)
 
     def problems(self) -> list[str]:
         return self.s3_hook.export_problems(

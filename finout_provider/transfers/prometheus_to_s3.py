@@ -12,13 +12,14 @@ from airflow.providers.common.compat.sdk import AirflowException, BaseOperator
 
 from finout_provider.catalogue import CATALOGUE, Metric, render
 from finout_provider.layout import build_key, normalize_prefix, validate_bucket
+from finout_provider.s3_target import S3TargetMixin
 from finout_provider.windows import Window, check_frame, to_epoch
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
     from finout_provider.hooks.prometheus import PrometheusHook
-    from finout_provider.hooks.s3 import FinoutS3Hook, Upload
+    from finout_provider.hooks.s3 import Upload
 
 
 def metric_specs(metrics: Sequence[Metric | Mapping[str, str]] | None) -> list[dict[str, str]]:
@@ -30,7 +31,7 @@ def metric_specs(metrics: Sequence[Metric | Mapping[str, str]] | None) -> list[d
     ]
 
 
-class PrometheusToS3Operator(BaseOperator):
+class PrometheusToS3Operator(S3TargetMixin, BaseOperator):
     """
     Export one time window of a cluster's Prometheus metrics to S3 in Finout's layout.
 
@@ -116,12 +117,6 @@ class PrometheusToS3Operator(BaseOperator):
         from finout_provider.hooks.prometheus import PrometheusHook
 
         return PrometheusHook(self.prometheus_conn_id, pool_size=self.queries_batch_size)
-
-    @cached_property
-    def s3_hook(self) -> FinoutS3Hook:
-        from finout_provider.hooks.s3 import FinoutS3Hook
-
-        return FinoutS3Hook(self.aws_conn_id, role_arn=self.role_arn, role_external_id=self.role_external_id)
 
     @property
     def window(self) -> Window:
