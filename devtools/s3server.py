@@ -9,7 +9,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from devtools.history import free_port, wait_http
+from devtools.history import free_port, stop_process, wait_http
 
 
 @dataclass
@@ -55,9 +55,4 @@ class S3Server:
         }
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
+        stop_process(self.process)
