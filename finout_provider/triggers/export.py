@@ -9,6 +9,8 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from finout_provider.layout import normalize_prefix
+
 
 class FinoutExportTrigger(BaseTrigger):
     """Polls S3 until every expected object of the windows is a non-empty gzip, or times out."""
@@ -52,7 +54,12 @@ class FinoutExportTrigger(BaseTrigger):
         k = self.kwargs
         hook = FinoutS3Hook(k["aws_conn_id"], role_arn=k["role_arn"], role_external_id=k["role_external_id"])
         return hook.export_problems(
-            k["s3_bucket"], k["s3_prefix"].strip("/"), k["cluster_name"], k["metrics"], k["starts"], k["time_frame"]
+            k["s3_bucket"],
+            normalize_prefix(k["s3_prefix"]),
+            k["cluster_name"],
+            k["metrics"],
+            k["starts"],
+            k["time_frame"],
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
