@@ -9,7 +9,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,7 +53,9 @@ class AirflowStack:
             "AIRFLOW_HOME": str(self.home),
             "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.home}/airflow.db",
+            # The scheduler, DAG processor, API server and CLI share one SQLite file: wait for its
+            # write lock (sqlite3's default is 5 s, too short on a loaded 2-core machine).
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.home}/airflow.db?timeout=60",
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor" if airflow_major() >= 3 else "SequentialExecutor",
             "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "5",
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
@@ -109,6 +111,27 @@ class AirflowStack:
                 os.killpg(process.pid, 9)
         self.processes.clear()
 
+    def logs(self, tail: int = 3000) -> str:
+        """The end of every log under ``AIRFLOW_HOME`` (components, DAG processor, tasks), for a
+        failing test to print."""
+        parts = []
+        for path in sorted(self.home.rglob("*.log")):
+            text = path.read_text(errors="replace")
+            parts.append(f"==> {path.relative_to(self.home)} <==\n{text[-tail:]}")
+        return "\n".join(parts)
+
     def cleanup(self) -> None:
         self.stop()
         shutil.rmtree(self.home, ignore_errors=True)
+
+
+def wait_for(stack: AirflowStack, what: str, check: Callable[[], Any], timeout: float = 300, every: float = 2) -> Any:
+    """Poll ``check`` until it returns something true; on timeout fail with the stack's logs."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}\n{stack.logs()}")
+        time.sleep(every)

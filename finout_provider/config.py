@@ -38,7 +38,7 @@ KNOWN_KEYS = (
     "PROMETHEUS_BEARER_AUTH_TOKEN", "PROMETHEUS_AUTH_TOKEN", "PROMETHEUS_X_SCOPE_ORGID",
     # added by this provider
     "PROMETHEUS_CONN_ID", "AWS_CONN_ID", "RETENTION_DAYS", "QUERY_DELAY_SECONDS", "STEP_SECONDS",
-    "SCHEDULE", "CLUSTER_LABEL", "MODE", "METRICS", "EXTRA_QUERIES",
+    "SCHEDULE", "CLUSTER_LABEL", "MODE", "METRICS", "EXTRA_QUERIES", "PREFLIGHT",
     # MODE kubernetes_pod
     "IMAGE", "NAMESPACE", "KUBERNETES_CONN_ID", "K8S_SECRET_NAME",
 )  # fmt: skip
@@ -89,6 +89,7 @@ class ClusterConfig:
     namespace: str | None = None
     kubernetes_conn_id: str | None = None
     k8s_secret_name: str | None = None
+    preflight: bool = False
     warnings: tuple[str, ...] = field(default=(), compare=False)
 
     @property
@@ -311,6 +312,14 @@ def parse_cluster(raw: Mapping[str, Any], label: str) -> ClusterConfig:
     if mode not in MODES:
         raise ConfigError(label, "MODE", f"{mode!r} must be one of {', '.join(MODES)}")
 
+    preflight_raw = raw.get("PREFLIGHT", False)
+    if isinstance(preflight_raw, str) and preflight_raw.strip().lower() in ("true", "false", "yes", "no", "1", "0"):
+        preflight_raw = preflight_raw.strip().lower() in ("true", "yes", "1")
+    if not isinstance(preflight_raw, bool):
+        raise ConfigError(label, "PREFLIGHT", f"{preflight_raw!r} must be true or false")
+    if preflight_raw and mode != "airflow":
+        raise ConfigError(label, "PREFLIGHT", "runs in Airflow, so it needs MODE airflow (the pod reaches Prometheus)")
+
     cluster_label = _str(raw, "CLUSTER_LABEL")
     if cluster_label is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", cluster_label):
         raise ConfigError(label, "CLUSTER_LABEL", f"{cluster_label!r} is not a Prometheus label name")
@@ -384,5 +393,6 @@ def parse_cluster(raw: Mapping[str, Any], label: str) -> ClusterConfig:
         namespace=_str(raw, "NAMESPACE"),
         kubernetes_conn_id=_str(raw, "KUBERNETES_CONN_ID"),
         k8s_secret_name=_str(raw, "K8S_SECRET_NAME"),
+        preflight=preflight_raw,
         warnings=tuple(warnings),
     )

@@ -1,6 +1,7 @@
 """Build one DAG per cluster from the clusters file.
 
-    plan_windows -> export_window[one mapped instance per window] -> validate_export -> retention_cleanup
+    [preflight ->] plan_windows -> export_window[one mapped instance per window] -> validate_export
+        -> retention_cleanup
 
 With MODE ``kubernetes_pod`` the export is the official image run by KubernetesPodOperator;
 planning, validation and retention still run in Airflow.
@@ -19,6 +20,7 @@ from airflow.providers.common.compat.sdk import DAG, BaseOperator, Param, mask_s
 
 from finout_provider.config import ClusterConfig, ClustersFile, ConfigError, default_path, load_file
 from finout_provider.operators.plan import PlanWindowsOperator
+from finout_provider.operators.preflight import PrometheusPreflightOperator
 from finout_provider.operators.retention import FinoutRetentionOperator
 from finout_provider.sensors.export import FinoutExportSensor
 from finout_provider.transfers.prometheus_to_s3 import PrometheusToS3Operator, metric_specs
@@ -181,6 +183,21 @@ def build_dag(config: ClusterConfig) -> DAG:
         repair=not pod_mode,  # the official image keeps its own state
         **_s3_args(config),
     )
+    if config.preflight:
+        (
+            PrometheusPreflightOperator(
+                task_id="preflight",
+                dag=dag,
+                cluster_name=config.cluster_name,
+                metrics=metric_specs(config.metrics),
+                prometheus_conn_id=config.effective_conn_id,
+                cluster_label=config.cluster_label,
+                step_seconds=config.step_seconds,
+                settle_seconds=SETTLE_SECONDS,
+                retries=0,
+            )
+            >> plan
+        )
     export: Any
     if pod_mode:
         export = pod_export_task(config, dag)

@@ -432,6 +432,10 @@ class PrometheusHook(BaseHook):
             raise PrometheusError(f"instant query {query!r}: {doc.get('error')}")
         return dict(doc)
 
+    def instant(self, query: str, at: float) -> list[dict[str, Any]]:
+        """The series (``data.result``) of an instant query at ``at``: what preflight reads."""
+        return list(self.query(query, at)["data"]["result"])
+
     def check_ready(self) -> None:
         """Raise unless the query API answers under the configured path prefix.
 

@@ -221,27 +221,34 @@ class FinoutS3Hook(S3Hook):
             days = [(day_of_folder(f), f) for f in self.list_level(bucket, end_folder)[0]]
             yield from sorted((d, f) for d, f in days if d is not None)
 
-    def export_problems(
+    def object_states(
         self, bucket: str, prefix: str, cluster: str, metrics: Sequence[str], starts: Sequence[int], window: int
-    ) -> list[str]:
-        """What is wrong with the objects of windows ``starts``: one line per missing or bad key.
+    ) -> dict[str, str]:
+        """State of every expected key of windows ``starts``: ``ok``, ``missing``, ``empty`` or
+        ``not gzip``.
 
-        An object is good when it exists, is larger than an empty gzip and starts with the gzip
+        An object is ``ok`` when it exists, is larger than an empty gzip and starts with the gzip
         magic bytes (checked with a ranged GET of its first bytes).
         """
         if not starts:
-            return []
+            return {}
         found = {k.key: size for k, size in self.layout_objects(
             bucket, prefix, cluster, metrics, min(starts), max(starts) + window
         ).items()}  # fmt: skip
         expected = sorted(build_key(prefix, cluster, m, s) for s in set(starts) for m in metrics)
-        problems = [f"missing: s3://{bucket}/{k}" for k in expected if k not in found]
-        problems += [f"empty: s3://{bucket}/{k}" for k in expected if 0 <= found.get(k, -1) <= EMPTY_GZIP]
-        to_read = [k for k in expected if found.get(k, 0) > EMPTY_GZIP]
+        states = {k: "missing" if k not in found else "empty" if found[k] <= EMPTY_GZIP else "ok" for k in expected}
+        to_read = [k for k, state in states.items() if state == "ok"]
         with ThreadPoolExecutor(max_workers=8) as pool:
             heads = pool.map(lambda k: self.read_head(bucket, k, 3), to_read)
-            problems += [f"not gzip: s3://{bucket}/{k}" for k, h in zip(to_read, heads, strict=True) if h != GZIP_MAGIC]
-        return problems
+            states |= {k: "not gzip" for k, h in zip(to_read, heads, strict=True) if h != GZIP_MAGIC}
+        return states
+
+    def export_problems(
+        self, bucket: str, prefix: str, cluster: str, metrics: Sequence[str], starts: Sequence[int], window: int
+    ) -> list[str]:
+        """What is wrong with the objects of windows ``starts``: one line per missing or bad key."""
+        states = self.object_states(bucket, prefix, cluster, metrics, starts, window)
+        return [f"{state}: s3://{bucket}/{key}" for key, state in states.items() if state != "ok"]
 
     def delete_keys(self, bucket: str, keys: list[str]) -> None:
         """Delete ``keys`` in batches of 1000; raise naming the keys S3 refused.

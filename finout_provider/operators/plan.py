@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
@@ -12,6 +14,7 @@ from airflow.providers.common.compat.sdk import AirflowFailException, BaseOperat
 from finout_provider.s3_target import S3TargetMixin
 from finout_provider.windows import (
     DAY,
+    Plan,
     Window,
     WindowError,
     backfill_start,
@@ -24,6 +27,8 @@ from finout_provider.windows import (
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
+    from finout_provider.hooks.s3 import FinoutS3Hook
+
 
 AUTOMATIC_RUN_TYPES = ("scheduled",)
 
@@ -32,6 +37,72 @@ def _run_type(context: Context) -> str:
     run = context.get("dag_run")
     kind = getattr(run, "run_type", "") if run is not None else ""
     return str(getattr(kind, "value", kind))
+
+
+@dataclass
+class Planner:
+    """What a run of one cluster exports: :func:`~finout_provider.windows.plan_run` fed with what
+    S3 holds (first-run history, gaps). The plan task and ``finout-provider plan`` share it."""
+
+    s3: FinoutS3Hook
+    cluster_name: str
+    s3_bucket: str
+    s3_prefix: str
+    metrics: Sequence[str]
+    time_frame: int = 3600
+    backfill_days: int = 3
+    initial_backfill_date: date | None = None
+    lookback_days: int = 3
+    settle_seconds: int = 120
+    log: logging.Logger | Any = field(default_factory=lambda: logging.getLogger(__name__))
+
+    def plan(
+        self,
+        now: int,
+        *,
+        limit: int,
+        interval: tuple[int, int] | None = None,
+        explicit: tuple[int, int] | None = None,
+        repair: bool = True,
+    ) -> Plan:
+        history_from: int | None = None
+        repairs: list[Window] = []
+        if repair and explicit is None:
+            history_from, repairs = self.history_and_gaps(now)
+        return plan_run(
+            now=now,
+            time_frame=self.time_frame,
+            settle=self.settle_seconds,
+            limit=limit,
+            interval=interval,
+            explicit=explicit,
+            history_from=history_from,
+            repairs=repairs,
+        )
+
+    def history_and_gaps(self, now: int) -> tuple[int | None, list[Window]]:
+        """First-run history start, or the windows missing in S3 within the look-back."""
+        s3, bucket, prefix, cluster = self.s3, self.s3_bucket, self.s3_prefix, self.cluster_name
+        days = list(s3.day_folders(bucket, prefix, cluster))
+        if not days:
+            start = backfill_start(now, self.backfill_days, self.initial_backfill_date)
+            self.log.info("cluster %r: nothing in S3 yet: first run, exporting history from %s", cluster, start)
+            return start, []
+        since = max(now - self.lookback_days * DAY, days[0][0])
+        end = now - now % self.time_frame
+        found = s3.layout_objects(bucket, prefix, cluster, self.metrics, since, end)
+        complete: dict[int, int] = {}
+        for key, size in found.items():
+            if size > 0:
+                complete[key.start] = complete.get(key.start, 0) + 1
+        expected = windows_between(since, end, self.time_frame)
+        gaps = missing(expected, (s for s, n in complete.items() if n == len(self.metrics)))
+        if gaps:
+            self.log.warning(
+                "cluster %r: %d windows missing or incomplete in S3 since %s; re-exporting them",
+                cluster, len(gaps), gaps[0].label,
+            )  # fmt: skip
+        return None, gaps
 
 
 class PlanWindowsOperator(S3TargetMixin, BaseOperator):
@@ -107,19 +178,12 @@ class PlanWindowsOperator(S3TargetMixin, BaseOperator):
                 explicit = (to_epoch(params["start"]), to_epoch(params["end"]))
             elif context.get("data_interval_start") is not None and context.get("data_interval_end") is not None:
                 interval = (to_epoch(context["data_interval_start"]), to_epoch(context["data_interval_end"]))
-            history_from: int | None = None
-            repairs: list[Window] = []
-            if self.repair and explicit is None and _run_type(context) in AUTOMATIC_RUN_TYPES:
-                history_from, repairs = self._history_and_gaps(now)
-            plan = plan_run(
-                now=now,
-                time_frame=self.time_frame,
-                settle=self.settle_seconds,
+            plan = self.planner.plan(
+                now,
                 limit=conf.getint("core", "max_map_length", fallback=1024),
                 interval=interval,
                 explicit=explicit,
-                history_from=history_from,
-                repairs=repairs,
+                repair=self.repair and _run_type(context) in AUTOMATIC_RUN_TYPES,
             )
         except WindowError as err:
             raise AirflowFailException(f"{where}: cannot plan this run: {err}") from None
@@ -135,26 +199,18 @@ class PlanWindowsOperator(S3TargetMixin, BaseOperator):
             time.sleep(wait)
         return [w.as_dict() for w in plan.windows]
 
-    def _history_and_gaps(self, now: int) -> tuple[int | None, list[Window]]:
-        """First-run history start, or the windows missing in S3 within the look-back."""
-        s3, bucket, prefix, cluster = self.s3_hook, self.s3_bucket, self.s3_prefix, self.cluster_name
-        days = list(s3.day_folders(bucket, prefix, cluster))
-        if not days:
-            start = backfill_start(now, self.backfill_days, self.initial_backfill_date)
-            self.log.info("cluster %r: nothing in S3 yet: first run, exporting history from %s", cluster, start)
-            return start, []
-        since = max(now - self.lookback_days * DAY, days[0][0])
-        end = now - now % self.time_frame
-        found = s3.layout_objects(bucket, prefix, cluster, self.metrics, since, end)
-        complete: dict[int, int] = {}
-        for key, size in found.items():
-            if size > 0:
-                complete[key.start] = complete.get(key.start, 0) + 1
-        expected = windows_between(since, end, self.time_frame)
-        gaps = missing(expected, (s for s, n in complete.items() if n == len(self.metrics)))
-        if gaps:
-            self.log.warning(
-                "cluster %r: %d windows missing or incomplete in S3 since %s; re-exporting them",
-                cluster, len(gaps), gaps[0].label,
-            )  # fmt: skip
-        return None, gaps
+    @property
+    def planner(self) -> Planner:
+        return Planner(
+            self.s3_hook,
+            self.cluster_name,
+            self.s3_bucket,
+            self.s3_prefix,
+            self.metrics,
+            time_frame=self.time_frame,
+            backfill_days=self.backfill_days,
+            initial_backfill_date=self.initial_backfill_date,
+            lookback_days=self.lookback_days,
+            settle_seconds=self.settle_seconds,
+            log=self.log,
+        )

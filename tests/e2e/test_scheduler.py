@@ -4,7 +4,7 @@ API, and a manual run with params, against the real Prometheus and the S3 server
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -12,7 +12,7 @@ import requests
 
 from devtools.history import HistorySpec, PrometheusServer, free_port, wait_http
 from devtools.s3server import S3Server
-from devtools.stack import AirflowStack, airflow_major
+from devtools.stack import AirflowStack, airflow_major, wait_for
 from finout_provider.layout import build_key
 from finout_provider.windows import to_epoch
 
@@ -28,17 +28,6 @@ PREFIX = "k8s/prometheus"
 
 def iso(ts: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 300, every: float = 2) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        time.sleep(every)
 
 
 class Api:
@@ -98,12 +87,11 @@ def scheduler_stack(prometheus: PrometheusServer, s3_server: S3Server) -> Iterat
     api = Api(f"http://127.0.0.1:{port}")
     try:
         wait_http(f"{api.base}/api/v2/monitor/health", timeout=120)
-        wait_for("the DAG to be parsed", lambda: _dag_exists(api), timeout=180)
+        wait_for(stack, "the DAG to be parsed", lambda: _dag_exists(api), timeout=180)
         stack.airflow("dags", "unpause", DAG_ID)  # tasks of a paused DAG are never queued, backfills included
         yield stack, api, bucket
     except BaseException:
-        for name in ("scheduler", "dag-processor", "api-server"):
-            print((stack.home / f"{name}.log").read_text()[-3000:])
+        print(stack.logs())
         raise
     finally:
         stack.cleanup()
@@ -133,8 +121,10 @@ def run_windows(run: dict[str, Any]) -> list[int]:
 
 
 def test_scheduled_run_exports_its_window(scheduler_stack: tuple[AirflowStack, Api, str], s3_server: S3Server) -> None:
-    _, api, bucket = scheduler_stack
-    runs = wait_for("the scheduled run", lambda: api.finished(api.runs("scheduled")) and api.runs("scheduled"), 400)
+    stack, api, bucket = scheduler_stack
+    runs = wait_for(
+        stack, "the scheduled run", lambda: api.finished(api.runs("scheduled")) and api.runs("scheduled"), 400
+    )
     starts = [s for run in runs for s in run_windows(run)]
     assert starts and expected(starts) <= keys_of(s3_server, bucket)
 
@@ -145,7 +135,9 @@ def test_backfill_create_exports_every_window(
     stack, api, bucket = scheduler_stack
     first = history.start + H
     stack.airflow("backfill", "create", "--dag-id", DAG_ID, "--from-date", iso(first), "--to-date", iso(first + 3 * H))
-    runs = wait_for("the backfill runs", lambda: api.finished(api.runs("backfill")) and api.runs("backfill"), 500)
+    runs = wait_for(
+        stack, "the backfill runs", lambda: api.finished(api.runs("backfill")) and api.runs("backfill"), 500
+    )
     starts = sorted(s for run in runs for s in run_windows(run))
     assert len(starts) >= 3 and starts == list(range(starts[0], starts[0] + len(starts) * H, H))
     assert first <= starts[0] <= first + H
@@ -155,7 +147,7 @@ def test_backfill_create_exports_every_window(
 def test_clear_one_mapped_instance_reruns_just_that_window(
     scheduler_stack: tuple[AirflowStack, Api, str], s3_server: S3Server
 ) -> None:
-    _, api, bucket = scheduler_stack
+    stack, api, bucket = scheduler_stack
     client: Any = s3_server.client()
     run = sorted(api.runs("backfill"), key=lambda r: r["data_interval_start"])[0]
     window = run_windows(run)[0]
@@ -172,7 +164,7 @@ def test_clear_one_mapped_instance_reruns_just_that_window(
         f"/dags/{DAG_ID}/clearTaskInstances",
         {"dag_run_id": run["dag_run_id"], "task_ids": [["export_window", 0]], "dry_run": False, "only_failed": False},
     )
-    wait_for("the rerun", lambda: (ti := api.get(path))["try_number"] > tries and ti["state"] == "success", 300)
+    wait_for(stack, "the rerun", lambda: (ti := api.get(path))["try_number"] > tries and ti["state"] == "success", 300)
     for key in keys:
         after = client.get_object(Bucket=bucket, Key=key)
         assert after["Body"].read() == bodies[key]
@@ -188,5 +180,5 @@ def test_manual_run_with_params_reexports_the_range(
     start, end = history.end - 3 * H, history.end - H
     conf = f'{{"start": "{iso(start)}", "end": "{iso(end)}"}}'
     stack.airflow("dags", "trigger", DAG_ID, "--conf", conf)
-    wait_for("the manual run", lambda: api.finished(api.runs("manual")), 400)
+    wait_for(stack, "the manual run", lambda: api.finished(api.runs("manual")), 400)
     assert expected([start, start + H]) <= keys_of(s3_server, bucket)

@@ -1,0 +1,263 @@
+"""``finout-provider`` (also ``python -m finout_provider``): tools around the clusters file.
+
+- ``import-cronjob cronjob.yaml``: Finout's CronJob manifest -> a clusters file entry, with
+  credentials moved to a connection definition (``airflow connections import`` format);
+- ``preflight --cluster NAME``: every metric query once, as an instant query, with the reason
+  when one returns nothing (exit 1 when the export would write empty files);
+- ``coverage --cluster NAME --from ... --to ...``: which windows and metrics are present, missing
+  or corrupt in S3, as a table and with ``--png FILE`` as a heatmap (exit 1 when any is not);
+- ``plan --cluster NAME``: the windows the next scheduled run would export.
+
+Connections resolve as in Airflow (environment, secrets backend, metadata database); a cluster
+described by HOSTNAME/PORT in the file gets its connection from the file, as in the DAG.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+import yaml
+
+from finout_provider.config import CLUSTERS_FILE_ENV, ClusterConfig, load_file
+from finout_provider.windows import WindowError, closed_before, iter_days, to_epoch, windows_between
+
+if TYPE_CHECKING:
+    from finout_provider.hooks.s3 import FinoutS3Hook
+
+
+class CliError(Exception):
+    """A problem the user can fix; printed without a traceback, exit code 2."""
+
+
+def _iso(ts: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+def _progress(stream: TextIO, what: str) -> Any:
+    def report(number: int, total: int, item: str) -> None:
+        stream.write(f"{what}: {number}/{total} {item}\n")
+        stream.flush()
+
+    return report
+
+
+def _clusters_file(value: str | None) -> Path:
+    if value:
+        return Path(value)
+    if os.environ.get(CLUSTERS_FILE_ENV):
+        return Path(os.environ[CLUSTERS_FILE_ENV])
+    from airflow.configuration import conf
+
+    return Path(conf.get("core", "dags_folder")) / "clusters.yaml"
+
+
+def _cluster(args: argparse.Namespace) -> ClusterConfig:
+    path = _clusters_file(args.clusters_file)
+    try:
+        clusters = load_file(path)
+    except ValueError as error:
+        raise CliError(str(error)) from None
+    for config in clusters.clusters:
+        if config.cluster_name == args.cluster:
+            from finout_provider.dag_factory import register_inline_connection
+
+            register_inline_connection(config)
+            return config
+    for problem in clusters.errors:
+        if problem.cluster == args.cluster:
+            raise CliError(f"{path}: {problem}")
+    names = ", ".join(c.cluster_name for c in clusters.clusters) or "none"
+    raise CliError(f"{path} has no cluster {args.cluster!r} (valid clusters: {names})")
+
+
+def _time(value: str, option: str) -> int:
+    try:
+        return to_epoch(value)
+    except WindowError as err:
+        raise CliError(f"{option}: {err}") from None
+
+
+def _s3(config: ClusterConfig) -> FinoutS3Hook:
+    from finout_provider.hooks.s3 import FinoutS3Hook
+
+    return FinoutS3Hook(config.aws_conn_id, role_arn=config.role_arn, role_external_id=config.role_external_id)
+
+
+# --- commands ---------------------------------------------------------------------------------
+
+
+def cmd_import_cronjob(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from finout_provider.config import parse_document
+    from finout_provider.cronjob import CronJobError, import_cronjob, merge_entry
+
+    try:
+        imported = import_cronjob(Path(args.cronjob).read_text(encoding="utf-8"))
+    except (OSError, CronJobError) as error:
+        raise CliError(f"{args.cronjob}: {error}") from None
+    if args.clusters_file:
+        path = Path(args.clusters_file)
+        existing = yaml.safe_load(path.read_text(encoding="utf-8")) if path.exists() else None
+        try:
+            document = merge_entry(existing, imported.entry)
+        except CronJobError as error:
+            raise CliError(f"{path}: {error}") from None
+        checked = parse_document(document)
+        name = imported.entry["CLUSTER_NAME"]
+        problems = [e for e in checked.errors if e.cluster == name]
+        if problems:
+            raise CliError("the imported entry is not valid:\n" + "\n".join(f"- {e}" for e in problems))
+        path.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
+        out.write(f"added cluster {name!r} to {path}\n")
+    else:
+        out.write(yaml.safe_dump({"clusters": [imported.entry]}, sort_keys=False))
+    if imported.connections:
+        if args.connections_file:
+            path = Path(args.connections_file)
+            known = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+            known.update(imported.connections)
+            path.write_text(json.dumps(known, indent=2) + "\n", encoding="utf-8")
+            path.chmod(0o600)
+            out.write(
+                f"wrote connection {', '.join(imported.connections)} to {path}: load it with "
+                f"`airflow connections import {path}` (or your secrets backend), then delete the file\n"
+            )
+        else:
+            out.write("# connections (airflow connections import FILE):\n")
+            out.write(json.dumps(imported.connections, indent=2) + "\n")
+    for note in imported.notes:
+        err.write(f"note: {note}\n")
+    return 0
+
+
+def cmd_preflight(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from finout_provider.dag_factory import SETTLE_SECONDS
+    from finout_provider.hooks.prometheus import PrometheusHook
+    from finout_provider.preflight import Preflight, default_instant
+
+    config = _cluster(args)
+    at = _time(args.at, "--at") if args.at else default_instant(time.time(), SETTLE_SECONDS, config.step_seconds)
+    hook = PrometheusHook(config.effective_conn_id)
+    check = Preflight(hook.instant, config.cluster_name, config.metrics, config.cluster_label)
+    report = check.run(at, progress=_progress(err, "preflight"))
+    out.write(report.render() + "\n")
+    return 1 if report.failed else 0
+
+
+def cmd_coverage(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from finout_provider.coverage import COMPLETE, Coverage
+
+    config = _cluster(args)
+    start, end = _time(args.from_, "--from"), _time(args.to, "--to")
+    if end <= start:
+        raise CliError(f"--to {args.to} is not after --from {args.from_}")
+    windows = windows_between(start, end, config.time_frame)
+    if not windows:
+        raise CliError(f"no whole {config.time_frame}s window between --from and --to")
+    s3, names = _s3(config), [m.name for m in config.metrics]
+    days = list(iter_days(windows[0].start, windows[-1].end))
+    states: dict[str, str] = {}
+    report = _progress(err, "coverage")
+    for number, day in enumerate(days, 1):
+        report(number, len(days), time.strftime("%Y-%m-%d", time.gmtime(day)))
+        starts = [w.start for w in windows if day <= w.start < day + 86400]
+        bucket, prefix, cluster = config.s3_bucket, config.s3_prefix, config.cluster_name
+        states |= s3.object_states(bucket, prefix, cluster, names, starts, config.time_frame)
+    coverage = Coverage.from_states(config.cluster_name, config.s3_prefix, config.time_frame, windows, states)
+    out.write(coverage.render() + "\n")
+    if args.png:
+        out.write(f"wrote {coverage.write_png(args.png)}\n")
+    return 0 if all(state == COMPLETE for state in coverage.windows.values()) else 1
+
+
+def cmd_plan(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from finout_provider.dag_factory import SETTLE_SECONDS
+    from finout_provider.operators.plan import Planner
+
+    config = _cluster(args)
+    now = _time(args.now, "--now") if args.now else int(time.time())
+    log = logging.getLogger("finout_provider.plan")
+    log.addHandler(logging.StreamHandler(err))
+    log.setLevel(logging.INFO)
+    planner = Planner(
+        _s3(config),
+        config.cluster_name,
+        config.s3_bucket,
+        config.s3_prefix,
+        [m.name for m in config.metrics],
+        time_frame=config.time_frame,
+        backfill_days=config.backfill_days,
+        initial_backfill_date=config.initial_backfill_date,
+        lookback_days=max(1, config.backfill_days),
+        settle_seconds=SETTLE_SECONDS,
+        log=log,
+    )
+    end = closed_before(now, SETTLE_SECONDS, config.time_frame)
+    plan = planner.plan(now, limit=args.limit, interval=(end - config.time_frame, end), repair=config.mode == "airflow")
+    out.write(
+        f"The next run of {config.dag_id} exports {len(plan.windows)} windows of {config.time_frame}s "
+        f"x {len(config.metrics)} metrics to s3://{config.s3_bucket}/{config.s3_prefix}/{config.cluster_name}/\n"
+    )
+    for window in plan.windows:
+        out.write(f"  {window.label}\n")
+    if plan.deferred:
+        out.write(f"{plan.deferred} older windows exceed the map limit ({args.limit}) and wait for later runs\n")
+    if plan.wait_until > now:
+        out.write(f"it waits until {_iso(plan.wait_until)} for the newest window to settle\n")
+    return 0
+
+
+# --- entry point ------------------------------------------------------------------------------
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="finout-provider", description="Tools around the Finout clusters file and its exports."
+    )
+    sub = top.add_subparsers(dest="command", required=True)
+
+    def with_cluster(name: str, text: str) -> argparse.ArgumentParser:
+        command = sub.add_parser(name, help=text, description=text)
+        command.add_argument("--cluster", required=True, help="CLUSTER_NAME of an entry of the clusters file")
+        command.add_argument(
+            "--clusters-file", help=f"the clusters file (default ${CLUSTERS_FILE_ENV}, else DAGs folder/clusters.yaml)"
+        )
+        return command
+
+    imp = sub.add_parser("import-cronjob", help="turn Finout's CronJob manifest into a clusters file entry")
+    imp.add_argument("cronjob", help="the CronJob YAML (as in Finout's setup guide)")
+    imp.add_argument("--clusters-file", help="add the entry to this clusters file (created if missing)")
+    imp.add_argument("--connections-file", help="write credentials here as JSON for `airflow connections import`")
+    imp.set_defaults(run=cmd_import_cronjob)
+
+    pre = with_cluster("preflight", "run every metric query once and explain what returns nothing")
+    pre.add_argument("--at", help="the instant to check (ISO-8601, UTC); default now less the settle delay")
+    pre.set_defaults(run=cmd_preflight)
+
+    cov = with_cluster("coverage", "show which windows and metrics are present, missing or corrupt in S3")
+    cov.add_argument("--from", dest="from_", required=True, help="start (ISO-8601, UTC)")
+    cov.add_argument("--to", required=True, help="end, exclusive (ISO-8601, UTC)")
+    cov.add_argument("--png", help="also draw the grid (days x windows) as a PNG heatmap")
+    cov.set_defaults(run=cmd_coverage)
+
+    plan = with_cluster("plan", "show what the next scheduled run would export")
+    plan.add_argument("--now", help="plan as if it were this time (ISO-8601, UTC)")
+    plan.add_argument("--limit", type=int, default=1024, help="Airflow's [core] max_map_length")
+    plan.set_defaults(run=cmd_plan)
+    return top
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return int(args.run(args, out, err))
+    except CliError as error:
+        err.write(f"finout-provider {args.command}: {error}\n")
+        return 2

@@ -1,0 +1,134 @@
+"""Coverage of a cluster's export: which windows are complete, partial, missing or corrupt in S3.
+
+A grid of days (rows) by windows of the day (columns), built from the states
+:meth:`~finout_provider.hooks.s3.FinoutS3Hook.object_states` gives each expected key; shown as a
+text table, or drawn as a PNG heatmap (needs Pillow: ``pip install airflow-provider-finout[coverage]``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from finout_provider.layout import parse_key
+from finout_provider.windows import DAY, Window
+
+COMPLETE, PARTIAL, MISSING, CORRUPT = "complete", "partial", "missing", "corrupt"
+SYMBOL = {COMPLETE: "#", PARTIAL: "+", MISSING: ".", CORRUPT: "X"}
+COLOUR = {
+    COMPLETE: (46, 160, 67),
+    PARTIAL: (230, 160, 30),
+    MISSING: (215, 50, 40),
+    CORRUPT: (40, 40, 40),
+    None: (235, 235, 235),  # outside the requested range
+}
+# PNG geometry (pixels): cells of CELL x CELL with a GAP, after a LEFT x TOP margin for labels.
+CELL, GAP, LEFT, TOP, BOTTOM = 18, 2, 90, 28, 34
+
+
+@dataclass
+class Coverage:
+    """Per window: its state and the metrics that are not ``ok`` (with their state)."""
+
+    cluster: str
+    time_frame: int
+    windows: dict[int, str] = field(default_factory=dict)
+    problems: dict[int, dict[str, str]] = field(default_factory=dict)
+
+    @classmethod
+    def from_states(
+        cls, cluster: str, prefix: str, time_frame: int, windows: Sequence[Window], states: Mapping[str, str]
+    ) -> Coverage:
+        coverage = cls(cluster, time_frame)
+        per_window: dict[int, dict[str, str]] = {w.start: {} for w in windows}
+        for key, state in states.items():
+            parsed = parse_key(key, prefix, cluster)
+            if parsed is not None and parsed.start in per_window:
+                per_window[parsed.start][parsed.metric] = state
+        for start, metrics in sorted(per_window.items()):
+            bad = {m: s for m, s in sorted(metrics.items()) if s != "ok"}
+            if not bad:
+                coverage.windows[start] = COMPLETE
+            elif any(s not in ("missing",) for s in bad.values()):
+                coverage.windows[start] = CORRUPT
+            elif len(bad) == len(metrics):
+                coverage.windows[start] = MISSING
+            else:
+                coverage.windows[start] = PARTIAL
+            if bad:
+                coverage.problems[start] = bad
+        return coverage
+
+    @property
+    def slots(self) -> int:
+        return DAY // self.time_frame
+
+    def days(self) -> list[int]:
+        return sorted({start - start % DAY for start in self.windows})
+
+    def cell(self, start: int) -> tuple[int, int]:
+        """(row, column) of the window starting at ``start``."""
+        return self.days().index(start - start % DAY), (start % DAY) // self.time_frame
+
+    def counts(self) -> dict[str, int]:
+        return {state: sum(s == state for s in self.windows.values()) for state in SYMBOL}
+
+    def render(self, details: int = 20) -> str:
+        """A days x windows table (``#`` complete, ``+`` partial, ``.`` missing, ``X`` corrupt)."""
+        lines = [f"Coverage of cluster {self.cluster!r}, {len(self.windows)} windows of {self.time_frame}s"]
+        legend = "  ".join(f"{SYMBOL[s]} {s}" for s in SYMBOL)
+        header = "".join(str((slot * self.time_frame // 3600) % 10) for slot in range(self.slots))
+        lines += [legend, "", f"{'day (UTC)':<10}  {header}"]
+        for day in self.days():
+            row = "".join(SYMBOL[self.windows[s]] if (s := day + i * self.time_frame) in self.windows else " "
+                          for i in range(self.slots))  # fmt: skip
+            lines.append(f"{time.strftime('%Y-%m-%d', time.gmtime(day))}  {row}")
+        counts = self.counts()
+        lines += ["", ", ".join(f"{n} {state}" for state, n in counts.items())]
+        for start in sorted(self.problems)[:details]:
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start))
+            what = ", ".join(f"{m} {s}" for m, s in self.problems[start].items())
+            lines.append(f"  {stamp}: {what}")
+        if len(self.problems) > details:
+            lines.append(f"  ... and {len(self.problems) - details} more windows")
+        return "\n".join(lines)
+
+    # --- picture -----------------------------------------------------------------------------
+
+    @staticmethod
+    def cell_box(row: int, column: int) -> tuple[int, int, int, int]:
+        """Pixel box (left, top, right, bottom) of a cell in :meth:`write_png`'s picture."""
+        left, top = LEFT + column * (CELL + GAP), TOP + row * (CELL + GAP)
+        return left, top, left + CELL - 1, top + CELL - 1
+
+    def write_png(self, path: str | Path) -> Path:
+        """Draw the grid as a heatmap: one row per day, one cell per window, a legend below."""
+        try:
+            from PIL import Image, ImageDraw
+        except ImportError:  # pragma: no cover - depends on the extra
+            raise RuntimeError("--png needs Pillow: pip install 'airflow-provider-finout[coverage]'") from None
+        days = self.days()
+        width = LEFT + self.slots * (CELL + GAP) + 10
+        height = TOP + max(1, len(days)) * (CELL + GAP) + BOTTOM
+        image = Image.new("RGB", (width, height), "white")
+        draw = ImageDraw.Draw(image)
+        draw.text((4, 6), f"{self.cluster}: windows by day (UTC)", fill="black")
+        step = max(1, self.slots // 12)
+        for slot in range(0, self.slots, step):
+            hour = slot * self.time_frame // 3600
+            draw.text((self.cell_box(0, slot)[0], TOP - 12), f"{hour:02d}", fill="black")
+        for row, day in enumerate(days):
+            draw.text((4, self.cell_box(row, 0)[1] + 3), time.strftime("%Y-%m-%d", time.gmtime(day)), fill="black")
+            for slot in range(self.slots):
+                state = self.windows.get(day + slot * self.time_frame)
+                draw.rectangle(self.cell_box(row, slot), fill=COLOUR[state])
+        x, y = 4, height - BOTTOM + 10
+        for state in SYMBOL:
+            draw.rectangle((x, y, x + 10, y + 10), fill=COLOUR[state])
+            draw.text((x + 14, y), state, fill="black")
+            x += 14 + 8 * len(state) + 12
+        out = Path(path)
+        image.save(out, format="PNG")
+        return out

@@ -1,0 +1,90 @@
+"""Optional first task of a cluster's DAG: the preflight check (see :mod:`finout_provider.preflight`)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.common.compat.sdk import AirflowFailException, BaseOperator
+
+from finout_provider.catalogue import Metric
+from finout_provider.preflight import Preflight, default_instant
+from finout_provider.windows import to_epoch
+
+if TYPE_CHECKING:
+    from airflow.providers.common.compat.sdk import Context
+
+    from finout_provider.hooks.prometheus import PrometheusHook
+
+
+class PrometheusPreflightOperator(BaseOperator):
+    """
+    Run every metric query of a cluster once as an instant query and explain what is missing.
+
+    Logs the report; fails (without retries) when a query that Finout needs returns nothing
+    because of the setup (wrong CLUSTER_LABEL/CLUSTER_NAME, kube-state-metrics or cAdvisor not
+    scraped), so a run never writes files that are empty for a reason the report names. Warnings
+    (no label allowlist, no recording rule, no ``node`` label) are logged and do not fail.
+
+    :param cluster_name: the cluster (CLUSTER_NAME). (templated)
+    :param metrics: ``{name, query}`` pairs or catalogue entries.
+    :param prometheus_conn_id: connection of type ``prometheus``. (templated)
+    :param cluster_label: CLUSTER_LABEL, if one Prometheus holds several clusters. (templated)
+    :param at: the instant to check (ISO-8601 or Unix seconds); default the end of the run's data
+        interval (or now, less ``settle_seconds``), on a ``step_seconds`` boundary. (templated)
+    :param step_seconds: STEP_SECONDS, to align the instant like the export's steps.
+    :param settle_seconds: how far behind now to look when the run has no data interval.
+    """
+
+    template_fields: Sequence[str] = ("cluster_name", "prometheus_conn_id", "cluster_label", "at")
+    ui_color = "#f4e3c1"
+
+    def __init__(
+        self,
+        *,
+        cluster_name: str,
+        metrics: Sequence[Metric | Mapping[str, str]],
+        prometheus_conn_id: str,
+        cluster_label: str | None = None,
+        at: str | int | None = None,
+        step_seconds: int = 60,
+        settle_seconds: int = 120,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.cluster_name = cluster_name
+        self.metrics = [m if isinstance(m, Metric) else Metric(m["name"], m["query"]) for m in metrics]
+        self.prometheus_conn_id = prometheus_conn_id
+        self.cluster_label = cluster_label
+        self.at = at
+        self.step_seconds = step_seconds
+        self.settle_seconds = settle_seconds
+
+    @cached_property
+    def prometheus_hook(self) -> PrometheusHook:
+        from finout_provider.hooks.prometheus import PrometheusHook
+
+        return PrometheusHook(self.prometheus_conn_id)
+
+    def instant(self, context: Context) -> int:
+        if self.at not in (None, ""):
+            return to_epoch(self.at)
+        end = context.get("data_interval_end")
+        if end is not None and to_epoch(end) <= time.time() - self.settle_seconds:
+            at = to_epoch(end) - self.step_seconds
+            return at - at % self.step_seconds
+        return default_instant(time.time(), self.settle_seconds, self.step_seconds)
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        check = Preflight(self.prometheus_hook.instant, self.cluster_name, self.metrics, self.cluster_label)
+        report = check.run(self.instant(context))
+        self.log.info("%s", report.render())
+        if report.failed:
+            raise AirflowFailException(
+                f"cluster {self.cluster_name!r}: preflight found {len(report.failed)} problems that would "
+                "export empty files; fix them (see the table above) and clear this task:\n"
+                + "\n".join(f"- {f.metric}: {f.reason}" for f in report.failed)
+            )
+        return {f.metric: f.level for f in report.findings}

@@ -1,0 +1,231 @@
+"""Preflight: run each catalogue query of a cluster once, as an instant query, and explain the gaps.
+
+An export that "succeeds" with empty answers is the worst failure of this job: Finout receives
+files and silently allocates nothing. The preflight asks Prometheus what each query returns at one
+instant and, where a query returns nothing or lacks what Finout needs, says why and what to do:
+kube-state-metrics missing, too old or without its label allowlist; the kube-prometheus recording
+rule missing (use the ``_v2`` query); cAdvisor series without a ``node`` label; a CLUSTER_LABEL or
+CLUSTER_NAME that matches no series. It needs only a function that runs an instant query, so the
+CLI and the DAG's optional ``preflight`` task share it.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from finout_provider.catalogue import CADVISOR, KSM, KSM_LABELS, NODE_RULE, Metric, render
+
+# Runs an instant query at a time and returns Prometheus' ``data.result`` list.
+Query = Callable[[str, int], list[dict[str, Any]]]
+Progress = Callable[[int, int, str], None]
+
+OK, WARN, EMPTY, FAIL = "ok", "warn", "empty", "fail"
+RECORDING_RULE = "node_namespace_pod_container:container_memory_working_set_bytes"
+# Catalogue metrics that are legitimately empty on many clusters.
+OPTIONAL = {
+    "gpu_requests": "no GPU requests at this time (fine if the cluster runs no GPU workloads)",
+    "pvc_info": "no persistent volume claims (fine if the cluster has none)",
+    "pvc_requests": "no persistent volume claims (fine if the cluster has none)",
+    "pv_capacity": "no persistent volumes (fine if the cluster has none)",
+    "pod_pvcs": "no pods with persistent volume claims (fine if the cluster has none)",
+}
+LABELLED = {"pod_labels": "pods", "node_labels": "nodes"}
+ALLOWLIST = "--metric-labels-allowlist=pods=[*],nodes=[*]"
+KSM_V1_PROBE = "kube_pod_container_resource_requests_cpu_cores"
+CLUSTER_PROBES = ("kube_node_info", "kube_pod_info", "container_memory_working_set_bytes")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """What one query (or the cluster-wide check, ``metric="cluster"``) returned, and why."""
+
+    metric: str
+    level: str
+    series: int | None = None
+    reason: str = ""
+
+
+@dataclass
+class PreflightReport:
+    cluster: str
+    at: int
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[Finding]:
+        return [f for f in self.findings if f.level == FAIL]
+
+    def by_metric(self) -> dict[str, Finding]:
+        return {f.metric: f for f in self.findings}
+
+    def render(self) -> str:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.at))
+        width = max([len("METRIC"), *(len(f.metric) for f in self.findings)])
+        lines = [f"Preflight of cluster {self.cluster!r} at {stamp}", ""]
+        lines.append(f"{'METRIC':<{width}}  {'SERIES':>6}  STATUS  WHY / WHAT TO DO")
+        for f in self.findings:
+            series = "-" if f.series is None else str(f.series)
+            lines.append(f"{f.metric:<{width}}  {series:>6}  {f.level:<6}  {f.reason}".rstrip())
+        counts = {level: sum(f.level == level for f in self.findings) for level in (OK, WARN, EMPTY, FAIL)}
+        lines += ["", ", ".join(f"{n} {level}" for level, n in counts.items())]
+        return "\n".join(lines)
+
+
+def _label_names(series: Sequence[Mapping[str, Any]]) -> set[str]:
+    return {name for s in series for name in s.get("metric", {})}
+
+
+def _cluster_like(names: set[str]) -> list[str]:
+    return sorted(n for n in names if re.search("cluster", n, re.IGNORECASE))
+
+
+class Preflight:
+    """Check one cluster's metrics at instant ``at``.
+
+    :param query: runs an instant query (see :data:`Query`).
+    :param cluster_name: CLUSTER_NAME.
+    :param metrics: the cluster's metrics (catalogue entries or EXTRA_QUERIES).
+    :param cluster_label: CLUSTER_LABEL, when one Prometheus holds several clusters.
+    """
+
+    def __init__(
+        self, query: Query, cluster_name: str, metrics: Sequence[Metric], cluster_label: str | None = None
+    ) -> None:
+        self.query = query
+        self.cluster_name = cluster_name
+        self.metrics = list(metrics)
+        self.cluster_label = cluster_label
+
+    def _render(self, promql: str) -> str:
+        return render(promql, self.cluster_label, self.cluster_name if self.cluster_label else None)
+
+    def _count(self, promql: str, at: int) -> int:
+        result = self.query(f"count({self._render(promql)})", at)
+        return int(float(result[0]["value"][1])) if result else 0
+
+    def run(self, at: int, progress: Progress | None = None) -> PreflightReport:
+        report = PreflightReport(self.cluster_name, at)
+        cluster = self._check_cluster(at)
+        report.findings.append(cluster)
+        answers: dict[str, list[dict[str, Any]]] = {}
+        for number, metric in enumerate(self.metrics, 1):
+            if progress:
+                progress(number, len(self.metrics), metric.name)
+            answers[metric.name] = self.query(self._render(metric.query), at)
+        ksm_silent = all(not answers[m.name] for m in self.metrics if KSM in m.needs or KSM_LABELS in m.needs)
+        for metric in self.metrics:
+            report.findings.append(self._judge(metric, answers, at, cluster.level == FAIL, ksm_silent))
+        return report
+
+    # --- cluster-wide ------------------------------------------------------------------------
+
+    def _check_cluster(self, at: int) -> Finding:
+        """Is this cluster's data where CLUSTER_LABEL/CLUSTER_NAME say, and is it alone?"""
+        names: set[str] = set()
+        for probe in CLUSTER_PROBES:
+            names |= _label_names(self.query(f"topk(5, {probe})", at))
+        candidates = _cluster_like(names)
+        label, name = self.cluster_label, self.cluster_name
+        if label is None:
+            for candidate in candidates:
+                values = self._values(candidate, at)
+                if len(values) > 1:
+                    return Finding(
+                        "cluster", WARN, None,
+                        f"this Prometheus holds several clusters ({candidate}: {', '.join(values)}) and "
+                        f"CLUSTER_LABEL is not set, so every cluster's data lands under {name!r}: "
+                        f"set CLUSTER_LABEL: {candidate} and CLUSTER_NAME to this cluster's value",
+                    )  # fmt: skip
+            return Finding("cluster", OK, None, "one cluster in this Prometheus (no CLUSTER_LABEL needed)")
+        values = self._values(label, at)
+        if name in values:
+            return Finding("cluster", OK, None, f"series with {label}={name!r} found")
+        if not values:
+            hint = f"labels that look like a cluster label: {', '.join(candidates)}" if candidates else (
+                "no series carries a label that looks like a cluster label: remove CLUSTER_LABEL if this "
+                "Prometheus holds one cluster"
+            )  # fmt: skip
+            return Finding("cluster", FAIL, None, f"no series carries the label CLUSTER_LABEL={label!r}; {hint}")
+        return Finding(
+            "cluster", FAIL, None,
+            f"no series has {label}={name!r}; the label's values are {', '.join(values)}: CLUSTER_NAME must "
+            "be one of them (it is matched as the label's value), or CLUSTER_LABEL names another label",
+        )  # fmt: skip
+
+    def _values(self, label: str, at: int) -> list[str]:
+        """Values of ``label`` on the probe metrics (empty values left out)."""
+        values: set[str] = set()
+        for probe in CLUSTER_PROBES:
+            for series in self.query(f"count by ({label}) ({probe})", at):
+                value = series.get("metric", {}).get(label, "")
+                if value:
+                    values.add(value)
+        return sorted(values)
+
+    # --- per metric --------------------------------------------------------------------------
+
+    def _judge(
+        self,
+        metric: Metric,
+        answers: Mapping[str, list[dict[str, Any]]],
+        at: int,
+        cluster_failed: bool,
+        ksm_silent: bool,
+    ) -> Finding:
+        name, series = metric.name, answers[metric.name]
+        if series:
+            return self._judge_data(metric, series, answers)
+        if cluster_failed:
+            return Finding(name, FAIL, 0, "nothing for this cluster: see the 'cluster' line")
+        if name in OPTIONAL:
+            return Finding(name, EMPTY, 0, OPTIONAL[name])
+        if name == "memory_usage" and not self._count(RECORDING_RULE, at):
+            v2 = answers.get("memory_usage_v2")
+            fix = (
+                "memory_usage_v2, exported too, computes the same from cAdvisor: drop memory_usage from METRICS"
+                if v2
+                else "add memory_usage_v2 to METRICS: it computes the same from cAdvisor"
+            )
+            return Finding(
+                name, WARN if v2 else FAIL, 0,
+                f"the recording rule {RECORDING_RULE} (kube-prometheus rules) is missing; {fix}",
+            )  # fmt: skip
+        if KSM in metric.needs or KSM_LABELS in metric.needs:
+            if ksm_silent and self._count(KSM_V1_PROBE, at):
+                return Finding(name, FAIL, 0, "kube-state-metrics is older than 2.0 (v1 metric names): upgrade it")
+            if ksm_silent:
+                return Finding(name, FAIL, 0, "no kube-state-metrics series: is kube-state-metrics >= 2.0 scraped?")
+            return Finding(name, FAIL, 0, "no series, though kube-state-metrics answers for other metrics")
+        if CADVISOR in metric.needs:
+            return Finding(name, FAIL, 0, "no cAdvisor series: is the kubelet's /metrics/cadvisor endpoint scraped?")
+        return Finding(name, FAIL, 0, "the query returns nothing at this time")
+
+    def _judge_data(
+        self, metric: Metric, series: list[dict[str, Any]], answers: Mapping[str, list[dict[str, Any]]]
+    ) -> Finding:
+        name, count = metric.name, len(series)
+        if name in LABELLED and not any(n.startswith("label_") for n in _label_names(series)):
+            return Finding(
+                name, WARN, count,
+                f"no label_* labels on {LABELLED[name]}: kube-state-metrics runs without {ALLOWLIST}, so Finout "
+                "cannot allocate by Kubernetes labels; add that flag to kube-state-metrics",
+            )  # fmt: skip
+        if NODE_RULE in metric.needs and not any(s.get("metric", {}).get("node") for s in series):
+            v2 = f"{name}_v2"
+            have = "is exported too" if answers.get(v2) else "is not in METRICS: add it"
+            return Finding(
+                name, WARN, count,
+                f"no series has a 'node' label (cAdvisor scraped without it), so rows cannot be tied to "
+                f"nodes; {v2}, which rebuilds node from 'instance', {have}",
+            )  # fmt: skip
+        return Finding(name, OK, count)
+
+
+def default_instant(now: float, settle: int, step: int) -> int:
+    """The instant a preflight looks at: the last step boundary before the settle delay."""
+    at = int(now) - settle
+    return at - at % step

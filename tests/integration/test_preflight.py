@@ -1,0 +1,116 @@
+"""Preflight against real Prometheus servers loaded with history shaped right and shaped wrong."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from devtools.history import HistorySpec, PrometheusServer, build_tsdb
+from finout_provider.catalogue import select
+from finout_provider.hooks.prometheus import PrometheusHook
+from finout_provider.preflight import EMPTY, FAIL, OK, WARN, Preflight, PreflightReport
+from tests.conftest import set_connection
+
+pytestmark = pytest.mark.integration
+H = 3600
+
+
+@pytest.fixture(scope="module")
+def bare() -> Iterator[tuple[PrometheusServer, HistorySpec]]:
+    """One cluster scraped the way many are at first: kube-state-metrics without its label
+    allowlist, no kube-prometheus recording rules, no cluster label."""
+    now = int(time.time())
+    end = now - now % H
+    spec = HistorySpec(
+        clusters=("bare",), start=end - 2 * H, end=end, nodes=2, pods_per_node=3,
+        recording_rules=False, label_allowlist=False,
+    )  # fmt: skip
+    import tempfile
+
+    server = PrometheusServer(build_tsdb(spec, Path(tempfile.mkdtemp(prefix="finout-bare-")))).start()
+    yield server, spec
+    server.stop()
+
+
+def hook_for(server: PrometheusServer, conn_id: str) -> PrometheusHook:
+    set_connection(conn_id, conn_type="prometheus", host="127.0.0.1", port=server.port, schema="http")
+    return PrometheusHook(conn_id)
+
+
+def run(hook: PrometheusHook, cluster: str, at: int, label: str | None, names: list[str] | None = None) -> PreflightReport:
+    return Preflight(hook.instant, cluster, select(names), label).run(at)
+
+
+def test_a_well_shaped_cluster_passes_and_cadvisor_without_node_label_is_explained(
+    prometheus: PrometheusServer, history: HistorySpec
+) -> None:
+    report = run(hook_for(prometheus, "pf_main"), "prod-eu", history.end - H, "cluster")
+    found = report.by_metric()
+    assert not report.failed, report.render()
+    assert found["cluster"].level == OK
+    for name in ("cpu_requests", "pod_labels", "node_labels", "memory_usage", "memory_usage_v2", "cpu_usage_v2"):
+        assert found[name].level == OK and (found[name].series or 0) > 0, report.render()
+    # The generated cAdvisor series carry `instance`, not `node`, as a stock kubelet scrape does.
+    assert found["cpu_usage"].level == WARN
+    assert "no series has a 'node' label" in found["cpu_usage"].reason
+    assert "cpu_usage_v2" in found["cpu_usage"].reason and "is exported too" in found["cpu_usage"].reason
+    assert "Preflight of cluster 'prod-eu'" in report.render()
+
+
+def test_missing_pod_labels_and_missing_recording_rule_are_diagnosed(bare: tuple[PrometheusServer, HistorySpec]) -> None:
+    server, spec = bare
+    hook = hook_for(server, "pf_bare")
+    report = run(hook, "bare", spec.end - 600, None)
+    found = report.by_metric()
+    assert found["cluster"].level == OK
+    for name in ("pod_labels", "node_labels"):
+        assert found[name].level == WARN, report.render()
+        assert "--metric-labels-allowlist=pods=[*],nodes=[*]" in found[name].reason
+    memory = found["memory_usage"]
+    assert memory.level == WARN and memory.series == 0
+    assert "node_namespace_pod_container:container_memory_working_set_bytes" in memory.reason
+    assert "memory_usage_v2, exported too" in memory.reason
+    assert found["memory_usage_v2"].level == OK
+    # Without the _v2 query in METRICS, the missing rule means empty files: that fails.
+    narrow = run(hook, "bare", spec.end - 600, None, ["cpu_requests", "memory_usage"])
+    assert narrow.by_metric()["memory_usage"].level == FAIL
+    assert "add memory_usage_v2 to METRICS" in narrow.by_metric()["memory_usage"].reason
+
+
+def test_wrong_cluster_label_and_wrong_cluster_name_fail_naming_what_exists(
+    prometheus: PrometheusServer, history: HistorySpec
+) -> None:
+    hook = hook_for(prometheus, "pf_main")
+    at = history.end - H
+    wrong_label = run(hook, "prod-eu", at, "k8s_cluster", ["cpu_requests", "pod_labels"])
+    cluster = wrong_label.by_metric()["cluster"]
+    assert cluster.level == FAIL
+    assert "no series carries the label CLUSTER_LABEL='k8s_cluster'" in cluster.reason
+    assert "labels that look like a cluster label: cluster" in cluster.reason
+    assert wrong_label.by_metric()["cpu_requests"].level == FAIL
+
+    wrong_name = run(hook, "prod-us", at, "cluster", ["cpu_requests"])
+    reason = wrong_name.by_metric()["cluster"].reason
+    assert wrong_name.by_metric()["cluster"].level == FAIL
+    assert "no series has cluster='prod-us'" in reason and "prod-eu, staging" in reason
+
+
+def test_a_shared_prometheus_without_cluster_label_is_flagged(prometheus: PrometheusServer, history: HistorySpec) -> None:
+    report = run(hook_for(prometheus, "pf_main"), "prod-eu", history.end - H, None, ["cpu_requests"])
+    cluster = report.by_metric()["cluster"]
+    assert cluster.level == WARN
+    assert "several clusters (cluster: prod-eu, staging)" in cluster.reason
+    assert "set CLUSTER_LABEL: cluster" in cluster.reason
+
+
+def test_nothing_scraped_names_the_missing_exporters(prometheus: PrometheusServer, history: HistorySpec) -> None:
+    # Long before the generated history: Prometheus answers, but holds nothing.
+    report = run(hook_for(prometheus, "pf_main"), "prod-eu", history.start - 30 * 86400, None)
+    found = report.by_metric()
+    assert "is kube-state-metrics >= 2.0 scraped?" in found["cpu_requests"].reason
+    assert "/metrics/cadvisor" in found["cpu_usage_v2"].reason
+    assert found["gpu_requests"].level == EMPTY
+    assert found["cpu_requests"].level == FAIL and report.failed
