@@ -16,9 +16,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from airflow.providers.common.compat.sdk import DAG, BaseOperator, Param, mask_secret
+from airflow.providers.common.compat.sdk import DAG, Asset, BaseOperator, Param, mask_secret
 
 from finout_provider.config import ClusterConfig, ClustersFile, ConfigError, default_path, load_file
+from finout_provider.layout import cluster_root
 from finout_provider.operators.plan import PlanWindowsOperator
 from finout_provider.operators.preflight import PrometheusPreflightOperator
 from finout_provider.operators.retention import FinoutRetentionOperator
@@ -75,6 +76,12 @@ def _s3_args(config: ClusterConfig) -> dict[str, Any]:
         "role_arn": config.role_arn,
         "role_external_id": config.role_external_id,
     }
+
+
+def export_asset(config: ClusterConfig) -> Asset:
+    """The cluster's export folder as an Asset: the export task's outlet, so a downstream DAG can be
+    scheduled on ``schedule=[export_asset(...)]`` (or the same URI) and run on fresh data."""
+    return Asset(f"s3://{config.s3_bucket}/{cluster_root(config.s3_prefix, config.cluster_name).rstrip('/')}")
 
 
 def pod_export_task(config: ClusterConfig, dag: DAG) -> BaseOperator:
@@ -137,6 +144,7 @@ def pod_export_task(config: ClusterConfig, dag: DAG) -> BaseOperator:
         get_logs=True,
         on_finish_action="delete_pod",
         max_active_tis_per_dag=1,
+        outlets=[export_asset(config)],
     )
 
 
@@ -214,6 +222,7 @@ def build_dag(config: ClusterConfig) -> DAG:
             cluster_label=config.cluster_label,
             map_index_template="{{ window_label }}",
             max_active_tis_per_dag=1,
+            outlets=[export_asset(config)],
             **_s3_args(config),
         ).expand_kwargs(plan.output)
     validate = FinoutExportSensor(

@@ -46,7 +46,11 @@ def get_provider_info() -> dict[str, Any]:
         "operators": [
             {
                 "integration-name": "Prometheus",
-                "python-modules": ["finout_provider.operators.retention", "finout_provider.operators.plan"],
+                "python-modules": [
+                    "finout_provider.operators.retention",
+                    "finout_provider.operators.plan",
+                    "finout_provider.operators.preflight",
+                ],
             },
         ],
         "sensors": [
@@ -62,6 +66,7 @@ def get_provider_info() -> dict[str, Any]:
                 "python-module": "finout_provider.transfers.prometheus_to_s3",
             }
         ],
+        "extra-links": ["finout_provider.links.S3ExportLink"],
         "connection-types": [
             {
                 "hook-class-name": "finout_provider.hooks.prometheus.PrometheusHook",

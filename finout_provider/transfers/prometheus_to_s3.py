@@ -12,6 +12,7 @@ from airflow.providers.common.compat.sdk import AirflowException, BaseOperator
 
 from finout_provider.catalogue import CATALOGUE, Metric, render
 from finout_provider.layout import build_key, normalize_prefix, validate_bucket
+from finout_provider.links import S3ExportLink
 from finout_provider.s3_target import S3TargetMixin
 from finout_provider.windows import Window, check_frame, to_epoch
 
@@ -72,6 +73,7 @@ class PrometheusToS3Operator(S3TargetMixin, BaseOperator):
         "cluster_label",
     )
     ui_color = "#e6522c"
+    operator_extra_links = (S3ExportLink(),)
 
     def __init__(
         self,
@@ -111,6 +113,7 @@ class PrometheusToS3Operator(S3TargetMixin, BaseOperator):
         self.cluster_label = cluster_label
         self.compresslevel = compresslevel
         self.allow_warnings = allow_warnings
+        self._uploads: list[Upload] = []
 
     @cached_property
     def prometheus_hook(self) -> PrometheusHook:
@@ -153,6 +156,7 @@ class PrometheusToS3Operator(S3TargetMixin, BaseOperator):
                     except Exception as err:  # noqa: BLE001 - every metric is reported below
                         failures.append(f"metric {name!r}: {err}")
                         self.log.error("%s metric %r failed: %s", where, name, err)
+        self._uploads = uploads
         if failures:
             raise AirflowException(
                 f"{where}: {len(failures)} of {len(self.metrics)} metrics failed; nothing was written "
@@ -168,6 +172,23 @@ class PrometheusToS3Operator(S3TargetMixin, BaseOperator):
             "gzip_bytes": sum(u.gzip_bytes for u in uploads),
             "keys": sorted(u.key for u in uploads),
         }
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage: each metric's query on the Prometheus endpoint in, the objects written out."""
+        from airflow.providers.common.compat.openlineage.facet import Dataset, DocumentationDatasetFacet
+        from airflow.providers.openlineage.extractors import OperatorLineage
+
+        endpoint = self.prometheus_hook.base_url
+        inputs = [
+            Dataset(
+                namespace=endpoint,
+                name=m["name"],
+                facets={"documentation": DocumentationDatasetFacet(description=self.render_query(m["query"]))},
+            )
+            for m in self.metrics
+        ]
+        outputs = [Dataset(namespace=f"s3://{self.s3_bucket}", name=u.key) for u in self._uploads]
+        return OperatorLineage(inputs=inputs, outputs=outputs)
 
     def render_query(self, query: str) -> str:
         return render(query, self.cluster_label, self.cluster_name if self.cluster_label else None)

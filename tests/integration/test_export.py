@@ -190,3 +190,27 @@ def test_status_error_with_200_and_truncated_body_leave_no_object(s3: Any, histo
             with pytest.raises(Exception, match="metric 'cpu_requests'"):
                 op.execute({})
     assert all_keys(s3) == []
+
+
+def test_lineage_and_console_link_name_the_endpoint_queries_and_objects(
+    s3: Any, prom_conn: str, history: HistorySpec
+) -> None:
+    start = history.start + 3600
+    metrics = [m for m in CATALOGUE if m.name in ("cpu_requests", "pod_labels")]
+    operator = make_operator(prom_conn, start, start + 3600, metrics=metrics)
+    summary = operator.execute({})
+    lineage = operator.get_openlineage_facets_on_complete(None)
+    port = PrometheusHook(prom_conn).base_url.rsplit(":", 1)[1]
+    assert {(d.namespace, d.name) for d in lineage.inputs} == {
+        (f"http://127.0.0.1:{port}", "cpu_requests"),
+        (f"http://127.0.0.1:{port}", "pod_labels"),
+    }
+    queries = {d.name: d.facets["documentation"].description for d in lineage.inputs}
+    assert queries["pod_labels"] == 'kube_pod_labels{cluster="prod-eu"}'
+    assert sorted((d.namespace, d.name) for d in lineage.outputs) == [(f"s3://{BUCKET}", k) for k in summary["keys"]]
+
+    link = operator.operator_extra_links[0]
+    url = link.get_link(operator, ti_key=None)
+    day = build_key(PREFIX, "prod-eu", "cpu_requests", start).split("metric=")[0]
+    assert url == f"https://s3.console.aws.amazon.com/s3/buckets/{BUCKET}?prefix={day}&showversions=false"
+    assert link.name == "S3 export"

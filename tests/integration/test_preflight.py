@@ -40,7 +40,9 @@ def hook_for(server: PrometheusServer, conn_id: str) -> PrometheusHook:
     return PrometheusHook(conn_id)
 
 
-def run(hook: PrometheusHook, cluster: str, at: int, label: str | None, names: list[str] | None = None) -> PreflightReport:
+def run(
+    hook: PrometheusHook, cluster: str, at: int, label: str | None, names: list[str] | None = None
+) -> PreflightReport:
     return Preflight(hook.instant, cluster, select(names), label).run(at)
 
 
@@ -60,7 +62,9 @@ def test_a_well_shaped_cluster_passes_and_cadvisor_without_node_label_is_explain
     assert "Preflight of cluster 'prod-eu'" in report.render()
 
 
-def test_missing_pod_labels_and_missing_recording_rule_are_diagnosed(bare: tuple[PrometheusServer, HistorySpec]) -> None:
+def test_missing_pod_labels_and_missing_recording_rule_are_diagnosed(
+    bare: tuple[PrometheusServer, HistorySpec],
+) -> None:
     server, spec = bare
     hook = hook_for(server, "pf_bare")
     report = run(hook, "bare", spec.end - 600, None)
@@ -98,7 +102,9 @@ def test_wrong_cluster_label_and_wrong_cluster_name_fail_naming_what_exists(
     assert "no series has cluster='prod-us'" in reason and "prod-eu, staging" in reason
 
 
-def test_a_shared_prometheus_without_cluster_label_is_flagged(prometheus: PrometheusServer, history: HistorySpec) -> None:
+def test_a_shared_prometheus_without_cluster_label_is_flagged(
+    prometheus: PrometheusServer, history: HistorySpec
+) -> None:
     report = run(hook_for(prometheus, "pf_main"), "prod-eu", history.end - H, None, ["cpu_requests"])
     cluster = report.by_metric()["cluster"]
     assert cluster.level == WARN

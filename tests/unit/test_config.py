@@ -83,6 +83,8 @@ def test_metrics_subset_and_extra_queries() -> None:
         ({"CLUSTER_NAME": "a", "METRICS": ["cpu_request"]}, "METRICS", "not in the catalogue"),
         ({"CLUSTER_NAME": "a", "PROMETHEUS_CONN_ID": "c", "HOSTNAME": "h"}, "PROMETHEUS_CONN_ID", "not both"),
         ({"S3_BUCKET": "x-bucket"}, "CLUSTER_NAME", "required"),
+        ({"CLUSTER_NAME": "a", "PREFLIGHT": "sometimes"}, "PREFLIGHT", "true or false"),
+        ({"CLUSTER_NAME": "a", "PREFLIGHT": True, "MODE": "kubernetes_pod"}, "PREFLIGHT", "MODE airflow"),
     ],
 )
 def test_bad_entries_name_cluster_key_and_fix(entry: dict[str, Any], key: str, hint: str) -> None:

@@ -70,6 +70,9 @@ def test_valid_clusters_load_and_each_invalid_entry_gives_one_error(
         assert set(dag.params) >= {"start", "end"}
         export = dag.get_task("export_window")
         assert export.max_active_tis_per_dag == 1
+        assert [a.uri for a in export.outlets] == [
+            f"s3://finout-metrics/k8s/prometheus/{dag.dag_id.removeprefix('finout_prometheus_')}"
+        ]
     assert bag.dags["finout_prometheus_prod-eu"].timetable.summary == "0 * * * *"
     assert bag.dags["finout_prometheus_staging.us_1"].timetable.summary == "*/15 * * * *"
 
@@ -92,3 +95,12 @@ def test_kubernetes_pod_mode_graph(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     dag = bag.dags["finout_prometheus_pods"]
     assert type(dag.get_task("export_window")).__name__ == "KubernetesPodOperator"
     assert sorted(dag.get_task("validate_export").upstream_task_ids) == ["export_window", "plan_windows"]
+
+
+def test_preflight_is_an_optional_first_task(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bag = dagbag(tmp_path, monkeypatch, [{**GOOD[0], "PREFLIGHT": True}, GOOD[1]])
+    with_check = bag.dags["finout_prometheus_prod-eu"]
+    preflight = with_check.get_task("preflight")
+    assert sorted(preflight.downstream_task_ids) == ["plan_windows"] and preflight.retries == 0
+    assert preflight.prometheus_conn_id == "finout_prometheus_prod-eu"
+    assert "preflight" not in bag.dags["finout_prometheus_staging.us_1"].task_ids

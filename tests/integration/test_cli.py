@@ -1,0 +1,141 @@
+"""`finout-provider` commands against the real Prometheus and the S3 server on loopback."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from devtools.history import HistorySpec, PrometheusServer
+from devtools.s3server import S3Server
+from finout_provider.catalogue import select
+from finout_provider.cli import main
+from finout_provider.coverage import COLOUR, COMPLETE, CORRUPT, MISSING, PARTIAL, Coverage
+from finout_provider.layout import build_key
+from finout_provider.transfers.prometheus_to_s3 import PrometheusToS3Operator
+from finout_provider.windows import DAY, Window
+from tests.conftest import ROOT, set_connection
+
+pytestmark = pytest.mark.integration
+H = 3600
+PREFIX = "k8s/prometheus"
+METRICS = ["cpu_requests", "pod_labels"]
+
+
+def clusters_file(tmp_path: Path, prometheus: PrometheusServer, bucket: str, **extra: Any) -> Path:
+    entry = {
+        "CLUSTER_NAME": "prod-eu",
+        "HOSTNAME": "127.0.0.1",
+        "PORT": prometheus.port,
+        "CLUSTER_LABEL": "cluster",
+        "METRICS": METRICS,
+        "QUERY_DELAY_SECONDS": 0,
+        **extra,
+    }
+    path = tmp_path / "clusters.yaml"
+    path.write_text(yaml.safe_dump({"defaults": {"S3_BUCKET": bucket, "S3_PREFIX": PREFIX}, "clusters": [entry]}))
+    return path
+
+
+def cli(*args: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = main(list(args), out, err)
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture
+def aws(s3_server: S3Server) -> None:
+    set_connection("aws_default", **s3_server.connection())
+
+
+def export(prometheus: PrometheusServer, bucket: str, starts: list[int]) -> None:
+    """Export ``starts`` (one-hour windows) with the real operator."""
+    set_connection("cli_prom", conn_type="prometheus", host="127.0.0.1", port=prometheus.port, schema="http")
+    for start in starts:
+        PrometheusToS3Operator(
+            task_id="export", cluster_name="prod-eu", s3_bucket=bucket, s3_prefix=PREFIX, window_start=start,
+            window_end=start + H, metrics=select(METRICS), prometheus_conn_id="cli_prom", cluster_label="cluster",
+            query_delay_seconds=0,
+        ).execute({})  # fmt: skip
+
+
+def test_preflight_command_reports_and_sets_the_exit_code(
+    tmp_path: Path, prometheus: PrometheusServer, history: HistorySpec, bucket: str
+) -> None:
+    at = str(history.end - H)
+    good = clusters_file(tmp_path, prometheus, bucket)
+    code, out, err = cli("preflight", "--cluster", "prod-eu", "--clusters-file", str(good), "--at", at)
+    assert code == 0, out + err
+    assert "cpu_requests" in out and "pod_labels" in out and "0 fail" in out
+    assert "preflight: 2/2 pod_labels" in err  # progress
+    wrong = clusters_file(tmp_path, prometheus, bucket, CLUSTER_LABEL="k8s_cluster")
+    code, out, _ = cli("preflight", "--cluster", "prod-eu", "--clusters-file", str(wrong), "--at", at)
+    assert code == 1
+    assert "no series carries the label CLUSTER_LABEL='k8s_cluster'" in out
+    code, _, err = cli("preflight", "--cluster", "nope", "--clusters-file", str(good))
+    assert code == 2 and "has no cluster 'nope' (valid clusters: prod-eu)" in err
+
+
+def test_coverage_table_and_png_show_the_gaps_a_test_made(
+    tmp_path: Path, prometheus: PrometheusServer, history: HistorySpec, s3_server: S3Server, bucket: str, aws: None
+) -> None:
+    starts = [history.end - k * H for k in range(6, 0, -1)]
+    export(prometheus, bucket, starts)
+    client: Any = s3_server.client()
+    gap, partial, corrupt = starts[1], starts[3], starts[4]
+    for metric in METRICS:
+        client.delete_object(Bucket=bucket, Key=build_key(PREFIX, "prod-eu", metric, gap))
+    client.delete_object(Bucket=bucket, Key=build_key(PREFIX, "prod-eu", "pod_labels", partial))
+    client.put_object(Bucket=bucket, Key=build_key(PREFIX, "prod-eu", "cpu_requests", corrupt), Body=b"{" * 100)
+    path = clusters_file(tmp_path, prometheus, bucket)
+    png = tmp_path / "coverage.png"
+    code, out, err = cli(
+        "coverage", "--cluster", "prod-eu", "--clusters-file", str(path),
+        "--from", str(starts[0]), "--to", str(starts[-1] + H), "--png", str(png),
+    )  # fmt: skip
+    assert code == 1, out + err
+    assert "3 complete, 1 partial, 1 missing, 1 corrupt" in out
+    assert "pod_labels missing" in out and "cpu_requests not gzip" in out
+    assert "coverage: 1/" in err
+
+    from PIL import Image
+
+    image = Image.open(png)
+    assert image.format == "PNG"
+    states = {s: COMPLETE for s in starts} | {gap: MISSING, partial: PARTIAL, corrupt: CORRUPT}
+    days = sorted({s - s % DAY for s in starts})
+    for start, state in states.items():
+        left, top, right, bottom = Coverage.cell_box(days.index(start - start % DAY), (start % DAY) // H)
+        assert image.getpixel(((left + right) // 2, (top + bottom) // 2)) == COLOUR[state], start
+
+
+def test_plan_command_first_run_then_gaps(
+    tmp_path: Path, prometheus: PrometheusServer, history: HistorySpec, s3_server: S3Server, bucket: str, aws: None
+) -> None:
+    path = clusters_file(tmp_path, prometheus, bucket, BACKFILL_DAYS=1)
+    now = str(history.end + 600)
+    code, out, err = cli("plan", "--cluster", "prod-eu", "--clusters-file", str(path), "--now", now)
+    assert code == 0, err
+    assert "exports 24 windows of 3600s x 2 metrics" in out and "first run" in err
+    exported = history.end - 2 * H
+    export(prometheus, bucket, [exported])
+    code, out, err = cli("plan", "--cluster", "prod-eu", "--clusters-file", str(path), "--now", now)
+    assert code == 0, err
+    # Gaps are looked for from the first day folder in S3 on: every window of that day up to the
+    # newest closed one, except the exported window.
+    expected = [Window(s, s + H).label for s in range(exported - exported % DAY, history.end, H) if s != exported]
+    planned = [line.strip() for line in out.splitlines()[1:] if line.startswith("  ")]
+    assert planned == expected, out + err
+    assert "windows missing or incomplete" in err
+
+
+def test_module_entry_point_runs_the_same_cli() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "finout_provider", "--help"], capture_output=True, text=True, cwd=ROOT, check=True
+    )
+    assert "import-cronjob" in result.stdout and "coverage" in result.stdout
