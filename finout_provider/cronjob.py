@@ -9,6 +9,7 @@ the CronJob's own schedule, variables the exporter does not know) is reported as
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -111,7 +112,7 @@ def import_cronjob(text: str) -> ImportedCronJob:
             "host": str(entry.get("HOSTNAME", "localhost")),
             "port": int(entry.get("PORT", 9090)),
             "schema": str(entry.get("SCHEME", "http")),
-            "extra": extra,
+            "extra": json.dumps(extra),  # `airflow connections import` stores it as given: a string
         }
         if "PROMETHEUS_USERNAME" in credentials:
             conn["login"] = credentials["PROMETHEUS_USERNAME"] or ""

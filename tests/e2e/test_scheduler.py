@@ -13,6 +13,7 @@ import requests
 from devtools.history import HistorySpec, PrometheusServer, free_port, wait_http
 from devtools.s3server import S3Server
 from devtools.stack import AirflowStack, airflow_major, wait_for
+from finout_provider.get_provider_info import CONN_FIELDS
 from finout_provider.layout import build_key
 from finout_provider.windows import to_epoch
 
@@ -78,6 +79,7 @@ def scheduler_stack(prometheus: PrometheusServer, s3_server: S3Server) -> Iterat
             "AIRFLOW__API__PORT": str(port),
             "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
             "AIRFLOW__CORE__PARALLELISM": "4",
+            "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
         },
     )
     stack.migrate()
@@ -127,6 +129,40 @@ def test_scheduled_run_exports_its_window(scheduler_stack: tuple[AirflowStack, A
     )
     starts = [s for run in runs for s in run_windows(run)]
     assert starts and expected(starts) <= keys_of(s3_server, bucket)
+
+    # What the UI shows of that run: the mapped instance's extra link to its S3 folder, and the
+    # export's asset event.
+    run = runs[0]
+    links = api.get(f"/dags/{DAG_ID}/dagRuns/{run['dag_run_id']}/taskInstances/export_window/links", map_index=0)
+    day = build_key(PREFIX, "sched", METRICS[0], starts[0]).split("metric=")[0]
+    assert links["extra_links"] == {
+        "S3 export": f"https://s3.console.aws.amazon.com/s3/buckets/{bucket}?prefix={day}&showversions=false"
+    }
+    uri = f"s3://{bucket}/{PREFIX}/sched"
+    asset = next(a for a in api.get("/assets", uri_pattern="sched")["assets"] if a["uri"] == uri)
+    events = api.get("/assets/events", asset_id=asset["id"], source_run_id=run["dag_run_id"])["asset_events"]
+    assert {(e["source_task_id"], e["source_map_index"]) for e in events} == {("export_window", 0)}
+
+
+def test_connection_form_and_connection_test_through_the_api(
+    scheduler_stack: tuple[AirflowStack, Api, str], prometheus: PrometheusServer
+) -> None:
+    _, api, _ = scheduler_stack
+    # The UI's connection form is built from this answer.
+    response = requests.get(f"{api.base}/ui/connections/hook_meta", timeout=30)
+    response.raise_for_status()
+    form = next(m for m in response.json() if m["connection_type"] == "prometheus")
+    assert form["hook_name"] == "Prometheus"
+    assert form["hook_class_name"] == "finout_provider.hooks.prometheus.PrometheusHook"
+    assert set(form["extra_fields"]) == set(CONN_FIELDS)
+    assert form["extra_fields"]["bearer_token"]["schema"]["format"] == "password"
+    assert form["standard_fields"]["port"]["placeholder"] == "9090"
+    assert form["standard_fields"]["login"]["title"] == "Username"
+    # The form's "Test" button.
+    probe = {"connection_id": "probe", "conn_type": "prometheus", "host": "127.0.0.1", "port": prometheus.port}
+    result = api.post("/connections/test", probe | {"schema": "http"})
+    assert result["status"] is True, result
+    assert f"Connected to http://127.0.0.1:{prometheus.port} (Prometheus 2." in result["message"]
 
 
 def test_backfill_create_exports_every_window(

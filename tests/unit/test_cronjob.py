@@ -85,7 +85,7 @@ def test_credentials_move_to_a_connection_and_secret_refs_become_notes() -> None
             "host": "prometheus-server.monitoring.svc.cluster.local",
             "port": 9090,
             "schema": "http",
-            "extra": {"path_prefix": "/prometheus", "x_scope_orgid": "tenant-7"},
+            "extra": json.dumps({"path_prefix": "/prometheus", "x_scope_orgid": "tenant-7"}),
             "login": "exporter",
             "password": "",
         }
@@ -100,7 +100,7 @@ def test_bearer_token_values_never_stay_in_the_entry() -> None:
     text = with_env(filled(), '- name: PROMETHEUS_BEARER_AUTH_TOKEN\n  value: "s3cr3t-token"\n')
     imported = import_cronjob(text)
     assert "s3cr3t-token" not in json.dumps(imported.entry) + "\n".join(imported.notes)
-    assert imported.connections["finout_prometheus_prod-eu"]["extra"]["bearer_token"] == "s3cr3t-token"
+    assert json.loads(imported.connections["finout_prometheus_prod-eu"]["extra"]) == {"bearer_token": "s3cr3t-token"}
 
 
 @pytest.mark.parametrize(
@@ -134,7 +134,7 @@ def test_cli_writes_the_clusters_file_and_a_private_connections_file(tmp_path: P
     document = yaml.safe_load(clusters.read_text())
     assert [c["CLUSTER_NAME"] for c in document["clusters"]] == ["old", "prod-eu"]
     assert "tok" not in clusters.read_text()
-    assert json.loads(connections.read_text())["finout_prometheus_prod-eu"]["extra"] == {"bearer_token": "tok"}
+    assert json.loads(json.loads(connections.read_text())["finout_prometheus_prod-eu"]["extra"]) == {"bearer_token": "tok"}
     assert stat.S_IMODE(connections.stat().st_mode) == 0o600
     assert "note: HOSTNAME" in err.getvalue()
     # Importing it again is refused rather than shadowing the first entry.
