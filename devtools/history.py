@@ -328,6 +328,7 @@ class PrometheusServer:
     process: subprocess.Popen[bytes] | None = None
     workdir: Path | None = None
     extra_args: Sequence[str] = ()
+    retention: str = "100y"
 
     @property
     def url(self) -> str:
@@ -342,7 +343,7 @@ class PrometheusServer:
             PROMETHEUS,
             f"--config.file={config}",
             f"--storage.tsdb.path={self.data}",
-            "--storage.tsdb.retention.time=100y",
+            f"--storage.tsdb.retention.time={self.retention}",
             f"--web.listen-address=127.0.0.1:{self.port}",
             "--log.level=warn",
             *self.extra_args,

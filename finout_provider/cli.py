@@ -179,6 +179,7 @@ def cmd_coverage(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 def cmd_plan(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from finout_provider.dag_factory import SETTLE_SECONDS
+    from finout_provider.hooks.prometheus import PrometheusHook
     from finout_provider.operators.plan import Planner
 
     config = _cluster(args)
@@ -197,6 +198,7 @@ def cmd_plan(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         initial_backfill_date=config.initial_backfill_date,
         lookback_days=max(1, config.backfill_days),
         settle_seconds=SETTLE_SECONDS,
+        prometheus=PrometheusHook(config.effective_conn_id),
         log=log,
     )
     end = closed_before(now, SETTLE_SECONDS, config.time_frame)

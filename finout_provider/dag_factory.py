@@ -189,6 +189,7 @@ def build_dag(config: ClusterConfig) -> DAG:
         initial_backfill_date=config.initial_backfill_date,
         settle_seconds=SETTLE_SECONDS,
         repair=not pod_mode,  # the official image keeps its own state
+        prometheus_conn_id=None if pod_mode else config.effective_conn_id,
         **_s3_args(config),
     )
     if config.preflight:

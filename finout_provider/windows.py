@@ -106,6 +106,10 @@ def iter_days(start: int, end: int) -> Iterator[int]:
         day += DAY
 
 
+def _iso(ts: int) -> str:
+    return f"{datetime.fromtimestamp(ts, UTC):%Y-%m-%dT%H:%M:%SZ}"
+
+
 def to_epoch(value: object) -> int:
     """Unix seconds from an int, a numeric string, an ISO-8601 string or an aware datetime."""
     if isinstance(value, bool):
@@ -182,6 +186,7 @@ def plan_run(
     explicit: tuple[int, int] | None = None,
     history_from: int | None = None,
     repairs: Iterable[Window] = (),
+    oldest: int | None = None,
 ) -> Plan:
     """Decide the windows of one run.
 
@@ -191,15 +196,20 @@ def plan_run(
     - neither: the newest window that has closed and settled.
     - ``history_from`` (first run) and ``repairs`` (gaps found in S3) add older windows; they
       never push the run past ``limit``: the oldest are left to later runs (``deferred``).
+    - ``oldest``: the oldest time Prometheus still keeps (its retention). An explicit range that
+      starts before it is refused; history and repairs are cut to windows after it.
     """
     if explicit is not None:
         start, end = explicit
         if end <= start:
             raise WindowError(f"end {end} must be after start {start}")
         if end > now:
+            raise WindowError(f"end {_iso(end)} is in the future: a window can only be exported once it has closed")
+        if oldest is not None and start < oldest:
             raise WindowError(
-                f"end {datetime.fromtimestamp(end, UTC):%Y-%m-%dT%H:%M:%SZ} is in the future: a window can only be "
-                "exported once it has closed"
+                f"start {_iso(start)} is older than what Prometheus keeps (its retention reaches back to "
+                f"{_iso(oldest)}): the export would write empty files; start at {_iso(align_up(oldest, time_frame))} "
+                "or later"
             )
         main = windows_covering(start, end, time_frame)
     elif interval is not None:
@@ -217,6 +227,8 @@ def plan_run(
     if history_from is not None:
         extra = windows_between(align_down(history_from, time_frame), first, time_frame)
     extra = merge(extra, (w for w in repairs if w.start < first))
+    if oldest is not None:
+        extra = [w for w in extra if w.start >= oldest]
     room = limit - len(main)
     deferred = max(0, len(extra) - room)
     chosen = merge(main, extra[deferred:])

@@ -454,6 +454,19 @@ class PrometheusHook(BaseHook):
                 return {}
             raise
 
+    def retention_seconds(self) -> int | None:
+        """How far back Prometheus keeps samples (``storageRetention`` of
+        ``/api/v1/status/runtimeinfo``), or ``None`` where the backend does not say (Thanos, Mimir,
+        a size-only retention)."""
+        try:
+            with self._open("/api/v1/status/runtimeinfo", {}, "runtimeinfo", method="GET") as response:
+                retention = str((response.json().get("data") or {}).get("storageRetention") or "")
+        except PrometheusError as err:
+            if err.status in (404, 405):
+                return None
+            raise
+        return parse_duration(retention)
+
     def test_connection(self) -> tuple[bool, str]:
         try:
             self.check_ready()
@@ -477,6 +490,19 @@ def _checked_chunks(response: requests.Response, what: str, allow_warnings: bool
         check.finish()
     except PrometheusError as err:
         raise type(err)(f"{what}: {err}", status=err.status, retryable=isinstance(err, IncompleteBodyError)) from None
+
+
+_DURATION_UNITS = {"y": 365 * 86400, "w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1, "ms": 0.001}
+_DURATION = re.compile(r"^(?:\d+(?:ms|[ywdhms]))+$")
+
+
+def parse_duration(text: str) -> int | None:
+    """Seconds of the time part of a Prometheus retention such as ``15d``, ``1w2d`` or
+    ``30d or 50GiB``; ``None`` when it has no time part."""
+    for part in (p.strip() for p in text.split(" or ")):
+        if _DURATION.match(part):
+            return int(sum(int(n) * _DURATION_UNITS[u] for n, u in re.findall(r"(\d+)(ms|[ywdhms])", part)))
+    return None
 
 
 def _error_text(body: bytes) -> str:

@@ -7,6 +7,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import AirflowFailException, BaseOperator, conf
@@ -27,6 +28,7 @@ from finout_provider.windows import (
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
+    from finout_provider.hooks.prometheus import PrometheusHook
     from finout_provider.hooks.s3 import FinoutS3Hook
 
 
@@ -54,6 +56,7 @@ class Planner:
     initial_backfill_date: date | None = None
     lookback_days: int = 3
     settle_seconds: int = 120
+    prometheus: PrometheusHook | None = None
     log: logging.Logger | Any = field(default_factory=lambda: logging.getLogger(__name__))
 
     def plan(
@@ -69,6 +72,7 @@ class Planner:
         repairs: list[Window] = []
         if repair and explicit is None:
             history_from, repairs = self.history_and_gaps(now)
+        oldest = self.oldest_kept(now) if explicit is not None or history_from is not None or repairs else None
         return plan_run(
             now=now,
             time_frame=self.time_frame,
@@ -78,7 +82,21 @@ class Planner:
             explicit=explicit,
             history_from=history_from,
             repairs=repairs,
+            oldest=oldest,
         )
+
+    def oldest_kept(self, now: int) -> int | None:
+        """The oldest time Prometheus still holds (by its time retention), if it says."""
+        if self.prometheus is None:
+            return None
+        try:
+            retention = self.prometheus.retention_seconds()
+        except Exception as err:  # noqa: BLE001 - the export reports an unreachable Prometheus itself
+            self.log.warning(
+                "cluster %r: cannot read Prometheus' retention (%s); not checking it", self.cluster_name, err
+            )
+            return None
+        return None if retention is None else now - retention
 
     def history_and_gaps(self, now: int) -> tuple[int | None, list[Window]]:
         """First-run history start, or the windows missing in S3 within the look-back."""
@@ -125,12 +143,16 @@ class PlanWindowsOperator(S3TargetMixin, BaseOperator):
     :param lookback_days: how far back gaps are repaired; default BACKFILL_DAYS, at least 1.
     :param settle_seconds: how long after a window closes it is exported (late scrapes).
     :param repair: look for first-run history and gaps at all (scheduled runs only).
+    :param prometheus_conn_id: when given, ranges older than Prometheus' retention are refused
+        (manual runs) or cut (history, gaps) instead of exporting empty files. (templated)
     :param aws_conn_id: AWS connection for S3. (templated)
     :param role_arn: role to assume for S3 (ROLE_ARN). (templated)
     :param role_external_id: external id of that role (ROLE_EXTERNAL_ID).
     """
 
-    template_fields: Sequence[str] = ("cluster_name", "s3_bucket", "s3_prefix", "aws_conn_id", "role_arn")
+    template_fields: Sequence[str] = (
+        "cluster_name", "s3_bucket", "s3_prefix", "aws_conn_id", "role_arn", "prometheus_conn_id",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -145,6 +167,7 @@ class PlanWindowsOperator(S3TargetMixin, BaseOperator):
         lookback_days: int | None = None,
         settle_seconds: int = 120,
         repair: bool = True,
+        prometheus_conn_id: str | None = None,
         aws_conn_id: str | None = "aws_default",
         role_arn: str | None = None,
         role_external_id: str | None = None,
@@ -161,6 +184,7 @@ class PlanWindowsOperator(S3TargetMixin, BaseOperator):
         self.lookback_days = max(1, backfill_days) if lookback_days is None else lookback_days
         self.settle_seconds = settle_seconds
         self.repair = repair
+        self.prometheus_conn_id = prometheus_conn_id
         self.aws_conn_id = aws_conn_id
         self.role_arn = role_arn
         self.role_external_id = role_external_id
@@ -212,5 +236,12 @@ class PlanWindowsOperator(S3TargetMixin, BaseOperator):
             initial_backfill_date=self.initial_backfill_date,
             lookback_days=self.lookback_days,
             settle_seconds=self.settle_seconds,
+            prometheus=self.prometheus_hook,
             log=self.log,
         )
+
+    @cached_property
+    def prometheus_hook(self) -> PrometheusHook | None:
+        from finout_provider.hooks.prometheus import PrometheusHook
+
+        return PrometheusHook(self.prometheus_conn_id) if self.prometheus_conn_id else None

@@ -134,7 +134,9 @@ def test_cli_writes_the_clusters_file_and_a_private_connections_file(tmp_path: P
     document = yaml.safe_load(clusters.read_text())
     assert [c["CLUSTER_NAME"] for c in document["clusters"]] == ["old", "prod-eu"]
     assert "tok" not in clusters.read_text()
-    assert json.loads(json.loads(connections.read_text())["finout_prometheus_prod-eu"]["extra"]) == {"bearer_token": "tok"}
+    assert json.loads(json.loads(connections.read_text())["finout_prometheus_prod-eu"]["extra"]) == {
+        "bearer_token": "tok"
+    }
     assert stat.S_IMODE(connections.stat().st_mode) == 0o600
     assert "note: HOSTNAME" in err.getvalue()
     # Importing it again is refused rather than shadowing the first entry.

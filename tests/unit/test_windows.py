@@ -94,6 +94,23 @@ def test_manual_range_errors(explicit: tuple[int, int], message: str) -> None:
         plan(explicit=explicit)
 
 
+def test_ranges_older_than_prometheus_retention_are_refused_or_cut() -> None:
+    oldest = T0 + 2 * H + 600
+    with pytest.raises(
+        WindowError, match=r"older than what Prometheus keeps .* start at 2025-10-05T03:00:00Z or later"
+    ):
+        plan(explicit=(T0 + H, T0 + 5 * H), oldest=oldest)
+    assert plan(explicit=(T0 + 3 * H, T0 + 5 * H), oldest=oldest) == [
+        (T0 + 3 * H, T0 + 4 * H),
+        (T0 + 4 * H, T0 + 5 * H),
+    ]
+    now = T0 + 6 * H + 300
+    result = plan_run(
+        now=now, time_frame=H, settle=120, limit=100, interval=(T0 + 5 * H, T0 + 6 * H), history_from=T0, oldest=oldest
+    )
+    assert [w.start for w in result.windows] == [T0 + h * H for h in (3, 4, 5)]
+
+
 def test_map_limit_fails_clearly_for_explicit_ranges() -> None:
     with pytest.raises(WindowError, match=r"more than Airflow's max_map_length \(24\)"):
         plan(explicit=(T0 - 2 * DAY, T0), limit=24)
