@@ -18,9 +18,10 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 PROMETHEUS = os.environ.get("PROMETHEUS_BIN", "prometheus")
 PROMTOOL = os.environ.get("PROMTOOL_BIN", "promtool")
@@ -364,3 +365,17 @@ class PrometheusServer:
         stop_process(self.process)
         if self.workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+@contextmanager
+def serving_copy(tsdb: Path, **options: Any) -> Iterator[PrometheusServer]:
+    """A second Prometheus (with other flags) over a copy of ``tsdb``: a TSDB opens in one server only."""
+    workdir = Path(tempfile.mkdtemp(prefix="finout-tsdb-copy-"))
+    copy = workdir / "data"
+    shutil.copytree(tsdb, copy, ignore=shutil.ignore_patterns("lock", "wal", "chunks_head"))
+    server = PrometheusServer(copy, **options).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)

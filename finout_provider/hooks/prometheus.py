@@ -25,6 +25,19 @@ T = TypeVar("T")
 RETRY_STATUS = frozenset({429, 502, 503, 504})
 # Amazon Managed Prometheus throttles with a 400 whose body names the exception.
 THROTTLE_RE = re.compile(rb"Throttl(?:e|ing)Exception")
+# What Prometheus and its kin answer when a query is too heavy, with what to do about it.
+HEAVY_QUERY_HINTS = (
+    (
+        re.compile(r"context deadline exceeded|query timed out|\btimeout\b", re.IGNORECASE),
+        "the query ran into the server's query timeout (Prometheus --query.timeout, default 2m): lower "
+        "TIME_FRAME or QUERIES_BATCH_SIZE, or raise the timeout",
+    ),
+    (
+        re.compile(r"too many samples|maximum resolution|max.?samples", re.IGNORECASE),
+        "the answer is larger than the server allows (Prometheus --query.max-samples, or 11,000 points "
+        "per series): lower TIME_FRAME or raise STEP_SECONDS, or raise the server's limit",
+    ),
+)
 CHUNK_SIZE = 1 << 20
 SMALL_BODY = 1 << 20  # bodies up to this size are parsed in full as JSON
 HEAD_SIZE = 1 << 16
@@ -373,10 +386,13 @@ class PrometheusHook(BaseHook):
                     response.status_code == 400 and THROTTLE_RE.search(body) is not None
                 )
                 if not retryable or attempt >= self.max_retries:
+                    text = self._redact(_error_text(body))
+                    hints = [hint for pattern, hint in HEAVY_QUERY_HINTS if pattern.search(text)]
                     raise PrometheusError(
                         f"{what}: HTTP {response.status_code} from {self.base_url}{path}"
                         + (f" after {attempt + 1} attempts" if retryable else "")
-                        + f": {self._redact(_error_text(body))}",
+                        + f": {text}"
+                        + "".join(f"; {hint}" for hint in hints[:1]),
                         status=response.status_code,
                         retryable=retryable,
                     )

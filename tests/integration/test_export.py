@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from devtools.faults import FaultServer, Seen, reply
-from devtools.history import HistorySpec, PrometheusServer
+from devtools.history import HistorySpec, serving_copy
 from finout_provider.catalogue import CATALOGUE, render
 from finout_provider.hooks.prometheus import PrometheusHook
 from finout_provider.layout import build_key
@@ -133,27 +133,14 @@ def test_bad_query_fails_naming_cluster_window_metric(s3: Any, prom_conn: str, h
 
 
 def test_too_many_samples_422_fails_without_object(s3: Any, tsdb: Any, history: HistorySpec) -> None:
-    server = PrometheusServer(tsdb, extra_args=["--query.max-samples=50"])
-    # A second server may not open the same TSDB: serve a copy.
-    import shutil
-    import tempfile
-    from pathlib import Path
-
-    copy = Path(tempfile.mkdtemp()) / "data"
-    shutil.copytree(tsdb, copy, ignore=shutil.ignore_patterns("lock", "wal", "chunks_head"))
-    server.data = copy
-    server.start()
-    try:
+    with serving_copy(tsdb, extra_args=["--query.max-samples=50"]) as server:
         set_connection("prom_small", conn_type="prometheus", host="127.0.0.1", port=server.port)
         op = make_operator("prom_small", history.start, history.start + 3600, metrics=[CATALOGUE[0]])
         with pytest.raises(Exception) as err:
             op.execute({})
-        assert "HTTP 422" in str(err.value) and "metric 'cpu_requests'" in str(err.value)
-        assert "sample" in str(err.value)
-        assert all_keys(s3) == []
-    finally:
-        server.stop()
-        shutil.rmtree(copy.parent, ignore_errors=True)
+    assert "HTTP 422" in str(err.value) and "metric 'cpu_requests'" in str(err.value)
+    assert "sample" in str(err.value) and "lower TIME_FRAME or raise STEP_SECONDS" in str(err.value)
+    assert all_keys(s3) == []
 
 
 def test_503_is_retried_then_fails_without_object(s3: Any, history: HistorySpec) -> None:

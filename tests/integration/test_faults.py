@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from devtools.faults import SUCCESS, FaultServer, Seen, reply
-from devtools.history import HistorySpec
+from devtools.history import HistorySpec, serving_copy
 from finout_provider.catalogue import CATALOGUE
 from finout_provider.layout import build_key
 from tests.conftest import BUCKET, PREFIX, ROOT, set_connection
@@ -133,6 +133,48 @@ def test_a_stalled_read_times_out_and_is_fetched_again(s3: Any, history: History
         make_operator("p_stall", history.start, history.start + H, metrics=ONE).execute({})
     assert len(calls) == 2
     assert all_keys(s3) == [build_key(PREFIX, "prod-eu", "node_info", history.start)]
+
+
+def test_a_slow_query_within_the_read_timeout_is_waited_for(s3: Any, prometheus: Any, history: HistorySpec) -> None:
+    """A query that takes most of the client's read timeout is not abandoned: one attempt, exact data."""
+    import requests
+
+    calls = []
+
+    def slow_proxy(seen: Seen, request: Any) -> None:
+        calls.append(seen.path)
+        time.sleep(2)  # the read timeout is 4 s
+        upstream = requests.post(
+            f"{prometheus.url}{seen.path}",
+            data=seen.body,
+            headers={"Content-Type": seen.headers.get("Content-Type", "application/x-www-form-urlencoded")},
+            timeout=30,
+        )
+        reply(request, upstream.status_code, upstream.content)
+
+    start = history.start + H
+    with FaultServer(slow_proxy) as server:
+        set_connection("p_slow", conn_type="prometheus", host="127.0.0.1", port=server.port, extra={"timeout": 4})
+        make_operator("p_slow", start, start + H, metrics=ONE).execute({})
+    assert calls == ["/api/v1/query_range"]
+    set_connection("p_direct", conn_type="prometheus", host="127.0.0.1", port=prometheus.port)
+    make_operator("p_direct", start, start + H, metrics=ONE, s3_prefix="direct").execute({})
+    key = build_key(PREFIX, "prod-eu", "node_info", start)
+    assert read(s3, key) == read(s3, build_key("direct", "prod-eu", "node_info", start))
+    assert json.loads(gzip.decompress(read(s3, key)))["data"]["result"]
+
+
+def test_a_query_past_the_server_timeout_fails_with_what_to_do(s3: Any, tsdb: Any, history: HistorySpec) -> None:
+    heavy = [next(m for m in CATALOGUE if m.name == "cpu_usage_v2")]
+    with serving_copy(tsdb, extra_args=["--query.timeout=1ms"]) as server:
+        set_connection("p_timeout", conn_type="prometheus", host="127.0.0.1", port=server.port)
+        with pytest.raises(Exception) as err:
+            # The whole history in one window: far more than 1 ms of work for the server.
+            make_operator("p_timeout", history.start, history.end, metrics=heavy).execute({})
+    message = str(err.value)
+    assert "metric 'cpu_usage_v2'" in message and "cluster 'prod-eu'" in message
+    assert "query timeout (Prometheus --query.timeout" in message and "lower TIME_FRAME" in message
+    assert all_keys(s3) == []
 
 
 class _Raw:
