@@ -26,6 +26,24 @@ H = 3600
 ONE = [next(m for m in CATALOGUE if m.name == "node_info")]
 
 
+def faults_then_forward(upstream: str, *faults: tuple[int, bytes, dict[str, str]]) -> Any:
+    """Answer the first requests with ``faults``, then pass requests on to the real Prometheus."""
+    import requests
+
+    queue = list(faults)
+
+    def handler(seen: Seen, request: Any) -> None:
+        if queue:
+            status, body, headers = queue.pop(0)
+            reply(request, status, body, headers)
+            return
+        kind = seen.headers.get("Content-Type", "application/x-www-form-urlencoded")
+        answer = requests.post(f"{upstream}{seen.path}", data=seen.body, headers={"Content-Type": kind}, timeout=60)
+        reply(request, answer.status_code, answer.content)
+
+    return handler
+
+
 def answer_with(*bodies: tuple[int, bytes, dict[str, str]]) -> Any:
     queue = list(bodies)
 
@@ -52,16 +70,19 @@ def answer_with(*bodies: tuple[int, bytes, dict[str, str]]) -> Any:
     ],
 )
 def test_transient_faults_are_retried_and_the_window_completes(
-    s3: Any, history: HistorySpec, first: Any, label: str
+    s3: Any, prometheus: Any, history: HistorySpec, first: Any, label: str
 ) -> None:
-    with FaultServer(answer_with(first, (200, SUCCESS, {}))) as server:
+    with FaultServer(faults_then_forward(prometheus.url, first)) as server:
         set_connection(
             "p_fault", conn_type="prometheus", host="127.0.0.1", port=server.port, extra={"retry_wait": 0.01}
         )
         make_operator("p_fault", history.start, history.start + H, metrics=ONE).execute({})
     assert len(server.requests) == 2, label
-    body = gzip.decompress(read(s3, build_key(PREFIX, "prod-eu", "node_info", history.start)))
-    assert json.loads(body) == json.loads(SUCCESS)
+    set_connection("p_direct", conn_type="prometheus", host="127.0.0.1", port=prometheus.port)
+    make_operator("p_direct", history.start, history.start + H, metrics=ONE, s3_prefix="direct").execute({})
+    key = build_key(PREFIX, "prod-eu", "node_info", history.start)
+    assert read(s3, key) == read(s3, build_key("direct", "prod-eu", "node_info", history.start))
+    assert json.loads(gzip.decompress(read(s3, key)))["data"]["result"]
 
 
 @pytest.mark.parametrize(
@@ -319,3 +340,60 @@ def test_two_runs_exporting_the_same_window_at_once_agree(
     first = {k: client.get_object(Bucket="finout-twice", Key=k)["Body"].read() for k in keys}
     subprocess.run([sys.executable, "-c", script, str(start)], env=env, cwd=ROOT, check=True, timeout=300)
     assert {k: client.get_object(Bucket="finout-twice", Key=k)["Body"].read() for k in keys} == first
+
+
+def test_after_the_faults_clear_gap_repair_leaves_the_range_complete(
+    s3: Any, prometheus: Any, history: HistorySpec
+) -> None:
+    """Closing sweep: windows exported through different faults, one lost for good, then the next
+    scheduled run's gap repair; in the end no window of the range is missing and none is corrupt."""
+    from finout_provider.operators.plan import PlanWindowsOperator
+    from finout_provider.sensors.export import FinoutExportSensor
+
+    starts = [history.start + k * H for k in range(1, 7)]
+    faults: list[tuple[int, bytes, dict[str, str]] | None] = [
+        (503, b'{"status":"error","errorType":"unavailable","error":"overloaded"}', {"Retry-After": "0"}),
+        (429, b"slow down", {"Retry-After": "0"}),
+        (200, b'{"status":"success","data":{"resultType":"matrix","result":[{"metric":{}', {}),
+        None,  # Prometheus down for this window: the task fails for good
+        (502, b"<html>bad gateway</html>", {}),
+        (200, b'{"status":"success","data":{"resultType":"matrix","result":[]},"warnings":["partial"]}', {}),
+    ]
+    for start, fault in zip(starts, faults, strict=True):
+        if fault is None:
+            set_connection(
+                "p_down", conn_type="prometheus", host="127.0.0.1", port=1, extra={"max_retries": 1, "retry_wait": 0.01}
+            )
+            with pytest.raises(Exception, match="cannot reach Prometheus"):
+                make_operator("p_down", start, start + H, metrics=ONE).execute({})
+            continue
+        with FaultServer(faults_then_forward(prometheus.url, fault)) as server:
+            set_connection(
+                "p_sweep", conn_type="prometheus", host="127.0.0.1", port=server.port, extra={"retry_wait": 0.01}
+            )
+            make_operator("p_sweep", start, start + H, metrics=ONE).execute({})
+    lost = starts[3]
+    assert build_key(PREFIX, "prod-eu", "node_info", lost) not in all_keys(s3)
+
+    class Run:
+        run_type = "scheduled"
+
+    plan = PlanWindowsOperator(
+        task_id="plan_windows", cluster_name="prod-eu", s3_bucket=BUCKET, s3_prefix=PREFIX, metrics=["node_info"],
+        settle_seconds=0,
+    )  # fmt: skip
+    last = starts[-1]
+    windows = plan.execute({"dag_run": Run(), "data_interval_start": last, "data_interval_end": last + H})  # type: ignore[arg-type]
+    assert {"window_start": lost, "window_end": lost + H} in windows
+    set_connection("p_direct", conn_type="prometheus", host="127.0.0.1", port=prometheus.port)
+    for window in windows:
+        make_operator("p_direct", window["window_start"], window["window_end"], metrics=ONE).execute({})
+
+    sensor = FinoutExportSensor(
+        task_id="validate_export", cluster_name="prod-eu", s3_bucket=BUCKET, s3_prefix=PREFIX,
+        windows=[{"window_start": s, "window_end": s + H} for s in starts], metrics=["node_info"], time_frame=H,
+    )  # fmt: skip
+    assert sensor.problems() == []
+    for start in starts:
+        body = json.loads(gzip.decompress(read(s3, build_key(PREFIX, "prod-eu", "node_info", start))))
+        assert body["status"] == "success" and body["data"]["result"] and "warnings" not in body
