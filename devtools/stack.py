@@ -72,10 +72,22 @@ class AirflowStack:
         env |= dict(self.extra_env)
         return env
 
-    def airflow(self, *args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
-            [str(BIN / "airflow"), *args], env=self.env, capture_output=True, text=True, timeout=timeout, check=False
-        )
+    def airflow(
+        self, *args: str, timeout: float = 600, check: bool = True, retries_when_locked: int = 0
+    ) -> subprocess.CompletedProcess[str]:
+        """Run an ``airflow`` CLI command in this stack's environment.
+
+        ``retries_when_locked``: SQLite refuses, without waiting, a transaction that read and then
+        wants to write while another process writes ("database is locked"); Airflow rolls such a
+        command back (``backfill create`` removes its partial backfill) so it can be run again.
+        """
+        command = [str(BIN / "airflow"), *args]
+        for attempt in range(retries_when_locked + 1):
+            result = subprocess.run(command, env=self.env, capture_output=True, text=True, timeout=timeout, check=False)
+            locked = result.returncode != 0 and "database is locked" in result.stdout + result.stderr
+            if not locked or attempt == retries_when_locked:
+                break
+            time.sleep(2)
         if check and result.returncode != 0:
             raise RuntimeError(
                 f"airflow {' '.join(args)} failed ({result.returncode}):\n"

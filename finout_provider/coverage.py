@@ -51,7 +51,7 @@ class Coverage:
             bad = {m: s for m, s in sorted(metrics.items()) if s != "ok"}
             if not bad:
                 coverage.windows[start] = COMPLETE
-            elif any(s not in ("missing",) for s in bad.values()):
+            elif any(s != "missing" for s in bad.values()):
                 coverage.windows[start] = CORRUPT
             elif len(bad) == len(metrics):
                 coverage.windows[start] = MISSING

@@ -137,7 +137,7 @@ def test_backfill_cli_scheduler_and_clear_of_one_mapped_instance(
 
         wait_for(stack, "the cleared instance's rerun", rerun_done, timeout=300, every=3)
         assert {k: client.get_object(Bucket=bucket, Key=k)["Body"].read() for k in keys} == bodies
-        stack.airflow("dags", "pause", DAG_ID)
+        stack.airflow("dags", "pause", DAG_ID, retries_when_locked=5)
         stack.stop()
 
         # 3. `airflow dags backfill` over two hours: one run per hour, each exports its window.

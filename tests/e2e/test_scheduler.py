@@ -90,7 +90,8 @@ def scheduler_stack(prometheus: PrometheusServer, s3_server: S3Server) -> Iterat
     try:
         wait_http(f"{api.base}/api/v2/monitor/health", timeout=120)
         wait_for(stack, "the DAG to be parsed", lambda: _dag_exists(api), timeout=180)
-        stack.airflow("dags", "unpause", DAG_ID)  # tasks of a paused DAG are never queued, backfills included
+        # Tasks of a paused DAG are never queued, backfills included.
+        stack.airflow("dags", "unpause", DAG_ID, retries_when_locked=5)
         yield stack, api, bucket
     except BaseException:
         print(stack.logs())
@@ -170,7 +171,10 @@ def test_backfill_create_exports_every_window(
 ) -> None:
     stack, api, bucket = scheduler_stack
     first = history.start + H
-    stack.airflow("backfill", "create", "--dag-id", DAG_ID, "--from-date", iso(first), "--to-date", iso(first + 3 * H))
+    stack.airflow(
+        "backfill", "create", "--dag-id", DAG_ID, "--from-date", iso(first), "--to-date", iso(first + 3 * H),
+        retries_when_locked=5,
+    )  # fmt: skip
     runs = wait_for(
         stack, "the backfill runs", lambda: api.finished(api.runs("backfill")) and api.runs("backfill"), 500
     )
@@ -215,6 +219,6 @@ def test_manual_run_with_params_reexports_the_range(
     stack, api, bucket = scheduler_stack
     start, end = history.end - 3 * H, history.end - H
     conf = f'{{"start": "{iso(start)}", "end": "{iso(end)}"}}'
-    stack.airflow("dags", "trigger", DAG_ID, "--conf", conf)
+    stack.airflow("dags", "trigger", DAG_ID, "--conf", conf, retries_when_locked=5)
     wait_for(stack, "the manual run", lambda: api.finished(api.runs("manual")), 400)
     assert expected([start, start + H]) <= keys_of(s3_server, bucket)

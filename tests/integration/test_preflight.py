@@ -120,3 +120,35 @@ def test_nothing_scraped_names_the_missing_exporters(prometheus: PrometheusServe
     assert "/metrics/cadvisor" in found["cpu_usage_v2"].reason
     assert found["gpu_requests"].level == EMPTY
     assert found["cpu_requests"].level == FAIL and report.failed
+
+
+def test_the_dag_task_fails_a_run_that_would_export_empty_files(
+    prometheus: PrometheusServer, history: HistorySpec
+) -> None:
+    from airflow.providers.common.compat.sdk import AirflowFailException
+
+    from finout_provider.operators.preflight import PrometheusPreflightOperator
+
+    hook_for(prometheus, "pf_task")
+    metrics = select(["cpu_requests", "pod_labels"])
+    end = history.end - H
+    good = PrometheusPreflightOperator(
+        task_id="preflight",
+        cluster_name="prod-eu",
+        metrics=metrics,
+        prometheus_conn_id="pf_task",
+        cluster_label="cluster",
+    )
+    # A run's data interval end is the instant checked (the last step before it).
+    assert good.instant({"data_interval_end": end}) == end - 60  # type: ignore[arg-type]
+    assert good.execute({"data_interval_end": end}) == {"cluster": OK, "cpu_requests": OK, "pod_labels": OK}  # type: ignore[arg-type]
+    wrong = PrometheusPreflightOperator(
+        task_id="preflight",
+        cluster_name="prod-eu",
+        metrics=metrics,
+        prometheus_conn_id="pf_task",
+        cluster_label="k8s_cluster",
+    )
+    with pytest.raises(AirflowFailException, match=r"cluster 'prod-eu': preflight found 3 problems") as err:
+        wrong.execute({"data_interval_end": end})  # type: ignore[arg-type]
+    assert "- cluster: no series carries the label CLUSTER_LABEL='k8s_cluster'" in str(err.value)
