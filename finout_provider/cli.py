@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 import yaml
 
 from finout_provider.config import CLUSTERS_FILE_ENV, ClusterConfig, load_file
-from finout_provider.windows import WindowError, closed_before, iter_days, to_epoch, windows_between
+from finout_provider.windows import DAY, WindowError, closed_before, iter_days, to_epoch, windows_between
 
 if TYPE_CHECKING:
     from finout_provider.hooks.s3 import FinoutS3Hook
@@ -167,7 +167,7 @@ def cmd_coverage(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     report = _progress(err, "coverage")
     for number, day in enumerate(days, 1):
         report(number, len(days), time.strftime("%Y-%m-%d", time.gmtime(day)))
-        starts = [w.start for w in windows if day <= w.start < day + 86400]
+        starts = [w.start for w in windows if day <= w.start < day + DAY]
         bucket, prefix, cluster = config.s3_bucket, config.s3_prefix, config.cluster_name
         states |= s3.object_states(bucket, prefix, cluster, names, starts, config.time_frame)
     coverage = Coverage.from_states(config.cluster_name, config.s3_prefix, config.time_frame, windows, states)

@@ -36,3 +36,9 @@ def test_airflow_registers_the_connection_type_and_its_form_fields() -> None:
     for name in ("path_prefix", "bearer_token", "x_scope_orgid", "ca_bundle", "sigv4", "region_name"):
         assert f"extra__prometheus__{name}" in widgets, sorted(k for k in widgets if "prometheus" in k)
     assert widgets["extra__prometheus__bearer_token"].is_sensitive
+
+
+def test_airflow_registers_the_extra_link() -> None:
+    from airflow.providers_manager import ProvidersManager
+
+    assert "finout_provider.links.S3ExportLink" in ProvidersManager().extra_links_class_names
