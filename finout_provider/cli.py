@@ -96,7 +96,7 @@ def _s3(config: ClusterConfig) -> FinoutS3Hook:
 
 def cmd_import_cronjob(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from finout_provider.config import parse_document
-    from finout_provider.cronjob import CronJobError, import_cronjob, merge_entry
+    from finout_provider.cronjob import CronJobError, import_cronjob, merge_entry, redacted
 
     try:
         imported = import_cronjob(Path(args.cronjob).read_text(encoding="utf-8"))
@@ -130,8 +130,9 @@ def cmd_import_cronjob(args: argparse.Namespace, out: TextIO, err: TextIO) -> in
                 f"`airflow connections import {path}` (or your secrets backend), then delete the file\n"
             )
         else:
-            out.write("# connections (airflow connections import FILE):\n")
-            out.write(json.dumps(imported.connections, indent=2) + "\n")
+            # Secrets are not printed: terminals and CI logs keep what they show.
+            out.write("# connections, secrets hidden (write them with --connections-file):\n")
+            out.write(json.dumps(redacted(imported.connections), indent=2) + "\n")
     for note in imported.notes:
         err.write(f"note: {note}\n")
     return 0

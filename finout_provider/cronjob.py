@@ -148,3 +148,18 @@ def merge_entry(document: Any, entry: Mapping[str, Any]) -> dict[str, Any]:
         raise CronJobError(f"the clusters file already has a cluster named {name!r}")
     doc["clusters"] = [*clusters, dict(entry)]
     return doc
+
+
+def redacted(connections: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """``connections`` with the password and bearer token replaced by ``***``."""
+    shown: dict[str, dict[str, Any]] = {}
+    for conn_id, conn in connections.items():
+        copy = dict(conn)
+        if copy.get("password"):
+            copy["password"] = "***"
+        extra = json.loads(copy.get("extra") or "{}")
+        if extra.get("bearer_token"):
+            extra["bearer_token"] = "***"
+        copy["extra"] = json.dumps(extra)
+        shown[conn_id] = copy
+    return shown

@@ -151,3 +151,14 @@ def test_cli_refuses_an_entry_that_still_holds_placeholders(tmp_path: Path) -> N
     code = main(["import-cronjob", str(manifest), "--clusters-file", str(tmp_path / "c.yaml")], io.StringIO(), err)
     assert code == 2 and "the imported entry is not valid" in err.getvalue() and "CLUSTER_NAME" in err.getvalue()
     assert not (tmp_path / "c.yaml").exists()
+
+
+def test_cli_without_connections_file_prints_no_secret(tmp_path: Path) -> None:
+    manifest = tmp_path / "cronjob.yaml"
+    secrets = '- name: PROMETHEUS_USERNAME\n  value: u\n- name: PROMETHEUS_PASSWORD\n  value: "hunter2"\n'
+    manifest.write_text(with_env(filled(), secrets + '- name: PROMETHEUS_BEARER_AUTH_TOKEN\n  value: "tok3n"\n'))
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["import-cronjob", str(manifest)], out, err) == 0
+    printed = out.getvalue() + err.getvalue()
+    assert "hunter2" not in printed and "tok3n" not in printed
+    assert "PROMETHEUS_CONN_ID: finout_prometheus_prod-eu" in printed and '"password": "***"' in printed
