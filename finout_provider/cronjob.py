@@ -102,9 +102,9 @@ def import_cronjob(text: str) -> ImportedCronJob:
         extra: dict[str, Any] = {}
         if entry.get("PATH_PREFIX"):
             extra["path_prefix"] = entry["PATH_PREFIX"]
-        token = credentials.get("PROMETHEUS_BEARER_AUTH_TOKEN", credentials.get("PROMETHEUS_AUTH_TOKEN"))
-        if "PROMETHEUS_BEARER_AUTH_TOKEN" in credentials or "PROMETHEUS_AUTH_TOKEN" in credentials:
-            extra["bearer_token"] = token or ""
+        token = next((k for k in ("PROMETHEUS_BEARER_AUTH_TOKEN", "PROMETHEUS_AUTH_TOKEN") if k in credentials), None)
+        if token:
+            extra["bearer_token"] = credentials[token] or ""
         if "PROMETHEUS_X_SCOPE_ORGID" in credentials:
             extra["x_scope_orgid"] = credentials["PROMETHEUS_X_SCOPE_ORGID"] or ""
         conn: dict[str, Any] = {
