@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -20,7 +21,7 @@ from typing import Any
 
 from devtools.history import HistorySpec, PrometheusServer, build_tsdb
 from devtools.s3server import S3Server
-from devtools.stack import AirflowStack
+from devtools.stack import BIN, AirflowStack
 
 CLUSTERS = ("demo-a", "demo-b")
 BUCKET = "finout-demo"
@@ -114,7 +115,18 @@ def main() -> int:
             status = "OK" if not problems else f"{len(problems)} problems: {problems[:3]}"
             failed |= bool(problems)
             print(f"validation {config.cluster_name}: {len(starts)} windows x {len(config.metrics)} metrics: {status}")
-        return 1 if failed else 0
+        command = ["finout-provider", "coverage", "--cluster", CLUSTERS[0], "--clusters-file", str(stack.clusters_file),
+                   "--from", iso(start), "--to", iso(stop)]  # fmt: skip
+        print(f"\n$ {' '.join(command)}")
+        coverage = subprocess.run(
+            [str(BIN / command[0]), *command[1:]],
+            env=stack.env | {"AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING"},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        print(coverage.stdout or coverage.stderr)
+        return 1 if failed or coverage.returncode else 0
     except KeyboardInterrupt:
         print("interrupted; cleaning up", file=sys.stderr)
         return 130

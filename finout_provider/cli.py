@@ -258,6 +258,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    # Airflow logs an INFO line (on stdout, in Airflow 3) whenever a hook resolves a connection;
+    # the command's output is its report. Set AIRFLOW__LOGGING__LOGGING_LEVEL=INFO to see them.
+    os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
     args = parser().parse_args(argv)
     try:
         return int(args.run(args, out, err))
