@@ -170,7 +170,7 @@ def cmd_coverage(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         report(number, len(days), time.strftime("%Y-%m-%d", time.gmtime(day)))
         starts = [w.start for w in windows if day <= w.start < day + DAY]
         bucket, prefix, cluster = config.s3_bucket, config.s3_prefix, config.cluster_name
-        states |= s3.object_states(bucket, prefix, cluster, names, starts, config.time_frame)
+        states |= s3.object_states(bucket, prefix, cluster, names, starts, config.time_frame, deep=args.deep)
     coverage = Coverage.from_states(config.cluster_name, config.s3_prefix, config.time_frame, windows, states)
     out.write(coverage.render() + "\n")
     if args.png:
@@ -248,6 +248,7 @@ def parser() -> argparse.ArgumentParser:
     cov.add_argument("--from", dest="from_", required=True, help="start (ISO-8601, UTC)")
     cov.add_argument("--to", required=True, help="end, exclusive (ISO-8601, UTC)")
     cov.add_argument("--png", help="also draw the grid (days x windows) as a PNG heatmap")
+    cov.add_argument("--deep", action="store_true", help="read every object whole: gzip intact and a successful answer")
     cov.set_defaults(run=cmd_coverage)
 
     plan = with_cluster("plan", "show what the next scheduled run would export")

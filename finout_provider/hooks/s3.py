@@ -222,13 +222,22 @@ class FinoutS3Hook(S3Hook):
             yield from sorted((d, f) for d, f in days if d is not None)
 
     def object_states(
-        self, bucket: str, prefix: str, cluster: str, metrics: Sequence[str], starts: Sequence[int], window: int
+        self,
+        bucket: str,
+        prefix: str,
+        cluster: str,
+        metrics: Sequence[str],
+        starts: Sequence[int],
+        window: int,
+        *,
+        deep: bool = False,
     ) -> dict[str, str]:
-        """State of every expected key of windows ``starts``: ``ok``, ``missing``, ``empty`` or
-        ``not gzip``.
+        """State of every expected key of windows ``starts``: ``ok``, ``missing``, ``empty``,
+        ``not gzip`` or (``deep``) what :meth:`read_problem` finds.
 
         An object is ``ok`` when it exists, is larger than an empty gzip and starts with the gzip
-        magic bytes (checked with a ranged GET of its first bytes).
+        magic bytes (checked with a ranged GET of its first bytes); with ``deep``, when the whole
+        object decompresses (CRC and length checked) to a successful Prometheus answer.
         """
         if not starts:
             return {}
@@ -239,9 +248,36 @@ class FinoutS3Hook(S3Hook):
         states = {k: "missing" if k not in found else "empty" if found[k] <= EMPTY_GZIP else "ok" for k in expected}
         to_read = [k for k, state in states.items() if state == "ok"]
         with ThreadPoolExecutor(max_workers=8) as pool:
-            heads = pool.map(lambda k: self.read_head(bucket, k, 3), to_read)
-            states |= {k: "not gzip" for k, h in zip(to_read, heads, strict=True) if h != GZIP_MAGIC}
+            if deep:
+                verdicts = pool.map(lambda k: self.read_problem(bucket, k), to_read)
+                states |= {k: v for k, v in zip(to_read, verdicts, strict=True) if v}
+            else:
+                heads = pool.map(lambda k: self.read_head(bucket, k, 3), to_read)
+                states |= {k: "not gzip" for k, h in zip(to_read, heads, strict=True) if h != GZIP_MAGIC}
         return states
+
+    def read_problem(self, bucket: str, key: str) -> str | None:
+        """Read one object through a streaming gunzip; ``None`` if it is a whole gzip of a successful
+        Prometheus answer, else what is wrong. Memory stays at one chunk whatever the size."""
+        body = self._s3().get_object(Bucket=bucket, Key=key)["Body"]
+        inflater = zlib.decompressobj(31)
+        head = b""
+        try:
+            for chunk in iter(lambda: body.read(1 << 20), b""):
+                data = inflater.decompress(chunk)
+                if len(head) < 64:
+                    head += data[: 64 - len(head)]
+                if inflater.eof:
+                    break
+        except zlib.error as err:
+            return f"not gzip ({err})"
+        finally:
+            body.close()
+        if not inflater.eof:
+            return "truncated gzip"
+        if not head.startswith(b'{"status":"success"'):
+            return "not a success answer"
+        return None
 
     def export_problems(
         self, bucket: str, prefix: str, cluster: str, metrics: Sequence[str], starts: Sequence[int], window: int
