@@ -188,36 +188,22 @@ def prometheus_load(prom_port: int, s3: str) -> dict[str, Any]:
 
 def scheduler_load(prom: PrometheusServer, s3: S3Server) -> dict[str, Any]:
     """Task instances a cluster's first run creates for a 3-day backfill at TIME_FRAME 3600."""
-    from devtools.history import free_port, wait_http
-    from devtools.stack import AirflowStack
+    from devtools.history import free_port
+    from devtools.stack import AirflowStack, api_server_env
 
-    bucket = "finout-scheduler-load"
-    s3.client().create_bucket(Bucket=bucket)  # type: ignore[attr-defined]
     port = free_port()
-    stack = AirflowStack(
-        clusters=[
-            {
-                "CLUSTER_NAME": "load",
-                "HOSTNAME": "127.0.0.1",
-                "PORT": prom.port,
-                "BACKFILL_DAYS": "3d",
-                "METRICS": ["cpu_requests"],
-            }
-        ],
-        defaults={"S3_BUCKET": bucket, "S3_PREFIX": "k8s", "QUERY_DELAY_SECONDS": 0},
-        connections={"aws_default": s3.connection()},
-        extra_env={
-            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
-        },
+    stack = AirflowStack.one_cluster(
+        {"CLUSTER_NAME": "load", "BACKFILL_DAYS": "3d", "METRICS": ["cpu_requests"]},
+        prom.port,
+        s3,
+        "finout-scheduler-load",
+        "k8s",
+        extra_env=api_server_env(port),
     )
     try:
         stack.migrate()
-        stack.start("api-server", "--port", str(port), "--host", "127.0.0.1", log_name="api")
-        stack.start("dag-processor", log_name="dag-processor")
-        stack.start("scheduler", "--skip-serve-logs", log_name="scheduler")
+        stack.start_airflow3(port)
         base = f"http://127.0.0.1:{port}/api/v2/dags/finout_prometheus_load"
-        wait_http(f"http://127.0.0.1:{port}/api/v2/monitor/health", timeout=120)
         deadline = time.monotonic() + 300
         while requests.get(base, timeout=10).status_code != 200:
             assert time.monotonic() < deadline

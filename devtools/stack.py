@@ -16,6 +16,9 @@ from typing import Any
 
 import yaml
 
+from devtools.history import wait_http
+from devtools.s3server import S3Server
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
@@ -36,6 +39,26 @@ class AirflowStack:
     extra_env: Mapping[str, str] = field(default_factory=dict)
     home: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="finout-airflow-")))
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    @classmethod
+    def one_cluster(
+        cls,
+        cluster: Mapping[str, Any],
+        prometheus_port: int,
+        s3: S3Server,
+        bucket: str,
+        prefix: str = "k8s/prometheus",
+        extra_env: Mapping[str, str] | None = None,
+    ) -> AirflowStack:
+        """A stack exporting one cluster from the Prometheus on 127.0.0.1:``prometheus_port`` to
+        ``bucket`` (created here) on the loopback S3 server, without query delays."""
+        s3.client().create_bucket(Bucket=bucket)  # type: ignore[attr-defined]
+        return cls(
+            clusters=[{"HOSTNAME": "127.0.0.1", "PORT": prometheus_port, **cluster}],
+            defaults={"S3_BUCKET": bucket, "S3_PREFIX": prefix, "QUERY_DELAY_SECONDS": 0},
+            connections={"aws_default": s3.connection()},
+            extra_env=dict(extra_env or {}),
+        )
 
     def __post_init__(self) -> None:
         self.clusters_file.write_text(
@@ -108,6 +131,16 @@ class AirflowStack:
         self.processes.append(process)
         return process
 
+    def start_airflow3(self, port: int) -> str:
+        """API server (on 127.0.0.1:``port``), DAG processor and scheduler of Airflow 3; returns the
+        API server's URL once it is healthy. The stack's ``extra_env`` needs :func:`api_server_env`."""
+        self.start("api-server", "--port", str(port), "--host", "127.0.0.1", log_name="api-server")
+        self.start("dag-processor", log_name="dag-processor")
+        self.start("scheduler", "--skip-serve-logs", log_name="scheduler")
+        base = f"http://127.0.0.1:{port}"
+        wait_http(f"{base}/api/v2/monitor/health", timeout=120)
+        return base
+
     def stop(self) -> None:
         for process in self.processes:
             if process.poll() is None:
@@ -135,6 +168,17 @@ class AirflowStack:
     def cleanup(self) -> None:
         self.stop()
         shutil.rmtree(self.home, ignore_errors=True)
+
+
+def api_server_env(port: int) -> dict[str, str]:
+    """Settings of an Airflow 3 stack whose API server listens on 127.0.0.1:``port`` and lets
+    every caller act as admin (loopback only)."""
+    return {
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+        "AIRFLOW__API__PORT": str(port),
+        "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
+    }
 
 
 def wait_for(stack: AirflowStack, what: str, check: Callable[[], Any], timeout: float = 300, every: float = 2) -> Any:

@@ -72,24 +72,16 @@ def test_backfill_cli_scheduler_and_clear_of_one_mapped_instance(
 ) -> None:
     bucket = "finout-airflow2"
     client: Any = s3_server.client()
-    client.create_bucket(Bucket=bucket)
-    stack = AirflowStack(
-        clusters=[
-            {
-                "CLUSTER_NAME": "af2",
-                "HOSTNAME": "127.0.0.1",
-                "PORT": prometheus.port,
-                "CLUSTER_LABEL": "cluster",
-                "BACKFILL_DAYS": 0,
-                "METRICS": METRICS,
-            }
-        ],
-        defaults={"S3_BUCKET": bucket, "S3_PREFIX": PREFIX, "QUERY_DELAY_SECONDS": 0},
-        connections={"aws_default": s3_server.connection()},
-        # Airflow 2's BackfillJob loses track of mapped instances that a task's "mini scheduler"
-        # expands; the README tells 2.11 users to turn it off for `airflow dags backfill`.
+    stack = AirflowStack.one_cluster(
+        {"CLUSTER_NAME": "af2", "CLUSTER_LABEL": "cluster", "BACKFILL_DAYS": 0, "METRICS": METRICS},
+        prometheus.port,
+        s3_server,
+        bucket,
+        PREFIX,
         extra_env={
             "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
+            # Airflow 2's BackfillJob loses track of mapped instances that a task's "mini scheduler"
+            # expands; the README tells 2.11 users to turn it off for `airflow dags backfill`.
             "AIRFLOW__SCHEDULER__SCHEDULE_AFTER_TASK_EXECUTION": "False",
             # Unpausing from the CLI races the DAG processor's first sync, which creates the DAG
             # paused; a DAG created unpaused leaves nothing to race.

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 import requests
 
-from devtools.history import HistorySpec, PrometheusServer, free_port, wait_http
+from devtools.history import HistorySpec, PrometheusServer, free_port
 from devtools.s3server import S3Server
-from devtools.stack import AirflowStack, airflow_major, wait_for
+from devtools.stack import AirflowStack, airflow_major, api_server_env, wait_for
 from finout_provider.get_provider_info import CONN_FIELDS
 from finout_provider.layout import build_key
 from finout_provider.windows import to_epoch
@@ -58,37 +58,19 @@ class Api:
 @pytest.fixture(scope="module")
 def scheduler_stack(prometheus: PrometheusServer, s3_server: S3Server) -> Iterator[tuple[AirflowStack, Api, str]]:
     bucket = "finout-scheduler"
-    s3_server.client().create_bucket(Bucket=bucket)  # type: ignore[attr-defined]
     port = free_port()
-    stack = AirflowStack(
-        clusters=[
-            {
-                "CLUSTER_NAME": "sched",
-                "HOSTNAME": "127.0.0.1",
-                "PORT": prometheus.port,
-                "CLUSTER_LABEL": "cluster",
-                "BACKFILL_DAYS": 0,
-                "METRICS": METRICS,
-            }
-        ],
-        defaults={"S3_BUCKET": bucket, "S3_PREFIX": PREFIX, "QUERY_DELAY_SECONDS": 0},
-        connections={"aws_default": s3_server.connection()},
-        extra_env={
-            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
-            "AIRFLOW__API__PORT": str(port),
-            "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
-            "AIRFLOW__CORE__PARALLELISM": "4",
-            "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
-        },
+    stack = AirflowStack.one_cluster(
+        {"CLUSTER_NAME": "sched", "CLUSTER_LABEL": "cluster", "BACKFILL_DAYS": 0, "METRICS": METRICS},
+        prometheus.port,
+        s3_server,
+        bucket,
+        PREFIX,
+        extra_env=api_server_env(port)
+        | {"AIRFLOW__CORE__PARALLELISM": "4", "AIRFLOW__CORE__TEST_CONNECTION": "Enabled"},
     )
     stack.migrate()
-    stack.start("api-server", "--port", str(port), "--host", "127.0.0.1", log_name="api-server")
-    stack.start("dag-processor", log_name="dag-processor")
-    stack.start("scheduler", "--skip-serve-logs", log_name="scheduler")
-    api = Api(f"http://127.0.0.1:{port}")
     try:
-        wait_http(f"{api.base}/api/v2/monitor/health", timeout=120)
+        api = Api(stack.start_airflow3(port))
         wait_for(stack, "the DAG to be parsed", lambda: _dag_exists(api), timeout=180)
         # Tasks of a paused DAG are never queued, backfills included.
         stack.airflow("dags", "unpause", DAG_ID, retries_when_locked=5)
