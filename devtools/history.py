@@ -42,6 +42,9 @@ class HistorySpec:
     recording_rules: bool = True
     # kube-state-metrics label allowlist in force (pods=[*],nodes=[*]).
     label_allowlist: bool = True
+    # kube-state-metrics before 2.0: requests, limits and node capacity only under their old
+    # per-resource names (kube_pod_container_resource_requests_cpu_cores, ...).
+    ksm_v1: bool = False
 
 
 @dataclass
@@ -87,6 +90,9 @@ class _Writer:
             for chunk in self.families[name]:
                 self.out.write(chunk)
         self.out.write("# EOF\n")
+
+
+_V1_SUFFIX = {"cpu": "cpu_cores", "memory": "memory_bytes", "pods": "pods"}
 
 
 def _const(value: float) -> Iterator[float]:
@@ -149,8 +155,12 @@ def write_openmetrics(spec: HistorySpec, out: TextIO) -> int:
         for i, node in enumerate(nodes):
             for resource, unit, cap in (("cpu", "core", 8.0), ("memory", "byte", 32e9), ("pods", "integer", 110.0)):
                 base = {"node": node, "resource": resource, "unit": unit}
-                writer.series("kube_node_status_capacity", base, cluster, s, e, _const(cap))
-                writer.series("kube_node_status_allocatable", base, cluster, s, e, _const(cap * 0.9))
+                for kind, value in (("capacity", cap), ("allocatable", cap * 0.9)):
+                    name = f"kube_node_status_{kind}"
+                    if spec.ksm_v1:
+                        writer.series(f"{name}_{_V1_SUFFIX[resource]}", {"node": node}, cluster, s, e, _const(value))
+                    else:
+                        writer.series(name, base, cluster, s, e, _const(value))
                 count += 2
             node_labels = {"node": node}
             if spec.label_allowlist:
@@ -192,22 +202,13 @@ def write_openmetrics(spec: HistorySpec, out: TextIO) -> int:
             for container in pod.containers:
                 cid = {**ident, "container": container, "node": pod.node}
                 for resource, unit, req in (("cpu", "core", 0.25), ("memory", "byte", 256e6)):
-                    writer.series(
-                        "kube_pod_container_resource_requests",
-                        {**cid, "resource": resource, "unit": unit},
-                        cluster,
-                        ps,
-                        pe,
-                        _const(req),
-                    )
-                    writer.series(
-                        "kube_pod_container_resource_limits",
-                        {**cid, "resource": resource, "unit": unit},
-                        cluster,
-                        ps,
-                        pe,
-                        _const(req * 2),
-                    )
+                    typed = {**cid, "resource": resource, "unit": unit}
+                    for kind, value in (("requests", req), ("limits", req * 2)):
+                        name = f"kube_pod_container_resource_{kind}"
+                        if spec.ksm_v1:
+                            writer.series(f"{name}_{_V1_SUFFIX[resource]}", cid, cluster, ps, pe, _const(value))
+                        else:
+                            writer.series(name, typed, cluster, ps, pe, _const(value))
                     count += 2
                 if pod.gpu and container == "c0":
                     writer.series(

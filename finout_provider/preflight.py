@@ -116,9 +116,12 @@ class Preflight:
             if progress:
                 progress(number, len(self.metrics), metric.name)
             answers[metric.name] = self.query(self._render(metric.query), at)
-        ksm_silent = all(not answers[m.name] for m in self.metrics if KSM in m.needs or KSM_LABELS in m.needs)
+        ksm = [m.name for m in self.metrics if KSM in m.needs or KSM_LABELS in m.needs]
+        ksm_silent = all(not answers[name] for name in ksm)
+        # kube-state-metrics before 2.0 answers only under the old per-resource names.
+        old_ksm = any(not answers[name] for name in ksm) and self._count(KSM_V1_PROBE, at) > 0
         for metric in self.metrics:
-            report.findings.append(self._judge(metric, answers, at, cluster.level == FAIL, ksm_silent))
+            report.findings.append(self._judge(metric, answers, at, cluster.level == FAIL, ksm_silent, old_ksm))
         return report
 
     # --- cluster-wide ------------------------------------------------------------------------
@@ -175,6 +178,7 @@ class Preflight:
         at: int,
         cluster_failed: bool,
         ksm_silent: bool,
+        old_ksm: bool,
     ) -> Finding:
         name, series = metric.name, answers[metric.name]
         if series:
@@ -195,8 +199,10 @@ class Preflight:
                 f"the recording rule {RECORDING_RULE} (kube-prometheus rules) is missing; {fix}",
             )  # fmt: skip
         if KSM in metric.needs or KSM_LABELS in metric.needs:
-            if ksm_silent and self._count(KSM_V1_PROBE, at):
-                return Finding(name, FAIL, 0, "kube-state-metrics is older than 2.0 (v1 metric names): upgrade it")
+            if old_ksm:
+                return Finding(
+                    name, FAIL, 0, f"kube-state-metrics is older than 2.0 (it exports {KSM_V1_PROBE}): upgrade it"
+                )
             if ksm_silent:
                 return Finding(name, FAIL, 0, "no kube-state-metrics series: is kube-state-metrics >= 2.0 scraped?")
             return Finding(name, FAIL, 0, "no series, though kube-state-metrics answers for other metrics")

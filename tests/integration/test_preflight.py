@@ -18,21 +18,29 @@ pytestmark = pytest.mark.integration
 H = 3600
 
 
-@pytest.fixture(scope="module")
-def bare() -> Iterator[tuple[PrometheusServer, HistorySpec]]:
-    """One cluster scraped the way many are at first: kube-state-metrics without its label
-    allowlist, no kube-prometheus recording rules, no cluster label."""
-    now = int(time.time())
-    end = now - now % H
-    spec = HistorySpec(
-        clusters=("bare",), start=end - 2 * H, end=end, nodes=2, pods_per_node=3,
-        recording_rules=False, label_allowlist=False,
-    )  # fmt: skip
+def serve(**shape: object) -> Iterator[tuple[PrometheusServer, HistorySpec]]:
+    """A real Prometheus over two hours of one small cluster, generated with ``shape``."""
     import tempfile
 
-    server = PrometheusServer(build_tsdb(spec, Path(tempfile.mkdtemp(prefix="finout-bare-")))).start()
+    now = int(time.time())
+    end = now - now % H
+    spec = HistorySpec(start=end - 2 * H, end=end, nodes=2, pods_per_node=3, **shape)  # type: ignore[arg-type]
+    server = PrometheusServer(build_tsdb(spec, Path(tempfile.mkdtemp(prefix="finout-shaped-")))).start()
     yield server, spec
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def bare() -> Iterator[tuple[PrometheusServer, HistorySpec]]:
+    """Scraped the way many clusters are at first: kube-state-metrics without its label
+    allowlist, no kube-prometheus recording rules, no cluster label."""
+    yield from serve(clusters=("bare",), recording_rules=False, label_allowlist=False)
+
+
+@pytest.fixture(scope="module")
+def legacy() -> Iterator[tuple[PrometheusServer, HistorySpec]]:
+    """kube-state-metrics 1.x: requests, limits and capacity under their old per-resource names."""
+    yield from serve(clusters=("legacy",), ksm_v1=True)
 
 
 def hook_for(server: PrometheusServer, conn_id: str) -> PrometheusHook:
@@ -152,3 +160,13 @@ def test_the_dag_task_fails_a_run_that_would_export_empty_files(
     with pytest.raises(AirflowFailException, match=r"cluster 'prod-eu': preflight found 3 problems") as err:
         wrong.execute({"data_interval_end": end})  # type: ignore[arg-type]
     assert "- cluster: no series carries the label CLUSTER_LABEL='k8s_cluster'" in str(err.value)
+
+
+def test_kube_state_metrics_before_2_is_named(legacy: tuple[PrometheusServer, HistorySpec]) -> None:
+    server, spec = legacy
+    report = run(hook_for(server, "pf_legacy"), "legacy", spec.end - 600, None)
+    found = report.by_metric()
+    for name in ("cpu_requests", "memory_limits", "node_cpu_capacity", "node_memory_allocatable"):
+        assert found[name].level == FAIL, report.render()
+        assert "kube-state-metrics is older than 2.0" in found[name].reason
+    assert found["pod_info"].level == OK and found["pod_labels"].level == OK
