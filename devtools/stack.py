@@ -9,7 +9,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,9 @@ class AirflowStack:
     connections: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     extra_env: Mapping[str, str] = field(default_factory=dict)
     home: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="finout-airflow-")))
-    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    # Running components by log name, and the arguments they were started with.
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    commands: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @classmethod
     def one_cluster(
@@ -124,11 +127,12 @@ class AirflowStack:
     def start(self, *args: str, log_name: str) -> subprocess.Popen[bytes]:
         """Start an Airflow component in the background. Only loopback listeners: pass
         ``--skip-serve-logs`` to the scheduler and ``--host 127.0.0.1`` to the api-server."""
-        log = (self.home / f"{log_name}.log").open("wb")
+        log = (self.home / f"{log_name}.log").open("ab")  # a restart appends to the same log
         process = subprocess.Popen(
             [str(BIN / "airflow"), *args], env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
-        self.processes.append(process)
+        self.processes[log_name] = process
+        self.commands[log_name] = args
         return process
 
     def start_airflow3(self, port: int) -> str:
@@ -141,20 +145,32 @@ class AirflowStack:
         wait_http(f"{base}/api/v2/monitor/health", timeout=120)
         return base
 
-    def stop(self) -> None:
-        for process in self.processes:
+    def stop(self, *names: str) -> None:
+        """Stop the named components (default: all): SIGTERM to their process groups, SIGKILL after 20 s."""
+        chosen = {n: p for n, p in self.processes.items() if not names or n in names}
+        for process in chosen.values():
             if process.poll() is None:
                 try:
                     os.killpg(process.pid, 15)
                 except ProcessLookupError:
                     continue
         deadline = time.monotonic() + 20
-        for process in self.processes:
+        for name, process in chosen.items():
             try:
                 process.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, 9)
-        self.processes.clear()
+            del self.processes[name]
+
+    @contextmanager
+    def paused(self, *names: str) -> Iterator[None]:
+        """Stop components while the block runs, then start them again with the same arguments."""
+        self.stop(*names)
+        try:
+            yield
+        finally:
+            for name in names:
+                self.start(*self.commands[name], log_name=name)
 
     def logs(self, tail: int = 3000) -> str:
         """The end of every log under ``AIRFLOW_HOME`` (components, DAG processor, tasks), for a

@@ -153,10 +153,15 @@ def test_backfill_create_exports_every_window(
 ) -> None:
     stack, api, bucket = scheduler_stack
     first = history.start + H
-    stack.airflow(
-        "backfill", "create", "--dag-id", DAG_ID, "--from-date", iso(first), "--to-date", iso(first + 3 * H),
-        retries_when_locked=5,
-    )  # fmt: skip
+    # SQLite lets one process write at a time and refuses, at once, a transaction whose snapshot
+    # another process has written past ("database is locked"); Airflow's clean-up of a refused
+    # `backfill create` then races the scheduler over the runs it deletes. So the backfill is
+    # created while nothing else writes, as a single-writer database requires.
+    with stack.paused("scheduler", "dag-processor"):
+        stack.airflow(
+            "backfill", "create", "--dag-id", DAG_ID, "--from-date", iso(first), "--to-date", iso(first + 3 * H),
+            retries_when_locked=5,
+        )  # fmt: skip
     runs = wait_for(
         stack, "the backfill runs", lambda: api.finished(api.runs("backfill")) and api.runs("backfill"), 500
     )
