@@ -101,13 +101,19 @@ class AirflowStack:
     def airflow(
         self, *args: str, timeout: float = 600, check: bool = True, retries_when_locked: int = 0
     ) -> subprocess.CompletedProcess[str]:
-        """Run an ``airflow`` CLI command in this stack's environment.
-
-        ``retries_when_locked``: SQLite refuses, without waiting, a transaction that read and then
-        wants to write while another process writes ("database is locked"); Airflow rolls such a
-        command back (``backfill create`` removes its partial backfill) so it can be run again.
-        """
+        """Run an ``airflow`` CLI command in this stack's environment (see :meth:`run`)."""
         command = [str(BIN / "airflow"), *args]
+        return self.run(command, timeout=timeout, check=check, retries_when_locked=retries_when_locked)
+
+    def run(
+        self, command: Sequence[str], timeout: float = 600, check: bool = True, retries_when_locked: int = 0
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``command`` in this stack's environment.
+
+        ``retries_when_locked``: SQLite lets one process write at a time and refuses, at once, a
+        transaction whose snapshot another process has written past ("database is locked"); such a
+        command is rolled back, so a single-transaction command can simply be run again.
+        """
         for attempt in range(retries_when_locked + 1):
             result = subprocess.run(command, env=self.env, capture_output=True, text=True, timeout=timeout, check=False)
             locked = result.returncode != 0 and "database is locked" in result.stdout + result.stderr
@@ -116,8 +122,7 @@ class AirflowStack:
             time.sleep(2)
         if check and result.returncode != 0:
             raise RuntimeError(
-                f"airflow {' '.join(args)} failed ({result.returncode}):\n"
-                f"{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+                f"{' '.join(command)} failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
             )
         return result
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import calendar
 import json
-import subprocess
 import textwrap
 import time
 from typing import Any
@@ -112,14 +111,7 @@ def test_backfill_cli_scheduler_and_clear_of_one_mapped_instance(
         time.sleep(1.1)  # LastModified has one-second resolution
         script = stack.home / "clear_one.py"
         script.write_text(CLEAR_ONE)
-        out = subprocess.run(
-            [str(BIN / "python"), str(script), DAG_ID, scheduled["run_id"]],
-            env=stack.env,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=120,
-        )
+        out = stack.run([str(BIN / "python"), str(script), DAG_ID, scheduled["run_id"]], retries_when_locked=5)
         assert "cleared 1" in out.stdout, out.stdout + out.stderr
 
         def rerun_done() -> bool:

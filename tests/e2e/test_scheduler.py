@@ -41,7 +41,12 @@ class Api:
         return response.json()
 
     def post(self, path: str, body: dict[str, Any]) -> Any:
-        response = requests.post(f"{self.base}/api/v2{path}", json=body, timeout=30)
+        # A write the API server's SQLite refused ("database is locked") is rolled back: send it again.
+        for _ in range(5):
+            response = requests.post(f"{self.base}/api/v2{path}", json=body, timeout=30)
+            if response.status_code < 500:
+                break
+            time.sleep(2)
         response.raise_for_status()
         return response.json()
 
