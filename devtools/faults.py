@@ -1,4 +1,5 @@
-"""A small loopback HTTP server for fault injection and header checks (never the happy path)."""
+"""A small loopback HTTP server for fault injection, header checks and recording proxies; the happy
+path always comes from the real Prometheus (:func:`forward`)."""
 
 from __future__ import annotations
 
@@ -77,6 +78,19 @@ def reply(handler: BaseHTTPRequestHandler, status: int, body: bytes, headers: di
 
 
 SUCCESS = b'{"status":"success","data":{"resultType":"matrix","result":[]}}'
+
+
+def forward(upstream: str, timeout: float = 600) -> Handler:
+    """A handler that passes each request on to ``upstream`` (the real Prometheus) and relays its answer."""
+    import requests
+
+    def handler(seen: Seen, request: BaseHTTPRequestHandler) -> None:
+        headers = {"Content-Type": seen.headers.get("Content-Type", "application/x-www-form-urlencoded")}
+        url = f"{upstream}{seen.path}"
+        answer = requests.request(seen.method, url, data=seen.body or None, headers=headers, timeout=timeout)
+        reply(request, answer.status_code, answer.content)
+
+    return handler
 
 
 def make_ca_and_server_cert(directory: str) -> tuple[str, ssl.SSLContext]:

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from devtools.faults import SUCCESS, FaultServer, Seen, reply
+from devtools.faults import SUCCESS, FaultServer, Seen, forward, reply
 from devtools.history import HistorySpec, serving_copy
 from finout_provider.catalogue import CATALOGUE
 from finout_provider.layout import build_key
@@ -28,18 +28,15 @@ ONE = [next(m for m in CATALOGUE if m.name == "node_info")]
 
 def faults_then_forward(upstream: str, *faults: tuple[int, bytes, dict[str, str]]) -> Any:
     """Answer the first requests with ``faults``, then pass requests on to the real Prometheus."""
-    import requests
-
     queue = list(faults)
+    upstream_handler = forward(upstream, timeout=60)
 
     def handler(seen: Seen, request: Any) -> None:
         if queue:
             status, body, headers = queue.pop(0)
             reply(request, status, body, headers)
             return
-        kind = seen.headers.get("Content-Type", "application/x-www-form-urlencoded")
-        answer = requests.post(f"{upstream}{seen.path}", data=seen.body, headers={"Content-Type": kind}, timeout=60)
-        reply(request, answer.status_code, answer.content)
+        upstream_handler(seen, request)
 
     return handler
 
