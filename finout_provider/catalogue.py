@@ -127,6 +127,15 @@ CATALOGUE: tuple[Metric, ...] = (
 
 CATALOGUE_NAMES: tuple[str, ...] = tuple(m.name for m in CATALOGUE)
 
+# Catalogue metrics that are legitimately empty on many clusters, and why (EXPECT_EMPTY's default).
+EMPTY_IS_FINE = {
+    "gpu_requests": "no GPU requests at this time (fine if the cluster runs no GPU workloads)",
+    "pvc_info": "no persistent volume claims (fine if the cluster has none)",
+    "pvc_requests": "no persistent volume claims (fine if the cluster has none)",
+    "pv_capacity": "no persistent volumes (fine if the cluster has none)",
+    "pod_pvcs": "no pods with persistent volume claims (fine if the cluster has none)",
+}
+
 
 class CatalogueError(ValueError):
     """A METRICS or EXTRA_QUERIES entry that cannot be used."""
@@ -147,7 +156,9 @@ def select(names: Sequence[str] | None = None, extra: Iterable[Mapping[str, str]
             chosen.append(by_name[name])
     for entry in extra:
         if not isinstance(entry, Mapping) or set(entry) != {"name", "query"}:
-            raise CatalogueError(f"EXTRA_QUERIES entry {entry!r} must be a mapping with exactly 'name' and 'query'")
+            raise CatalogueError("EXTRA_QUERIES entries must be mappings with exactly 'name' and 'query'")
+        if not isinstance(entry["name"], str) or not isinstance(entry["query"], str):
+            raise CatalogueError(f"EXTRA_QUERIES entry {entry['name']!r}: 'name' and 'query' must be text")
         try:
             metric = Metric(str(entry["name"]), str(entry["query"]), ("user-defined",))
         except ValueError as err:

@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -94,45 +95,89 @@ def _s3(config: ClusterConfig) -> FinoutS3Hook:
 # --- commands ---------------------------------------------------------------------------------
 
 
-def cmd_import_cronjob(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+def _write_atomically(files: Sequence[tuple[Path, str, int | None]]) -> None:
+    """Write every ``(path, text, mode)`` or none: all go to temporary files first, then each is
+    moved over its target."""
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for path, text, mode in files:
+            handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed below, renamed after all are written
+                "w", encoding="utf-8", dir=path.parent or Path("."), prefix=f".{path.name}.", delete=False
+            )
+            staged.append((Path(handle.name), path))
+            with handle:
+                handle.write(text)
+            if mode is not None:
+                Path(handle.name).chmod(mode)
+        for temporary, path in staged:
+            os.replace(temporary, path)
+    finally:
+        for temporary, _ in staged:
+            temporary.unlink(missing_ok=True)
+
+
+def _clusters_text(path: Path, entry: dict[str, Any]) -> str:
+    """The clusters file at ``path`` with ``entry`` added; refused unless the file parses as one."""
     from finout_provider.config import parse_document
-    from finout_provider.cronjob import CronJobError, import_cronjob, merge_entry, redacted
+    from finout_provider.cronjob import CronJobError, append_entry_text, merge_entry
+    from finout_provider.yamltext import YamlTextError, load
+
+    old = path.read_text(encoding="utf-8") if path.exists() else ""
+    try:
+        document = merge_entry(load(old), entry)
+    except (YamlTextError, CronJobError) as error:
+        raise CliError(f"{path}: {error}") from None
+    name = entry["CLUSTER_NAME"]
+    problems = [e for e in parse_document(document).errors if e.cluster == name]
+    if problems:
+        raise CliError("the imported entry is not valid:\n" + "\n".join(f"- {e}" for e in problems))
+    text = append_entry_text(old, entry) if old.strip() else None
+    if text is None or load(text) != document:  # keep the file's comments where the entry can be appended
+        text = yaml.safe_dump(document, sort_keys=False)
+    return text
+
+
+def _connections_text(path: Path, connections: dict[str, Any]) -> str:
+    try:
+        known = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    except (OSError, ValueError) as error:
+        raise CliError(f"{path}: cannot read it as a connections file ({error}); nothing was written") from None
+    if not isinstance(known, dict):
+        raise CliError(f"{path}: is not a connections file (a JSON object by connection id); nothing was written")
+    clash = sorted(set(known) & set(connections))
+    if clash:
+        raise CliError(f"{path}: already defines connection {', '.join(clash)}; nothing was written")
+    return json.dumps({**known, **connections}, indent=2) + "\n"
+
+
+def cmd_import_cronjob(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from finout_provider.cronjob import CronJobError, import_cronjob, redacted
 
     try:
         imported = import_cronjob(Path(args.cronjob).read_text(encoding="utf-8"))
-    except (OSError, CronJobError) as error:
+    except (OSError, UnicodeDecodeError, CronJobError) as error:
         raise CliError(f"{args.cronjob}: {error}") from None
+    name = imported.entry["CLUSTER_NAME"]
+    files: list[tuple[Path, str, int | None]] = []
     if args.clusters_file:
-        path = Path(args.clusters_file)
-        existing = yaml.safe_load(path.read_text(encoding="utf-8")) if path.exists() else None
-        try:
-            document = merge_entry(existing, imported.entry)
-        except CronJobError as error:
-            raise CliError(f"{path}: {error}") from None
-        checked = parse_document(document)
-        name = imported.entry["CLUSTER_NAME"]
-        problems = [e for e in checked.errors if e.cluster == name]
-        if problems:
-            raise CliError("the imported entry is not valid:\n" + "\n".join(f"- {e}" for e in problems))
-        path.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
-        out.write(f"added cluster {name!r} to {path}\n")
+        files.append((Path(args.clusters_file), _clusters_text(Path(args.clusters_file), imported.entry), None))
+    if imported.connections and args.connections_file:
+        path = Path(args.connections_file)
+        files.append((path, _connections_text(path, imported.connections), 0o600))
+    _write_atomically(files)
+    if args.clusters_file:
+        out.write(f"added cluster {name!r} to {args.clusters_file}\n")
     else:
         out.write(yaml.safe_dump({"clusters": [imported.entry]}, sort_keys=False))
-    if imported.connections:
-        if args.connections_file:
-            path = Path(args.connections_file)
-            known = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
-            known.update(imported.connections)
-            path.write_text(json.dumps(known, indent=2) + "\n", encoding="utf-8")
-            path.chmod(0o600)
-            out.write(
-                f"wrote connection {', '.join(imported.connections)} to {path}: load it with "
-                f"`airflow connections import {path}` (or your secrets backend), then delete the file\n"
-            )
-        else:
-            # Secrets are not printed: terminals and CI logs keep what they show.
-            out.write("# connections, secrets hidden (write them with --connections-file):\n")
-            out.write(json.dumps(redacted(imported.connections), indent=2) + "\n")
+    if imported.connections and args.connections_file:
+        out.write(
+            f"wrote connection {', '.join(imported.connections)} to {args.connections_file}: load it with "
+            f"`airflow connections import {args.connections_file}` (or your secrets backend), then delete the file\n"
+        )
+    elif imported.connections:
+        # Secrets are not printed: terminals and CI logs keep what they show.
+        out.write("# connections, secrets hidden (write them with --connections-file):\n")
+        out.write(json.dumps(redacted(imported.connections), indent=2) + "\n")
     for note in imported.notes:
         err.write(f"note: {note}\n")
     return 0

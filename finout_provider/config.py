@@ -1,8 +1,11 @@
-"""The clusters file: load, apply defaults, validate -> :class:`ClusterConfig` (pure, no Airflow).
+"""The clusters file: one table of keys -> :class:`ClusterConfig` (pure, no Airflow).
 
 Keys are the official exporter's environment variable names (case-insensitive), so the ``env:``
-block of Finout's CronJob can be pasted as a cluster entry. A bad entry yields a
-:class:`ConfigError` naming the cluster, the key and the fix; it never hides the other clusters.
+block of Finout's CronJob can be pasted as a cluster entry. :data:`KEYS` is the one description of
+every key: its parser, default, help text and README row all come from it. Values arrive as the
+text the user wrote (:mod:`finout_provider.yamltext`) and each key's parser decides what the text
+means. A bad entry yields one :class:`ConfigError` per bad key, naming the cluster, the key and
+the fix; it never hides the other clusters.
 """
 
 from __future__ import annotations
@@ -10,86 +13,324 @@ from __future__ import annotations
 import difflib
 import os
 import re
-from collections.abc import Mapping
+import reprlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from finout_provider.catalogue import CatalogueError, Metric, select
-from finout_provider.layout import LayoutError, normalize_prefix, validate_bucket, validate_cluster_name
-from finout_provider.windows import DAY, WindowError, check_frame
+from finout_provider import exporter_env as env
+from finout_provider.catalogue import EMPTY_IS_FINE, CatalogueError, Metric, select
+from finout_provider.layout import (
+    MAX_KEY_BYTES,
+    LayoutError,
+    longest_key,
+    normalize_prefix,
+    validate_bucket,
+    validate_cluster_name,
+)
+from finout_provider.windows import DAY, MAX_INITIAL_BACKFILL_DAYS, WindowError, check_frame
+from finout_provider.yamltext import TextMap, YamlTextError
+from finout_provider.yamltext import load as load_yaml
 
 CLUSTERS_FILE_ENV = "FINOUT_CLUSTERS_FILE"
 DEFAULT_IMAGE = "finout/finout-metrics-exporter:2.0.3"
-INITIAL_BACKFILL_MAX_DAYS = 3
 MODES = ("airflow", "kubernetes_pod")
+INLINE_CONN_PREFIX = "finout_prometheus_"
 
-# Secrets accepted in the file for paste-compatibility; they are masked and warned about.
-SECRET_KEYS = ("PROMETHEUS_PASSWORD", "PROMETHEUS_BEARER_AUTH_TOKEN")
+_show = reprlib.Repr()
+_show.maxstring, _show.maxother, _show.maxlist, _show.maxdict, _show.maxlevel = 60, 60, 4, 4, 2
 
-KNOWN_KEYS = (
-    # the official exporter's variables
-    "CLUSTER_NAME", "S3_BUCKET", "S3_PREFIX", "ROLE_ARN", "ROLE_EXTERNAL_ID", "SCHEME",
-    "PATH_PREFIX", "HOSTNAME", "PORT", "TIME_FRAME", "BACKFILL_DAYS", "INITIAL_BACKFILL_DATE",
-    "QUERIES_BATCH_SIZE", "PROMETHEUS_USERNAME", "PROMETHEUS_PASSWORD",
-    "PROMETHEUS_BEARER_AUTH_TOKEN", "PROMETHEUS_AUTH_TOKEN", "PROMETHEUS_X_SCOPE_ORGID",
-    # added by this provider
-    "PROMETHEUS_CONN_ID", "AWS_CONN_ID", "RETENTION_DAYS", "QUERY_DELAY_SECONDS", "STEP_SECONDS",
-    "SCHEDULE", "CLUSTER_LABEL", "MODE", "METRICS", "EXTRA_QUERIES", "PREFLIGHT",
-    # MODE kubernetes_pod
-    "IMAGE", "NAMESPACE", "KUBERNETES_CONN_ID", "K8S_SECRET_NAME",
-)  # fmt: skip
+
+class Invalid(ValueError):
+    """A value its key cannot take; the message says what to write instead."""
 
 
 class ConfigError(ValueError):
-    """One problem with one cluster entry: which cluster, which key, what to do."""
+    """One problem with one cluster entry: which cluster, which key, what to do (and where)."""
 
-    def __init__(self, cluster: str, key: str | None, message: str) -> None:
+    def __init__(self, cluster: str, key: str | None, message: str, line: int | None = None) -> None:
         self.cluster = cluster
         self.key = key
         self.message = message
+        self.line = line
         where = f"cluster {cluster!r}" + (f", key {key}" if key else "")
-        super().__init__(f"{where}: {message}")
+        super().__init__(f"{where}: {message}" + (f" (line {line})" if line else ""))
+
+
+# --- parsers: text as written -> value --------------------------------------------------------
+
+Parser = Callable[[Any], Any]
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, list | dict):
+        raise Invalid(f"must be a single value, not {_show.repr(value)}")
+    text = str(value).strip()
+    if "\ufffd" in text:
+        raise Invalid("holds bytes that are not UTF-8 text: save the clusters file as UTF-8")
+    return text
+
+
+def _whole(low: int, high: int) -> Parser:
+    def parse(value: Any) -> int:
+        text = _text(value)
+        if not re.fullmatch(r"[+-]?\d+", text):
+            raise Invalid(f"{_show.repr(text)} is not a whole number")
+        if len(text.lstrip("+-0")) > 12 or not low <= int(text) <= high:
+            raise Invalid(f"{_show.repr(text)} is out of range: use {low}..{high}")
+        return int(text)
+
+    return parse
+
+
+def _seconds(high: float) -> Parser:
+    def parse(value: Any) -> float:
+        text = _text(value)
+        if not re.fullmatch(r"\d{1,6}(\.\d{1,6})?", text) or float(text) > high:
+            raise Invalid(f"{_show.repr(text)} is not a number of seconds in 0..{high:g}")
+        return float(text)
+
+    return parse
+
+
+def _days(value: Any) -> int:
+    text = _text(value).lower()
+    if not re.fullmatch(r"\d+d?", text):
+        raise Invalid(f"{_show.repr(text)} must be a number of days such as '3d' or 3")
+    return int(_whole(0, 90)(text.removesuffix("d")))
+
+
+def _date(value: Any) -> date:
+    text = _text(value)
+    try:
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+            raise ValueError
+        return date.fromisoformat(text)
+    except ValueError:
+        raise Invalid(f"{_show.repr(text)} must be a date in YYYY-MM-DD format") from None
+
+
+def _choice(*options: str) -> Parser:
+    def parse(value: Any) -> str:
+        text = _text(value).lower()
+        if text not in options:
+            raise Invalid(f"{_show.repr(text)} must be one of {', '.join(options)}")
+        return text
+
+    return parse
+
+
+_BOOLEANS = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
+
+
+def _bool(value: Any) -> bool:
+    text = _text(value).lower()
+    if text not in _BOOLEANS:
+        raise Invalid(f"{_show.repr(text)} must be true or false")
+    return _BOOLEANS[text]
+
+
+def _layout(check: Callable[[str], str]) -> Parser:
+    def parse(value: Any) -> str:
+        try:
+            return check(_text(value))
+        except LayoutError as err:
+            raise Invalid(str(err)) from None
+
+    return parse
+
+
+def _hostname(value: Any) -> str:
+    text = _text(value)
+    if "://" in text or "/" in text or " " in text:
+        raise Invalid(f"{_show.repr(text)} must be a bare host name: put the scheme in SCHEME and any path in PATH_PREFIX")
+    if ":" in text and not re.fullmatch(r"\[?[0-9A-Fa-f:.]+\]?", text):
+        raise Invalid(f"{_show.repr(text)} must be a bare host name: put the port in PORT")
+    return text.strip("[]")
+
+
+def _path_prefix(value: Any) -> str:
+    text = _text(value).strip("/")
+    if ".." in text.split("/") or re.search(r"[\s?#]", text):
+        raise Invalid(f"{_show.repr(text)} must be a URL path without '..', spaces, '?' or '#'")
+    return text
+
+
+def _name(value: Any) -> str:
+    text = _text(value)
+    if not re.fullmatch(r"[\w.\-]{1,250}", text, re.ASCII):
+        raise Invalid(f"{_show.repr(text)} is not an Airflow connection id (letters, digits, '_', '.', '-')")
+    return text
+
+
+def _label_name(value: Any) -> str:
+    text = _text(value)
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", text):
+        raise Invalid(f"{_show.repr(text)} is not a Prometheus label name")
+    return text
+
+
+def _schedule(value: Any) -> str:
+    text = _text(value)
+    fields = text.split()
+    if not text.startswith("@") and len(fields) != 5:
+        raise Invalid(
+            f"{_show.repr(text)} has {len(fields)} fields: Airflow's cron has 5 (minute hour day-of-month month "
+            "day-of-week), no seconds; e.g. '0 * * * *'"
+        )
+    return text
+
+
+def _names(value: Any) -> tuple[str, ...]:
+    items = value if isinstance(value, list) else _text(value).split(",")
+    if not items or any(item is None or isinstance(item, list | dict) for item in items):
+        raise Invalid(f"must be a list of catalogue metric names, not {_show.repr(value)}")
+    return tuple(_text(item) for item in items)
+
+
+def _queries(value: Any) -> tuple[dict[str, str], ...]:
+    if not isinstance(value, list):
+        raise Invalid(f"must be a list of {{name, query}} mappings, not {_show.repr(value)}")
+    queries = []
+    for item in value:
+        if not isinstance(item, Mapping) or set(item) != {"name", "query"}:
+            raise Invalid(f"entry {_show.repr(item)} must be a mapping with exactly 'name' and 'query'")
+        if item["name"] is None or item["query"] is None or not _text(item["query"]):
+            raise Invalid(f"entry {_show.repr(item)} needs a name and a non-empty query")
+        queries.append({"name": _text(item["name"]), "query": _text(item["query"])})
+    return tuple(queries)
+
+
+# --- the table of keys -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Key:
+    """One key of the clusters file: how its text is read, its default and what it means.
+
+    ``field`` is the :class:`ClusterConfig` attribute it fills (``None``: read by the cross-key
+    rules only); ``shown`` is the default as README shows it when that is not the value itself.
+    """
+
+    name: str
+    parse: Parser
+    help: str
+    default: Any = None
+    shown: str | None = None
+    field: str | None = ""
+    secret: bool = False
+
+    @property
+    def attribute(self) -> str | None:
+        return self.name.lower() if self.field == "" else self.field
+
+    @property
+    def exporter(self) -> bool:
+        """Whether the official image reads it too."""
+        return self.name in env.VARIABLES
+
+
+KEYS: tuple[Key, ...] = (
+    Key("CLUSTER_NAME", _layout(validate_cluster_name), "1-63 of letters, digits, `.`, `_`, `-`; the S3 folder and "
+        "the DAG id", shown="required"),
+    Key("S3_BUCKET", _layout(validate_bucket), "bare bucket name", shown="required"),
+    Key("S3_PREFIX", _layout(normalize_prefix), "folder inside the bucket, e.g. `k8s/prometheus`", shown="required"),
+    Key("ROLE_ARN", _text, "role assumed on top of the AWS connection for S3"),
+    Key("ROLE_EXTERNAL_ID", _text, "external id of that role"),
+    Key("SCHEME", _choice("http", "https"), "the Prometheus endpoint's scheme (or PROMETHEUS_CONN_ID)", "http"),
+    Key("HOSTNAME", _hostname, "the Prometheus host, without scheme, port or path", "localhost"),
+    Key("PORT", _whole(1, 65535), "the Prometheus port", 9090),
+    Key("PATH_PREFIX", _path_prefix, "sub-path before `/api/v1`", ""),
+    Key("PROMETHEUS_USERNAME", _text, "basic auth user; accepted for paste-compatibility: prefer a connection"),
+    Key("PROMETHEUS_PASSWORD", _text, "basic auth password; masked and warned about: prefer a connection",
+        secret=True),
+    Key("PROMETHEUS_BEARER_AUTH_TOKEN", _text, "bearer token; masked and warned about: prefer a connection",
+        secret=True),
+    Key("PROMETHEUS_AUTH_TOKEN", _text, "the image's other name for PROMETHEUS_BEARER_AUTH_TOKEN", field=None,
+        secret=True),
+    Key("PROMETHEUS_X_SCOPE_ORGID", _text, "tenant (`X-Scope-OrgID`) of Mimir, Cortex or Thanos"),
+    Key("TIME_FRAME", _whole(1, DAY), "window length in seconds; must divide a day", 3600),
+    Key("BACKFILL_DAYS", _days, "history a scheduled run makes sure is in S3 (`3d` or `3`)", 3, shown="3d"),
+    Key("INITIAL_BACKFILL_DATE", _date, f"`YYYY-MM-DD` start of the history, at most "
+        f"{MAX_INITIAL_BACKFILL_DAYS} days back"),
+    Key("QUERIES_BATCH_SIZE", _whole(1, 20), "queries in flight at once", 5),
+    Key("QUERY_DELAY_SECONDS", _seconds(300), "pause between batches of queries", 5.0, shown="5"),
+    Key("STEP_SECONDS", _whole(1, DAY), "query resolution; must divide TIME_FRAME", 60),
+    Key("RETENTION_DAYS", _whole(1, 3650), "objects whose window started earlier are deleted; longer than "
+        "BACKFILL_DAYS", 30),
+    Key("PROMETHEUS_CONN_ID", _name, "an Airflow connection of type `prometheus` instead of HOSTNAME/PORT/..."),
+    Key("AWS_CONN_ID", _name, "the AWS connection for S3", "aws_default"),
+    Key("SCHEDULE", _schedule, "cron (5 fields); each run exports the windows its interval closes",
+        shown="from TIME_FRAME"),
+    Key("CLUSTER_LABEL", _label_name, "label naming the cluster in a shared Prometheus; queries are narrowed to "
+        "`<label>=\"<CLUSTER_NAME>\"`"),
+    Key("MODE", _choice(*MODES), "`kubernetes_pod` runs the official image instead (keys below)", "airflow"),
+    Key("METRICS", _names, "a subset of the catalogue's names", field=None, shown="whole catalogue"),
+    Key("EXTRA_QUERIES", _queries, "a list of `{name, query}` added to the catalogue", (), field=None),
+    Key("PREFLIGHT", _bool, "check every query once before a run's exports (`false`: never; `true`: every run)",
+        shown="first run"),
+    Key("EXPECT_EMPTY", _names, "metrics that may come back empty without failing validation", field=None,
+        shown="GPU and volume metrics"),
+    Key("IMAGE", _text, "MODE kubernetes_pod: the exporter image", DEFAULT_IMAGE),
+    Key("NAMESPACE", _text, "MODE kubernetes_pod: the pod's namespace"),
+    Key("KUBERNETES_CONN_ID", _name, "MODE kubernetes_pod: the Kubernetes connection", "kubernetes_default"),
+    Key("K8S_SECRET_NAME", _text, "MODE kubernetes_pod: Secret holding the credentials",
+        shown="finout-prometheus-<CLUSTER_NAME>"),
+)  # fmt: skip
+KEYS_BY_NAME = {key.name: key for key in KEYS}
+KNOWN_KEYS = tuple(KEYS_BY_NAME)
+SECRET_KEYS = tuple(key.name for key in KEYS if key.secret)
+POD_ONLY = ("IMAGE", "NAMESPACE", "KUBERNETES_CONN_ID", "K8S_SECRET_NAME")
+NOT_IN_POD = ("METRICS", "EXTRA_QUERIES", "CLUSTER_LABEL", "PROMETHEUS_CONN_ID", "PREFLIGHT")
+
+
+def keys_table() -> str:
+    """README's table of keys (a test keeps README equal to it)."""
+    rows = ["| key | default | meaning |", "|---|---|---|"]
+    for key in KEYS:
+        default = key.shown or ("—" if key.default in (None, "", ()) else f"`{key.default}`")
+        rows.append(f"| {key.name} | {default} | {key.help} |")
+    return "\n".join(rows)
 
 
 @dataclass(frozen=True)
 class ClusterConfig:
-    """One cluster's validated settings."""
+    """One cluster's validated settings: one attribute per key of :data:`KEYS` (lower-cased)."""
 
     cluster_name: str
     s3_bucket: str
     s3_prefix: str
-    prometheus_conn_id: str | None = None
-    aws_conn_id: str = "aws_default"
-    role_arn: str | None = None
-    role_external_id: str | None = None
-    scheme: str = "http"
-    hostname: str = "localhost"
-    port: int = 9090
-    path_prefix: str = ""
-    prometheus_username: str | None = None
-    prometheus_password: str | None = None
-    prometheus_bearer_auth_token: str | None = None
-    prometheus_x_scope_orgid: str | None = None
-    time_frame: int = 3600
-    step_seconds: int = 60
-    backfill_days: int = 3
-    initial_backfill_date: date | None = None
-    queries_batch_size: int = 5
-    query_delay_seconds: float = 5.0
-    retention_days: int = 30
-    schedule: str | None = None
-    cluster_label: str | None = None
-    mode: str = "airflow"
-    metrics: tuple[Metric, ...] = ()
-    image: str = DEFAULT_IMAGE
-    namespace: str | None = None
-    kubernetes_conn_id: str | None = None
-    k8s_secret_name: str | None = None
-    preflight: bool = False
+    role_arn: str | None
+    role_external_id: str | None
+    scheme: str
+    hostname: str
+    port: int
+    path_prefix: str
+    prometheus_username: str | None
+    prometheus_password: str | None = field(repr=False)
+    prometheus_bearer_auth_token: str | None = field(repr=False)
+    prometheus_x_scope_orgid: str | None
+    time_frame: int
+    backfill_days: int
+    initial_backfill_date: date | None
+    queries_batch_size: int
+    query_delay_seconds: float
+    step_seconds: int
+    retention_days: int
+    prometheus_conn_id: str | None
+    aws_conn_id: str
+    schedule: str | None
+    cluster_label: str | None
+    mode: str
+    preflight: bool | None
+    image: str
+    namespace: str | None
+    kubernetes_conn_id: str
+    k8s_secret_name: str | None
+    metrics: tuple[Metric, ...]
+    expect_empty: frozenset[str]
     warnings: tuple[str, ...] = field(default=(), compare=False)
 
     @property
@@ -99,37 +340,22 @@ class ClusterConfig:
     @property
     def effective_conn_id(self) -> str:
         """The Airflow connection the hook reads: the configured one or the file-defined one."""
-        return self.prometheus_conn_id or f"finout_prometheus_{self.cluster_name}"
+        return self.prometheus_conn_id or f"{INLINE_CONN_PREFIX}{self.cluster_name}"
 
     @property
     def secrets(self) -> tuple[str, ...]:
         return tuple(s for s in (self.prometheus_password, self.prometheus_bearer_auth_token) if s)
 
-    def inline_connection(self) -> dict[str, Any] | None:
-        """The connection described by HOSTNAME/PORT/... when no PROMETHEUS_CONN_ID is given.
+    def setting(self, key: str) -> Any:
+        """The value of a key of :data:`KEYS` by its name."""
+        return getattr(self, key.lower())
 
-        The dict has the shape of Airflow's JSON connection format (``AIRFLOW_CONN_<ID>``).
-        """
+    def inline_connection(self) -> dict[str, Any] | None:
+        """The connection described by HOSTNAME/PORT/... when no PROMETHEUS_CONN_ID is given
+        (Airflow's JSON connection format, as ``AIRFLOW_CONN_<ID>`` holds it)."""
         if self.prometheus_conn_id:
             return None
-        extra: dict[str, Any] = {}
-        if self.path_prefix:
-            extra["path_prefix"] = self.path_prefix
-        if self.prometheus_bearer_auth_token:
-            extra["bearer_token"] = self.prometheus_bearer_auth_token
-        if self.prometheus_x_scope_orgid:
-            extra["x_scope_orgid"] = self.prometheus_x_scope_orgid
-        conn: dict[str, Any] = {
-            "conn_type": "prometheus",
-            "host": self.hostname,
-            "port": self.port,
-            "schema": self.scheme,
-            "extra": extra,
-        }
-        if self.prometheus_username:
-            conn["login"] = self.prometheus_username
-            conn["password"] = self.prometheus_password or ""
-        return conn
+        return env.connection({name: self.setting(name) for name in env.VARIABLES if name != env.TOKEN_ALIAS})
 
 
 @dataclass
@@ -138,261 +364,265 @@ class ClustersFile:
     errors: list[ConfigError]
     path: Path | None = None
 
+    def find(self, cluster: str) -> ClusterConfig | None:
+        return next((c for c in self.clusters if c.cluster_name == cluster), None)
+
 
 def default_path(dag_folder: str | os.PathLike[str] | None = None) -> Path:
     """``$FINOUT_CLUSTERS_FILE``, else ``clusters.yaml`` beside the DAG file."""
-    env = os.environ.get(CLUSTERS_FILE_ENV)
-    if env:
-        return Path(env)
+    env_path = os.environ.get(CLUSTERS_FILE_ENV)
+    if env_path:
+        return Path(env_path)
     return Path(dag_folder or ".") / "clusters.yaml"
 
 
+# --- reading a cluster entry --------------------------------------------------------------------
+
+
+@dataclass
+class _Entry:
+    """One cluster's keys (defaults, then the entry's own), upper-cased, with their lines."""
+
+    label: str
+    values: dict[str, Any] = field(default_factory=dict)
+    lines: dict[str, int] = field(default_factory=dict)
+    errors: list[ConfigError] = field(default_factory=list)
+
+    def fail(self, key: str | None, message: str) -> None:
+        self.errors.append(ConfigError(self.label, key, message, self.lines.get(key or "")))
+
+    def add(self, mapping: Mapping[Any, Any]) -> None:
+        """Take ``mapping``'s keys (a later mapping overrides an earlier one: the entry wins over defaults)."""
+        lines = mapping.key_lines if isinstance(mapping, TextMap) else {}
+        own: dict[str, str] = {}
+        for key, value in mapping.items():
+            upper = str(key).strip().upper()
+            if str(key) in lines:
+                self.lines[upper] = lines[str(key)]
+            if upper in own:
+                self.fail(upper, f"given twice ({own[upper]!r} and {str(key)!r}; keys are case-insensitive)")
+            own[upper] = str(key)
+            if upper not in KEYS_BY_NAME:
+                close = difflib.get_close_matches(upper, KNOWN_KEYS, n=1, cutoff=0.6)
+                hint = f"did you mean {close[0]}?" if close else f"known keys: {', '.join(KNOWN_KEYS)}"
+                self.fail(str(key), f"unknown key; {hint}")
+                continue
+            self.values[upper] = value
+        for key, line in getattr(mapping, "duplicates", ()):
+            self.errors.append(
+                ConfigError(self.label, str(key).upper(), "given twice in one entry: keep one", line)
+            )
+
+    def given(self, key: str) -> bool:
+        value = self.values.get(key)
+        return value is not None and not (isinstance(value, str) and not value.strip())
+
+    def parse(self) -> dict[str, Any]:
+        """Every key's value (its default when not given); a bad value is an error of its key."""
+        parsed: dict[str, Any] = {}
+        for key in KEYS:
+            if not self.given(key.name):
+                parsed[key.name] = key.default
+                continue
+            try:
+                parsed[key.name] = key.parse(self.values[key.name])
+            except Invalid as err:
+                parsed[key.name] = key.default
+                self.fail(key.name, str(err))
+        return parsed
+
+
+def _label(entry: Any, index: int) -> str:
+    if isinstance(entry, Mapping):
+        name = next((v for k, v in entry.items() if str(k).strip().upper() == "CLUSTER_NAME"), None)
+        if isinstance(name, str) and name.strip():
+            return name.strip()[:80]
+    line = f", line {entry.line}" if isinstance(entry, TextMap) else ""
+    return f"#{index + 1}{line}"
+
+
+def _check_keys(entry: _Entry, v: dict[str, Any], today: date) -> None:
+    """The rules that span keys: each names the keys it joins and the fix."""
+    for key in ("CLUSTER_NAME", "S3_BUCKET", "S3_PREFIX"):
+        if not entry.given(key):
+            entry.fail(key, "is required (set it in the entry or under 'defaults:')")
+    try:
+        check_frame(v["TIME_FRAME"], v["STEP_SECONDS"])
+    except WindowError as err:
+        entry.fail("TIME_FRAME", str(err))
+    if v["PROMETHEUS_PASSWORD"] and not v["PROMETHEUS_USERNAME"]:
+        entry.fail("PROMETHEUS_PASSWORD", "is set without PROMETHEUS_USERNAME: basic auth needs both")
+    if v["PROMETHEUS_BEARER_AUTH_TOKEN"] and v["PROMETHEUS_AUTH_TOKEN"]:
+        entry.fail("PROMETHEUS_AUTH_TOKEN", "and PROMETHEUS_BEARER_AUTH_TOKEN name the same token: keep one")
+    inline = [k for k in (*env.ENDPOINT, *env.CREDENTIALS) if entry.given(k)]
+    if v["PROMETHEUS_CONN_ID"] and inline:
+        entry.fail(
+            "PROMETHEUS_CONN_ID",
+            f"is given together with {', '.join(inline)}: describe the endpoint either in the Airflow "
+            "connection or in the file, not both",
+        )
+    if v["MODE"] == "kubernetes_pod":
+        for key in (k for k in NOT_IN_POD if entry.given(k)):
+            entry.fail(key, "is not read by the official image that MODE kubernetes_pod runs: use MODE airflow")
+    history = v["BACKFILL_DAYS"]
+    if v["INITIAL_BACKFILL_DATE"]:
+        if v["INITIAL_BACKFILL_DATE"] > today:
+            entry.fail("INITIAL_BACKFILL_DATE", f"{v['INITIAL_BACKFILL_DATE']} is in the future: the history "
+                       "would never be exported; give a past date or remove the key")  # fmt: skip
+        history = max(history, min((today - v["INITIAL_BACKFILL_DATE"]).days, MAX_INITIAL_BACKFILL_DAYS))
+    if v["RETENTION_DAYS"] <= history:
+        entry.fail(
+            "RETENTION_DAYS",
+            f"{v['RETENTION_DAYS']} days is not longer than the {history} days of history the export keeps "
+            f"in S3 (BACKFILL_DAYS/INITIAL_BACKFILL_DATE): retention would delete what the same run exports; "
+            f"set RETENTION_DAYS above {history} or lower BACKFILL_DAYS",
+        )
+
+
+def _metrics(entry: _Entry, v: dict[str, Any]) -> tuple[Metric, ...]:
+    try:
+        metrics = tuple(select(v["METRICS"], v["EXTRA_QUERIES"]))
+    except CatalogueError as err:
+        entry.fail("EXTRA_QUERIES" if "EXTRA_QUERIES" in str(err) else "METRICS", str(err))
+        return ()
+    if not metrics:
+        entry.fail("METRICS", "selects no metric: remove it to export the whole catalogue")
+    names = {m.name for m in metrics}
+    for name in sorted(set(v["EXPECT_EMPTY"] or ()) - names):
+        entry.fail("EXPECT_EMPTY", f"names {name!r}, which this cluster does not export")
+    if metrics and v["CLUSTER_NAME"] and v["S3_PREFIX"]:
+        key = longest_key(v["S3_PREFIX"], v["CLUSTER_NAME"], names)
+        if len(key.encode()) > MAX_KEY_BYTES:
+            entry.fail("S3_PREFIX", f"makes keys of {len(key.encode())} bytes, longer than S3's {MAX_KEY_BYTES}: "
+                       "shorten S3_PREFIX (or CLUSTER_NAME, or the longest metric name)")  # fmt: skip
+    return metrics
+
+
+def _warnings(v: dict[str, Any]) -> tuple[str, ...]:
+    if v["PROMETHEUS_PASSWORD"] or v["PROMETHEUS_BEARER_AUTH_TOKEN"] or v["PROMETHEUS_AUTH_TOKEN"]:
+        return (
+            f"cluster {v['CLUSTER_NAME']!r}: credentials are written in the clusters file; they are masked in "
+            "logs, but move them to an Airflow connection (PROMETHEUS_CONN_ID) so a secrets backend serves them",
+        )
+    return ()
+
+
+def parse_entry(label: str, *mappings: Mapping[Any, Any], today: date | None = None) -> ClusterConfig | list[ConfigError]:
+    """One cluster from its mappings (defaults first): its config, or every problem it has."""
+    entry = _Entry(label)
+    for mapping in mappings:
+        entry.add(mapping)
+    v = entry.parse()
+    if v["CLUSTER_NAME"]:
+        entry.label = v["CLUSTER_NAME"]
+        entry.errors = [ConfigError(entry.label, e.key, e.message, e.line) for e in entry.errors]
+    v["PROMETHEUS_BEARER_AUTH_TOKEN"] = v["PROMETHEUS_BEARER_AUTH_TOKEN"] or v["PROMETHEUS_AUTH_TOKEN"]
+    _check_keys(entry, v, today or datetime.now(UTC).date())
+    metrics = _metrics(entry, v)
+    if entry.errors:
+        return entry.errors
+    fields = {key.attribute: v[key.name] for key in KEYS if key.attribute}
+    names = {m.name for m in metrics}
+    empty = v["EXPECT_EMPTY"] if v["EXPECT_EMPTY"] is not None else EMPTY_IS_FINE.keys() & names
+    return ClusterConfig(**fields, metrics=metrics, expect_empty=frozenset(empty), warnings=_warnings(v))
+
+
+# --- the whole file ----------------------------------------------------------------------------
+
+
+def parse_document(document: Any, today: date | None = None) -> ClustersFile:
+    """Validate a loaded clusters document. A document without the file's shape raises ``ValueError``."""
+    if not isinstance(document, Mapping) or not isinstance(document.get("clusters") or [], list):
+        raise ValueError("the clusters file must be a mapping with a 'clusters:' list (and optional 'defaults:')")
+    unknown_top = set(document) - {"defaults", "clusters"}
+    if unknown_top:
+        raise ValueError(f"unknown top-level keys {sorted(map(str, unknown_top))}: use 'defaults' and 'clusters'")
+    for key, line in getattr(document, "duplicates", ()):
+        raise ValueError(f"line {line}: top-level key {key!r} is given twice: keep one")
+    defaults = document.get("defaults") or {}
+    if not isinstance(defaults, Mapping):
+        raise ValueError("'defaults:' must be a mapping of keys to values")
+    result = ClustersFile([], [])
+    seen: dict[str, str] = {}
+    for index, item in enumerate(document.get("clusters") or []):
+        label = _label(item, index)
+        if not isinstance(item, Mapping):
+            result.errors.append(ConfigError(label, None, "each cluster entry must be a mapping of KEY: value"))
+            continue
+        parsed = parse_entry(label, defaults, item, today=today)
+        if isinstance(parsed, list):
+            result.errors.extend(parsed)
+            continue
+        name = parsed.cluster_name
+        if name.lower() in seen:
+            other = seen[name.lower()]
+            same = "a duplicate of" if other == name else "equal up to case to"
+            result.errors.append(ConfigError(name, "CLUSTER_NAME", f"is {same} cluster {other!r}: DAG ids, connection "
+                                             "ids and S3 folders must not be shared or differ only in case; rename one",
+                                             getattr(item, "key_lines", {}).get("CLUSTER_NAME")))  # fmt: skip
+            continue
+        seen[name.lower()] = name
+        result.clusters.append(parsed)
+    return result
+
+
 def load_file(path: str | os.PathLike[str]) -> ClustersFile:
-    """Read and validate a clusters file. A file that cannot be read at all raises ``ValueError``."""
+    """Read and validate a clusters file.
+
+    A file that cannot be read or has not the file's shape raises ``ValueError`` naming the file and
+    line. A YAML error inside one cluster entry costs that entry only: it is reported as its error
+    and the others are read.
+    """
     file_path = Path(path)
     try:
-        document = yaml.safe_load(file_path.read_text(encoding="utf-8"))
+        text = file_path.read_bytes().decode("utf-8", errors="replace")
     except OSError as err:
         raise ValueError(f"cannot read clusters file {file_path} ({CLUSTERS_FILE_ENV}): {err}") from None
-    except yaml.YAMLError as err:
-        raise ValueError(f"clusters file {file_path} is not valid YAML: {err}") from None
-    result = parse_document(document)
+    broken: list[ConfigError] = []
+    while True:
+        try:
+            document = load_yaml(text)
+            break
+        except YamlTextError as err:
+            text = _drop_entry(text, err, broken, file_path)
+    try:
+        result = parse_document(document)
+    except ValueError as err:
+        raise ValueError(f"clusters file {file_path}: {err}") from None
+    result.errors[:0] = broken
     result.path = file_path
     return result
 
 
-def parse_document(document: Any) -> ClustersFile:
-    """Validate an already-parsed clusters document."""
-    if not isinstance(document, Mapping) or not isinstance(document.get("clusters"), list):
-        raise ValueError("the clusters file must be a mapping with a 'clusters:' list (and optional 'defaults:')")
-    unknown_top = set(document) - {"defaults", "clusters"}
-    if unknown_top:
-        raise ValueError(f"unknown top-level keys {sorted(unknown_top)}: use 'defaults' and 'clusters'")
-    defaults = document.get("defaults") or {}
-    if not isinstance(defaults, Mapping):
-        raise ValueError("'defaults:' must be a mapping of keys to values")
-    clusters: list[ClusterConfig] = []
-    errors: list[ConfigError] = []
-    seen: dict[str, int] = {}
-    for index, entry in enumerate(document["clusters"]):
-        label = f"#{index + 1}"
-        if isinstance(entry, Mapping):
-            name = next((v for k, v in entry.items() if str(k).upper() == "CLUSTER_NAME"), None)
-            label = str(name) if name is not None else label
-        try:
-            if not isinstance(entry, Mapping):
-                raise ConfigError(label, None, "each cluster entry must be a mapping of KEY: value")
-            config = parse_cluster({**_upper(defaults, "defaults"), **_upper(entry, label)}, label)
-        except ConfigError as err:
-            errors.append(err)
-            continue
-        if config.cluster_name in seen:
-            errors.append(
-                ConfigError(
-                    config.cluster_name,
-                    "CLUSTER_NAME",
-                    f"duplicate of entry #{seen[config.cluster_name] + 1}: two DAGs cannot share an id "
-                    "and two exports must not write the same S3 folder; rename one",
-                )
-            )
-            continue
-        seen[config.cluster_name] = index
-        clusters.append(config)
-    return ClustersFile(clusters, errors)
+_CLUSTERS_RE = re.compile(r"^clusters\s*:\s*(#.*)?$")
+_ITEM_RE = re.compile(r"^(\s*)-(\s|$)")
 
 
-def _upper(mapping: Mapping[Any, Any], label: str) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in mapping.items():
-        upper = str(key).upper()
-        if upper not in KNOWN_KEYS:
-            close = difflib.get_close_matches(upper, KNOWN_KEYS, n=1, cutoff=0.6)
-            hint = f"; did you mean {close[0]}?" if close else f"; known keys: {', '.join(KNOWN_KEYS)}"
-            raise ConfigError(label, str(key), "unknown key" + hint)
-        if upper in out:
-            raise ConfigError(label, str(key), "given twice (keys are case-insensitive)")
-        out[upper] = value
-    return out
+def _drop_entry(text: str, err: YamlTextError, broken: list[ConfigError], path: Path) -> str:
+    """``text`` with the block-style cluster entry holding the error's line blanked out (the error
+    goes to ``broken``); raise ``ValueError`` naming the file when the error is outside any entry."""
+    whole = ValueError(f"clusters file {path} is not valid YAML: {err}")
+    lines = text.splitlines(keepends=True)
+    start = next((i + 1 for i, line in enumerate(lines) if _CLUSTERS_RE.match(line)), None)
+    if err.line is None or start is None or len(broken) >= 100:
+        raise whole
+    items = [i for i in range(start, len(lines)) if _ITEM_RE.match(lines[i])]
+    indent = len(_ITEM_RE.match(lines[items[0]])[1]) if items else -1  # type: ignore[index]
+    items = [i for i in items if len(_ITEM_RE.match(lines[i])[1]) == indent]  # type: ignore[index]
+    ends = [next((j for j in range(i + 1, len(lines)) if _ends_entry(lines[j], indent)), len(lines)) for i in items]
+    for first, end in zip(items, ends, strict=True):
+        if first <= err.line - 1 < end:
+            block = "".join(lines[first:end])
+            name = re.search(r"(?i)cluster_name\s*:\s*[\"']?([\w.\-]+)", block)
+            label = name[1] if name else f"#{items.index(first) + 1}, line {first + 1}"
+            broken.append(ConfigError(label, None, f"is not valid YAML ({err}); the other entries are read", err.line))
+            return "".join(lines[:first]) + "\n" * (end - first) + "".join(lines[end:])
+    raise whole
 
 
-def _int(label: str, key: str, value: Any, low: int, high: int) -> int:
-    text = str(value).strip()
-    if isinstance(value, bool) or not re.fullmatch(r"[+-]?\d+", text):
-        raise ConfigError(label, key, f"{value!r} is not a whole number")
-    number = int(text)
-    if not low <= number <= high:
-        raise ConfigError(label, key, f"{number} is out of range: use {low}..{high}")
-    return number
-
-
-def _str(raw: Mapping[str, Any], key: str) -> str | None:
-    value = raw.get(key)
-    if value is None:
-        return None
-    text = str(value).strip()
-    return text or None
-
-
-def parse_cluster(raw: Mapping[str, Any], label: str) -> ClusterConfig:
-    """Validate one cluster's merged (defaults + entry) upper-cased keys."""
-    name = _str(raw, "CLUSTER_NAME")
-    if name is None:
-        raise ConfigError(label, "CLUSTER_NAME", "is required: the cluster's folder name in S3")
-    try:
-        validate_cluster_name(name)
-    except LayoutError as err:
-        raise ConfigError(label, "CLUSTER_NAME", str(err)) from None
-    label = name
-
-    def need(key: str) -> str:
-        value = _str(raw, key)
-        if value is None:
-            raise ConfigError(label, key, "is required (set it in the entry or under 'defaults:')")
-        return value
-
-    try:
-        bucket = validate_bucket(need("S3_BUCKET"))
-    except LayoutError as err:
-        raise ConfigError(label, "S3_BUCKET", str(err)) from None
-    try:
-        prefix = normalize_prefix(need("S3_PREFIX"))
-    except LayoutError as err:
-        raise ConfigError(label, "S3_PREFIX", str(err)) from None
-
-    scheme = (_str(raw, "SCHEME") or "http").lower()
-    if scheme not in ("http", "https"):
-        raise ConfigError(label, "SCHEME", f"{scheme!r} must be 'http' or 'https'")
-    hostname = _str(raw, "HOSTNAME") or "localhost"
-    if "://" in hostname or "/" in hostname or " " in hostname:
-        raise ConfigError(
-            label,
-            "HOSTNAME",
-            f"{hostname!r} must be a bare host name: put the scheme in SCHEME and any path in PATH_PREFIX",
-        )
-    port = _int(label, "PORT", raw.get("PORT", 9090), 1, 65535)
-    path_prefix = (_str(raw, "PATH_PREFIX") or "").strip("/")
-    if ".." in path_prefix.split("/"):
-        raise ConfigError(label, "PATH_PREFIX", "must not contain '..'")
-
-    time_frame = _int(label, "TIME_FRAME", raw.get("TIME_FRAME", 3600), 1, DAY)
-    step = _int(label, "STEP_SECONDS", raw.get("STEP_SECONDS", 60), 1, DAY)
-    try:
-        check_frame(time_frame, step)
-    except WindowError as err:
-        raise ConfigError(label, "TIME_FRAME", str(err)) from None
-
-    backfill_raw = str(raw.get("BACKFILL_DAYS", "3d")).strip().lower()
-    if not re.fullmatch(r"\d+d?", backfill_raw):
-        raise ConfigError(label, "BACKFILL_DAYS", f"{backfill_raw!r} must be a number of days such as '3d' or 3")
-    backfill_days = _int(label, "BACKFILL_DAYS", backfill_raw.rstrip("d"), 0, 90)
-
-    initial: date | None = None
-    initial_raw = _str(raw, "INITIAL_BACKFILL_DATE")
-    if initial_raw is not None:
-        try:
-            if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", initial_raw):
-                raise ValueError
-            initial = date.fromisoformat(initial_raw)
-        except ValueError:
-            raise ConfigError(
-                label, "INITIAL_BACKFILL_DATE", f"{initial_raw!r} must be a date in YYYY-MM-DD format"
-            ) from None
-
-    batch = _int(label, "QUERIES_BATCH_SIZE", raw.get("QUERIES_BATCH_SIZE", 5), 1, 20)
-    retention = _int(label, "RETENTION_DAYS", raw.get("RETENTION_DAYS", 30), 1, 3650)
-    delay_raw = raw.get("QUERY_DELAY_SECONDS", 5)
-    try:
-        delay = float(delay_raw)
-    except (TypeError, ValueError):
-        raise ConfigError(label, "QUERY_DELAY_SECONDS", f"{delay_raw!r} is not a number of seconds") from None
-    if not 0 <= delay <= 300:
-        raise ConfigError(label, "QUERY_DELAY_SECONDS", f"{delay} is out of range: use 0..300")
-
-    mode = (_str(raw, "MODE") or "airflow").lower()
-    if mode not in MODES:
-        raise ConfigError(label, "MODE", f"{mode!r} must be one of {', '.join(MODES)}")
-
-    preflight_raw = raw.get("PREFLIGHT", False)
-    if isinstance(preflight_raw, str) and preflight_raw.strip().lower() in ("true", "false", "yes", "no", "1", "0"):
-        preflight_raw = preflight_raw.strip().lower() in ("true", "yes", "1")
-    if not isinstance(preflight_raw, bool):
-        raise ConfigError(label, "PREFLIGHT", f"{preflight_raw!r} must be true or false")
-    if preflight_raw and mode != "airflow":
-        raise ConfigError(label, "PREFLIGHT", "runs in Airflow, so it needs MODE airflow (the pod reaches Prometheus)")
-
-    cluster_label = _str(raw, "CLUSTER_LABEL")
-    if cluster_label is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", cluster_label):
-        raise ConfigError(label, "CLUSTER_LABEL", f"{cluster_label!r} is not a Prometheus label name")
-
-    metrics_raw = raw.get("METRICS")
-    if metrics_raw is not None and (
-        not isinstance(metrics_raw, list) or not all(isinstance(m, str) for m in metrics_raw)
-    ):
-        raise ConfigError(label, "METRICS", "must be a list of catalogue metric names")
-    extra_raw = raw.get("EXTRA_QUERIES") or []
-    if not isinstance(extra_raw, list):
-        raise ConfigError(label, "EXTRA_QUERIES", "must be a list of {name, query} mappings")
-    try:
-        metrics = tuple(select(metrics_raw, extra_raw))
-    except CatalogueError as err:
-        raise ConfigError(label, "METRICS" if "METRICS" in str(err) else "EXTRA_QUERIES", str(err)) from None
-    if not metrics:
-        raise ConfigError(label, "METRICS", "selects no metric: remove it to export the whole catalogue")
-
-    token = _str(raw, "PROMETHEUS_BEARER_AUTH_TOKEN") or _str(raw, "PROMETHEUS_AUTH_TOKEN")
-    password = _str(raw, "PROMETHEUS_PASSWORD")
-    username = _str(raw, "PROMETHEUS_USERNAME")
-    if password and not username:
-        raise ConfigError(label, "PROMETHEUS_PASSWORD", "is set without PROMETHEUS_USERNAME")
-    conn_id = _str(raw, "PROMETHEUS_CONN_ID")
-    inline_keys = [
-        k for k in ("HOSTNAME", "PORT", "SCHEME", "PATH_PREFIX", "PROMETHEUS_USERNAME", *SECRET_KEYS) if k in raw
-    ]
-    if conn_id and inline_keys:
-        raise ConfigError(
-            label,
-            "PROMETHEUS_CONN_ID",
-            f"is given together with {', '.join(inline_keys)}: describe the endpoint either in the "
-            "Airflow connection or in the file, not both",
-        )
-    warnings: list[str] = []
-    if password or token:
-        warnings.append(
-            f"cluster {name!r}: credentials are written in the clusters file; they are masked in logs, "
-            "but move them to an Airflow connection (PROMETHEUS_CONN_ID) so a secrets backend serves them"
-        )
-
-    return ClusterConfig(
-        cluster_name=name,
-        s3_bucket=bucket,
-        s3_prefix=prefix,
-        prometheus_conn_id=conn_id,
-        aws_conn_id=_str(raw, "AWS_CONN_ID") or "aws_default",
-        role_arn=_str(raw, "ROLE_ARN"),
-        role_external_id=_str(raw, "ROLE_EXTERNAL_ID"),
-        scheme=scheme,
-        hostname=hostname,
-        port=port,
-        path_prefix=path_prefix,
-        prometheus_username=username,
-        prometheus_password=password,
-        prometheus_bearer_auth_token=token,
-        prometheus_x_scope_orgid=_str(raw, "PROMETHEUS_X_SCOPE_ORGID"),
-        time_frame=time_frame,
-        step_seconds=step,
-        backfill_days=backfill_days,
-        initial_backfill_date=initial,
-        queries_batch_size=batch,
-        query_delay_seconds=delay,
-        retention_days=retention,
-        schedule=_str(raw, "SCHEDULE"),
-        cluster_label=cluster_label,
-        mode=mode,
-        metrics=metrics,
-        image=_str(raw, "IMAGE") or DEFAULT_IMAGE,
-        namespace=_str(raw, "NAMESPACE"),
-        kubernetes_conn_id=_str(raw, "KUBERNETES_CONN_ID"),
-        k8s_secret_name=_str(raw, "K8S_SECRET_NAME"),
-        preflight=preflight_raw,
-        warnings=tuple(warnings),
-    )
+def _ends_entry(line: str, indent: int) -> bool:
+    """Whether ``line`` starts the next entry, or leaves the list, of items at ``indent``."""
+    stripped = line.strip()
+    if not stripped or stripped.startswith("#"):
+        return False
+    return len(line) - len(line.lstrip()) <= indent

@@ -10,22 +10,15 @@ the CronJob's own schedule, variables the exporter does not know) is reported as
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 
-from finout_provider.config import DEFAULT_IMAGE, KNOWN_KEYS
-
-ENDPOINT_KEYS = ("SCHEME", "HOSTNAME", "PORT", "PATH_PREFIX")
-CREDENTIAL_KEYS = (
-    "PROMETHEUS_USERNAME",
-    "PROMETHEUS_PASSWORD",
-    "PROMETHEUS_BEARER_AUTH_TOKEN",
-    "PROMETHEUS_AUTH_TOKEN",
-    "PROMETHEUS_X_SCOPE_ORGID",
-)
+from finout_provider import exporter_env as env
+from finout_provider.config import DEFAULT_IMAGE, INLINE_CONN_PREFIX, KNOWN_KEYS
+from finout_provider.yamltext import YamlTextError, load_all, plain
 
 
 class CronJobError(ValueError):
@@ -39,30 +32,51 @@ class ImportedCronJob:
     notes: list[str] = field(default_factory=list)
 
 
-def _documents(text: str) -> Iterable[Any]:
+def _documents(text: str) -> list[Any]:
     try:
-        yield from yaml.safe_load_all(text)
-    except yaml.YAMLError as err:
+        return load_all(text)
+    except YamlTextError as err:
         raise CronJobError(f"not valid YAML: {err}") from None
 
 
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
 def _container(doc: Mapping[str, Any]) -> Mapping[str, Any]:
-    spec = doc.get("spec") or {}
-    pod = (((spec.get("jobTemplate") or {}).get("spec") or {}).get("template") or {}).get("spec") or {}
-    containers = pod.get("containers") or []
-    for container in containers:
-        if "finout" in str(container.get("image", "")) or any(
-            isinstance(e, Mapping) and e.get("name") == "CLUSTER_NAME" for e in container.get("env") or []
+    spec = _mapping(doc.get("spec"))
+    pod = _mapping(_mapping(_mapping(_mapping(spec.get("jobTemplate")).get("spec")).get("template")).get("spec"))
+    containers = pod.get("containers")
+    for container in containers if isinstance(containers, list) else []:
+        env_list = _mapping(container).get("env")
+        if "finout" in str(_mapping(container).get("image", "")) or any(
+            isinstance(e, Mapping) and e.get("name") == "CLUSTER_NAME" for e in env_list or []
         ):
-            return dict(container)
+            return _mapping(container)
     raise CronJobError("the CronJob has no container running the Finout exporter (no CLUSTER_NAME in its env)")
 
 
-def _scalar(value: Any) -> Any:
-    """Env values are strings in Kubernetes; keep numbers as numbers for readability."""
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
-    return value
+def _env(container: Mapping[str, Any], notes: list[str]) -> dict[str, Any]:
+    """The container's env as text (Kubernetes values are strings: ``"007"`` stays ``"007"``)."""
+    values: dict[str, Any] = {}
+    items = container.get("env")
+    for item in items if isinstance(items, list) else []:
+        if not isinstance(item, Mapping) or not item.get("name"):
+            notes.append(f"an env item without a name is left out: {str(item)[:80]}")
+            continue
+        name = str(item["name"])
+        if "valueFrom" in item:
+            ref = _mapping(_mapping(item["valueFrom"]).get("secretKeyRef"))
+            notes.append(
+                f"{name} comes from Kubernetes Secret {ref.get('name', '?')!r} key {ref.get('key', '?')!r}: "
+                "put its value in the connection below (an Airflow secrets backend can serve it)"
+            )
+            values[name] = None
+        elif item.get("value") is not None:
+            values[name] = str(item["value"])
+    if container.get("envFrom"):
+        notes.append("envFrom is not imported: add those variables to the entry or the connection by hand")
+    return values
 
 
 def import_cronjob(text: str) -> ImportedCronJob:
@@ -70,64 +84,42 @@ def import_cronjob(text: str) -> ImportedCronJob:
     jobs = [d for d in _documents(text) if isinstance(d, Mapping) and d.get("kind") == "CronJob"]
     if len(jobs) != 1:
         raise CronJobError(f"expected exactly one object of kind CronJob, found {len(jobs)}")
-    job = jobs[0]
-    container = _container(job)
+    container = _container(jobs[0])
     notes: list[str] = []
-    env: dict[str, Any] = {}
-    for item in container.get("env") or []:
-        name = str(item.get("name", ""))
-        if "value" in item:
-            env[name] = _scalar(item["value"])
-        elif "valueFrom" in item:
-            ref = (item["valueFrom"] or {}).get("secretKeyRef") or {}
-            notes.append(
-                f"{name} comes from Kubernetes Secret {ref.get('name', '?')!r} key {ref.get('key', '?')!r}: "
-                "put its value in the connection below (an Airflow secrets backend can serve it)"
-            )
-            env[name] = None
-    if container.get("envFrom"):
-        notes.append("envFrom is not imported: add those variables to the entry or the connection by hand")
-    cluster = env.get("CLUSTER_NAME")
+    values = _env(container, notes)
+    cluster = values.get("CLUSTER_NAME")
     if not cluster:
         raise CronJobError("the exporter's env has no CLUSTER_NAME value")
-
-    unknown = sorted(k for k in env if k not in KNOWN_KEYS)
-    for key in unknown:
+    for key in sorted(k for k in values if k not in KNOWN_KEYS):
         notes.append(f"{key} is not a variable of the exporter; left out")
-    entry: dict[str, Any] = {k: v for k, v in env.items() if k in KNOWN_KEYS and k not in CREDENTIAL_KEYS}
+    entry = {k: v for k, v in values.items() if k in KNOWN_KEYS and k not in env.CREDENTIALS and v is not None}
     connections: dict[str, dict[str, Any]] = {}
-    credentials = {k: env[k] for k in CREDENTIAL_KEYS if k in env}
-    if credentials:
-        conn_id = f"finout_prometheus_{cluster}"
-        extra: dict[str, Any] = {}
-        if entry.get("PATH_PREFIX"):
-            extra["path_prefix"] = entry["PATH_PREFIX"]
-        token = next((k for k in ("PROMETHEUS_BEARER_AUTH_TOKEN", "PROMETHEUS_AUTH_TOKEN") if k in credentials), None)
-        if token:
-            extra["bearer_token"] = credentials[token] or ""
-        if "PROMETHEUS_X_SCOPE_ORGID" in credentials:
-            extra["x_scope_orgid"] = credentials["PROMETHEUS_X_SCOPE_ORGID"] or ""
-        conn: dict[str, Any] = {
-            "conn_type": "prometheus",
-            "host": str(entry.get("HOSTNAME", "localhost")),
-            "port": int(entry.get("PORT", 9090)),
-            "schema": str(entry.get("SCHEME", "http")),
-            "extra": json.dumps(extra),  # `airflow connections import` stores it as given: a string
-        }
-        if "PROMETHEUS_USERNAME" in credentials:
-            conn["login"] = credentials["PROMETHEUS_USERNAME"] or ""
-            conn["password"] = credentials.get("PROMETHEUS_PASSWORD") or ""
+    if any(k in values for k in env.CREDENTIALS):
+        if values.get(env.PASSWORD) and not values.get(env.USERNAME):
+            notes.append(f"{env.PASSWORD} is set without {env.USERNAME}: basic auth needs both; the password "
+                         "is left out of the connection")  # fmt: skip
+        conn = env.connection({**entry, **{k: v for k, v in values.items() if k in env.CREDENTIALS}})
+        conn["extra"] = json.dumps(conn["extra"])  # `airflow connections import` stores it as given: a string
+        conn_id = f"{INLINE_CONN_PREFIX}{cluster}"
         connections[conn_id] = conn
-        for key in ENDPOINT_KEYS:
+        for key in env.ENDPOINT:
             entry.pop(key, None)
         entry["PROMETHEUS_CONN_ID"] = conn_id
+    notes += _context_notes(jobs[0], container, entry, connections)
+    return ImportedCronJob(entry=entry, connections=connections, notes=notes)
+
+
+def _context_notes(
+    job: Mapping[str, Any], container: Mapping[str, Any], entry: Mapping[str, Any], connections: Mapping[str, Any]
+) -> list[str]:
+    notes = []
     host = str(entry.get("HOSTNAME") or next(iter(connections.values()), {}).get("host") or "")
     if host.endswith(".svc.cluster.local") or host.endswith(".svc"):
         notes.append(
             f"HOSTNAME {host!r} is a name inside the cluster; Airflow's workers must reach Prometheus: "
             "use an address they can resolve (an ingress, a load balancer, or Amazon Managed Prometheus)"
         )
-    schedule = (job.get("spec") or {}).get("schedule")
+    schedule = _mapping(job.get("spec")).get("schedule")
     if schedule:
         notes.append(
             f"the CronJob ran on {schedule!r}; the DAG runs once per TIME_FRAME window instead "
@@ -136,18 +128,35 @@ def import_cronjob(text: str) -> ImportedCronJob:
     image = str(container.get("image", ""))
     if image and image != DEFAULT_IMAGE:
         notes.append(f"the CronJob ran {image}; with MODE kubernetes_pod set IMAGE: {image} to keep it")
-    return ImportedCronJob(entry=entry, connections=connections, notes=notes)
+    return notes
 
 
 def merge_entry(document: Any, entry: Mapping[str, Any]) -> dict[str, Any]:
-    """A clusters file document with ``entry`` appended (refusing a second CLUSTER_NAME)."""
-    doc: dict[str, Any] = dict(document) if isinstance(document, Mapping) else {}
-    clusters = list(doc.get("clusters") or [])
+    """A clusters file document with ``entry`` appended (refusing a second CLUSTER_NAME and any
+    document that is not a clusters file, so nothing of it is lost)."""
+    if document is None:
+        document = {}
+    if not isinstance(document, Mapping) or not isinstance(document.get("clusters") or [], list):
+        raise CronJobError("is not a clusters file (a mapping with a 'clusters:' list); it is left as it is")
+    clusters = list(document.get("clusters") or [])
     name = entry["CLUSTER_NAME"]
-    if any(isinstance(c, Mapping) and c.get("CLUSTER_NAME") == name for c in clusters):
+    if any(isinstance(c, Mapping) and str(c.get("CLUSTER_NAME", "")).lower() == name.lower() for c in clusters):
         raise CronJobError(f"the clusters file already has a cluster named {name!r}")
-    doc["clusters"] = [*clusters, dict(entry)]
-    return doc
+    return {**plain(document), "clusters": [*plain(clusters), dict(entry)]}
+
+
+def append_entry_text(text: str, entry: Mapping[str, Any]) -> str | None:
+    """``text`` (a clusters file whose ``clusters:`` list is its last top-level key) with ``entry``
+    appended as text, so its comments and layout stay; ``None`` when the file is not shaped so."""
+    lines = text.splitlines()
+    starts = [i for i, line in enumerate(lines) if line.startswith("clusters:")]
+    if len(starts) != 1 or any(line[:1] not in ("", " ", "#", "-") for line in lines[starts[0] + 1 :]):
+        return None
+    items = [line for line in lines[starts[0] + 1 :] if line.lstrip().startswith("- ")]
+    indent = len(items[0]) - len(items[0].lstrip()) if items else 2
+    block = yaml.safe_dump([dict(entry)], sort_keys=False)
+    added = "".join(" " * indent + line + "\n" for line in block.splitlines())
+    return text.rstrip("\n") + "\n" + added
 
 
 def redacted(connections: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -163,3 +172,4 @@ def redacted(connections: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str
         copy["extra"] = json.dumps(extra)
         shown[conn_id] = copy
     return shown
+

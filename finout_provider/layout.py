@@ -11,6 +11,7 @@ the start's month; ``day=`` is the start's day of the month, without zero paddin
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -18,6 +19,10 @@ CLUSTER_NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,63}$")
 METRIC_NAME_RE = re.compile(r"^[A-Za-z0-9_]{1,128}$")
 # S3 bucket naming rules (general purpose buckets): 3-63 chars, lowercase, digits, dots, hyphens.
 BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+IP_LIKE_RE = re.compile(r"^\d{1,3}(\.\d{1,3}){3}$")
+RESERVED_BUCKET_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
+RESERVED_BUCKET_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
+MAX_KEY_BYTES = 1024  # S3's limit on an object key, in UTF-8 bytes
 PREFIX_SEGMENT_RE = re.compile(r"^[A-Za-z0-9!_.*'()=+,@-]+$")
 SUFFIX = ".json.gz"
 
@@ -59,10 +64,17 @@ def validate_bucket(bucket: str) -> str:
             f"S3_BUCKET {bucket!r} must be a bare bucket name (no 's3://', no path): use {bare!r} "
             "and put any folder into S3_PREFIX"
         )
-    if not BUCKET_RE.match(value) or ".." in value:
+    if not BUCKET_RE.match(value) or any(pair in value for pair in ("..", ".-", "-.")):
         raise LayoutError(
-            f"S3_BUCKET {bucket!r} is not a valid bucket name: 3-63 lowercase letters, digits, '.' and '-'"
+            f"S3_BUCKET {bucket!r} is not a valid bucket name: 3-63 lowercase letters, digits, '.' and '-', "
+            "starting and ending with a letter or digit, no '..', '.-' or '-.'"
         )
+    if IP_LIKE_RE.match(value):
+        raise LayoutError(f"S3_BUCKET {bucket!r} looks like an IP address, which S3 refuses as a bucket name")
+    reserved = [p for p in RESERVED_BUCKET_PREFIXES if value.startswith(p)]
+    reserved += [s for s in RESERVED_BUCKET_SUFFIXES if value.endswith(s)]
+    if reserved:
+        raise LayoutError(f"S3_BUCKET {bucket!r}: S3 reserves names with {reserved[0]!r} for its own use")
     return value
 
 
@@ -163,3 +175,12 @@ def day_of_folder(folder: str) -> int | None:
     if end.day != 1:
         return None
     return int(day.timestamp())
+
+
+# A window start with the most digits and a two-digit day, for the longest key the layout builds.
+_LONGEST_START = 4133894400  # 2100-12-31T00:00:00Z
+
+
+def longest_key(prefix: str, cluster: str, metrics: Iterable[str]) -> str:
+    """The longest key the layout builds for ``metrics`` (checked against S3's 1,024 bytes)."""
+    return max((build_key(prefix, cluster, m, _LONGEST_START) for m in metrics), key=lambda k: len(k.encode()))

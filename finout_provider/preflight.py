@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from finout_provider.catalogue import CADVISOR, KSM, KSM_LABELS, NODE_RULE, Metric, render
+from finout_provider.catalogue import CADVISOR, EMPTY_IS_FINE, KSM, KSM_LABELS, NODE_RULE, Metric, render
 
 # Runs an instant query at a time and returns Prometheus' ``data.result`` list.
 Query = Callable[[str, int], list[dict[str, Any]]]
@@ -25,14 +25,6 @@ Progress = Callable[[int, int, str], None]
 
 OK, WARN, EMPTY, FAIL = "ok", "warn", "empty", "fail"
 RECORDING_RULE = "node_namespace_pod_container:container_memory_working_set_bytes"
-# Catalogue metrics that are legitimately empty on many clusters.
-OPTIONAL = {
-    "gpu_requests": "no GPU requests at this time (fine if the cluster runs no GPU workloads)",
-    "pvc_info": "no persistent volume claims (fine if the cluster has none)",
-    "pvc_requests": "no persistent volume claims (fine if the cluster has none)",
-    "pv_capacity": "no persistent volumes (fine if the cluster has none)",
-    "pod_pvcs": "no pods with persistent volume claims (fine if the cluster has none)",
-}
 LABELLED = {"pod_labels": "pods", "node_labels": "nodes"}
 ALLOWLIST = "--metric-labels-allowlist=pods=[*],nodes=[*]"
 KSM_V1_PROBE = "kube_pod_container_resource_requests_cpu_cores"
@@ -185,8 +177,8 @@ class Preflight:
             return self._judge_data(metric, series, answers)
         if cluster_failed:
             return Finding(name, FAIL, 0, "nothing for this cluster: see the 'cluster' line")
-        if name in OPTIONAL:
-            return Finding(name, EMPTY, 0, OPTIONAL[name])
+        if name in EMPTY_IS_FINE:
+            return Finding(name, EMPTY, 0, EMPTY_IS_FINE[name])
         if name == "memory_usage" and not self._count(RECORDING_RULE, at):
             v2 = answers.get("memory_usage_v2")
             fix = (

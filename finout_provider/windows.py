@@ -14,6 +14,8 @@ from datetime import UTC, date, datetime
 
 DAY = 86_400
 MAX_POINTS_PER_SERIES = 11_000
+# INITIAL_BACKFILL_DATE reaches back at most this many days (the official exporter's limit).
+MAX_INITIAL_BACKFILL_DAYS = 3
 
 
 class WindowError(ValueError):
@@ -154,16 +156,16 @@ def default_cron(time_frame: int) -> str:
     return "0 0 * * *"
 
 
-def backfill_start(now: int, backfill_days: int, initial_date: date | None, max_initial_days: int = 3) -> int:
+def backfill_start(now: int, backfill_days: int, initial_date: date | None) -> int:
     """Where a cluster's first run starts its history.
 
-    INITIAL_BACKFILL_DATE wins over BACKFILL_DAYS but reaches back at most ``max_initial_days``
-    (the official exporter's limit); a date further back is clamped rather than refused, so a DAG
+    INITIAL_BACKFILL_DATE wins over BACKFILL_DAYS but reaches back at most
+    :data:`MAX_INITIAL_BACKFILL_DAYS` (the official exporter's limit); a date further back is clamped rather than refused, so a DAG
     deployed long after that date keeps working.
     """
     if initial_date is not None:
         wanted = int(datetime(initial_date.year, initial_date.month, initial_date.day, tzinfo=UTC).timestamp())
-        return max(wanted, now - max_initial_days * DAY)
+        return max(wanted, now - MAX_INITIAL_BACKFILL_DAYS * DAY)
     return now - backfill_days * DAY
 
 

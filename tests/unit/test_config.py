@@ -75,7 +75,7 @@ def test_metrics_subset_and_extra_queries() -> None:
         ({"CLUSTER_NAME": "a", "BACKFILL_DAYS": "900d"}, "BACKFILL_DAYS", "out of range"),
         ({"CLUSTER_NAME": "a", "INITIAL_BACKFILL_DATE": "01/10/2025"}, "INITIAL_BACKFILL_DATE", "YYYY-MM-DD"),
         ({"CLUSTER_NAME": "a", "INITIAL_BACKFILL_DATE": "2025-02-30"}, "INITIAL_BACKFILL_DATE", "YYYY-MM-DD"),
-        ({"CLUSTER_NAME": "a", "SCHEME": "ftp"}, "SCHEME", "'http' or 'https'"),
+        ({"CLUSTER_NAME": "a", "SCHEME": "ftp"}, "SCHEME", "http, https"),
         ({"CLUSTER_NAME": "a", "PORT": 70000}, "PORT", "1..65535"),
         ({"CLUSTER_NAME": "a", "HOSTNAME": "http://prom:9090"}, "HOSTNAME", "SCHEME"),
         ({"CLUSTER_NAME": "a", "QUERIES_BATCH_SIZE": 0}, "QUERIES_BATCH_SIZE", "out of range"),

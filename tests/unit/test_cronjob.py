@@ -43,7 +43,7 @@ def test_the_seed_cronjob_becomes_a_valid_entry() -> None:
         "S3_PREFIX": "k8s/prometheus",
         "CLUSTER_NAME": "prod-eu",
         "HOSTNAME": "prometheus-server.monitoring.svc.cluster.local",
-        "PORT": 9090,
+        "PORT": "9090",
     }
     assert imported.connections == {}
     notes = "\n".join(imported.notes)
@@ -76,7 +76,7 @@ def test_credentials_move_to_a_connection_and_secret_refs_become_notes() -> None
         "S3_BUCKET": "acme-finout",
         "S3_PREFIX": "k8s/prometheus",
         "CLUSTER_NAME": "prod-eu",
-        "TIME_FRAME": 1800,
+        "TIME_FRAME": "1800",
         "PROMETHEUS_CONN_ID": "finout_prometheus_prod-eu",
     }
     assert imported.connections == {
