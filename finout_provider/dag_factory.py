@@ -18,6 +18,7 @@ from typing import Any
 
 from airflow.providers.common.compat.sdk import DAG, Asset, BaseOperator, Param, mask_secret
 
+from finout_provider import exporter_env
 from finout_provider.config import ClusterConfig, ClustersFile, ConfigError, default_path, load_file
 from finout_provider.layout import cluster_root
 from finout_provider.operators.plan import PlanWindowsOperator
@@ -31,7 +32,6 @@ log = logging.getLogger(__name__)
 
 START_DATE = datetime(2024, 1, 1, tzinfo=UTC)
 SETTLE_SECONDS = 120
-SECRET_ENV = ("PROMETHEUS_PASSWORD", "PROMETHEUS_BEARER_AUTH_TOKEN")
 
 
 class FinoutConfigError(Exception):
@@ -86,66 +86,51 @@ def export_asset(config: ClusterConfig) -> Asset:
 
 def pod_export_task(config: ClusterConfig, dag: DAG) -> BaseOperator:
     """The official exporter image as a KubernetesPodOperator; secrets only as Secret references."""
-    try:
-        from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
-        from airflow.providers.cncf.kubernetes.secret import Secret
-    except ImportError:
-        raise ConfigError(
-            config.cluster_name,
-            "MODE",
-            "kubernetes_pod needs the Kubernetes provider: pip install 'airflow-provider-finout[kubernetes]'",
-        ) from None
-    if config.prometheus_conn_id:
-        raise ConfigError(
-            config.cluster_name,
-            "PROMETHEUS_CONN_ID",
-            "MODE kubernetes_pod runs the official image, which cannot read Airflow connections: give "
-            "HOSTNAME/PORT/SCHEME/PATH_PREFIX in the file and credentials in a Kubernetes Secret (K8S_SECRET_NAME)",
-        )
-    env = {
-        "CLUSTER_NAME": config.cluster_name,
-        "S3_BUCKET": config.s3_bucket,
-        "S3_PREFIX": config.s3_prefix,
-        "ROLE_ARN": config.role_arn,
-        "ROLE_EXTERNAL_ID": config.role_external_id,
-        "SCHEME": config.scheme,
-        "HOSTNAME": config.hostname,
-        "PORT": config.port,
-        "PATH_PREFIX": config.path_prefix or None,
-        "TIME_FRAME": config.time_frame,
-        "BACKFILL_DAYS": f"{config.backfill_days}d",
-        "INITIAL_BACKFILL_DATE": config.initial_backfill_date.isoformat() if config.initial_backfill_date else None,
-        "QUERIES_BATCH_SIZE": config.queries_batch_size,
-        "PROMETHEUS_USERNAME": config.prometheus_username,
-        "PROMETHEUS_X_SCOPE_ORGID": config.prometheus_x_scope_orgid,
-    }
-    secret_name = config.k8s_secret_name or f"finout-prometheus-{config.cluster_name}".lower()
-    given = {
-        "PROMETHEUS_PASSWORD": config.prometheus_password,
-        "PROMETHEUS_BEARER_AUTH_TOKEN": config.prometheus_bearer_auth_token,
-    }
-    secrets = [Secret("env", name, secret_name, name) for name, value in given.items() if value]
+    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+    from airflow.providers.cncf.kubernetes.secret import Secret
+
+    cluster = config.cluster_name
+    secret_name = config.k8s_secret_name or exporter_env.kubernetes_name("finout-prometheus", cluster, 253, dots=True)
+    secrets = [Secret("env", name, secret_name, name) for name in exporter_env.SECRETS if config.setting(name)]
     if secrets and not config.k8s_secret_name:
         log.warning(
             "cluster %r: credentials go to the pod from Kubernetes Secret %r (keys %s); create it in the pod's "
             "namespace. Their values in the clusters file are not put into the pod spec.",
-            config.cluster_name, secret_name, ", ".join(s.key for s in secrets),
+            cluster, secret_name, ", ".join(s.key for s in secrets),
         )  # fmt: skip
     return KubernetesPodOperator(
         task_id="export_window",
         dag=dag,
-        name=f"finout-exporter-{config.cluster_name}".lower().replace("_", "-").replace(".", "-")[:53],
+        name=exporter_env.kubernetes_name("finout-exporter", cluster, 53),
         image=config.image,
         namespace=config.namespace,
-        kubernetes_conn_id=config.kubernetes_conn_id or "kubernetes_default",
-        env_vars={k: str(v) for k, v in env.items() if v is not None},
+        kubernetes_conn_id=config.kubernetes_conn_id,
+        env_vars=exporter_env.pod_env({name: config.setting(name) for name in exporter_env.PLAIN}),
         secrets=secrets,
-        labels={"app.kubernetes.io/name": "finout-metrics-exporter", "finout.io/cluster": config.cluster_name[:63]},
+        labels={
+            "app.kubernetes.io/name": "finout-metrics-exporter",
+            "finout.io/cluster": exporter_env.kubernetes_label_value(cluster),
+        },
         get_logs=True,
         on_finish_action="delete_pod",
         max_active_tis_per_dag=1,
         outlets=[export_asset(config)],
     )
+
+
+def check_buildable(config: ClusterConfig) -> None:
+    """Raise :class:`ConfigError` for what only Airflow can judge (the SCHEDULE, the Kubernetes
+    provider of MODE kubernetes_pod), without building the DAG."""
+    _timetable(config)
+    if config.mode == "kubernetes_pod":
+        try:
+            import airflow.providers.cncf.kubernetes.operators.pod  # noqa: F401
+        except ImportError:
+            raise ConfigError(
+                config.cluster_name,
+                "MODE",
+                "kubernetes_pod needs the Kubernetes provider: pip install 'airflow-provider-finout[kubernetes]'",
+            ) from None
 
 
 def build_dag(config: ClusterConfig) -> DAG:
@@ -192,18 +177,19 @@ def build_dag(config: ClusterConfig) -> DAG:
         prometheus_conn_id=None if pod_mode else config.effective_conn_id,
         **_s3_args(config),
     )
-    if config.preflight:
+    if config.preflight is not False and not pod_mode:
         (
             PrometheusPreflightOperator(
                 task_id="preflight",
                 dag=dag,
-                cluster_name=config.cluster_name,
                 metrics=metric_specs(config.metrics),
                 prometheus_conn_id=config.effective_conn_id,
                 cluster_label=config.cluster_label,
                 step_seconds=config.step_seconds,
                 settle_seconds=SETTLE_SECONDS,
+                first_run_only=config.preflight is None,
                 retries=0,
+                **_s3_args(config),
             )
             >> plan
         )
@@ -221,6 +207,7 @@ def build_dag(config: ClusterConfig) -> DAG:
             queries_batch_size=config.queries_batch_size,
             query_delay_seconds=config.query_delay_seconds,
             cluster_label=config.cluster_label,
+            expect_empty=sorted(config.expect_empty),
             map_index_template="{{ window_label }}",
             max_active_tis_per_dag=1,
             outlets=[export_asset(config)],
@@ -230,6 +217,7 @@ def build_dag(config: ClusterConfig) -> DAG:
         task_id="validate_export",
         dag=dag,
         windows=plan.output,
+        exports=None if pod_mode else export.output,
         metrics=metric_names,
         time_frame=config.time_frame,
         poke_interval=30,
@@ -254,21 +242,42 @@ def load(path: str | os.PathLike[str] | None = None, dag_folder: str | None = No
     return load_file(path or default_path(dag_folder))
 
 
-def build_dags(clusters: ClustersFile) -> tuple[dict[str, DAG], list[ConfigError]]:
-    """DAGs of every valid cluster, and the errors of the others (a bad entry hides no other)."""
+def requested_dag_id() -> str | None:
+    """The DAG Airflow parses the file for (a task starting), ``None`` when it wants them all."""
+    try:
+        from airflow.sdk import get_parsing_context
+    except ImportError:  # Airflow 2
+        from airflow.utils.dag_parsing_context import get_parsing_context
+    return get_parsing_context().dag_id
+
+
+def build_dags(clusters: ClustersFile, only: str | None = None) -> dict[str, DAG]:
+    """DAGs of every valid cluster, or (``only``, a DAG id of this file) of that one alone, as a
+    task start needs: its cost then does not grow with the number of clusters."""
+    chosen = [c for c in clusters.clusters if only in (None, c.dag_id)] or clusters.clusters
     dags: dict[str, DAG] = {}
+    for config in chosen:
+        try:
+            check_buildable(config)
+        except ConfigError:
+            continue  # reported by config_errors()
+        dags[config.dag_id] = build_dag(config)
+    return dags
+
+
+def config_errors(clusters: ClustersFile) -> list[ConfigError]:
+    """Every bad entry of the file, without building any DAG (a bad entry hides no other)."""
     errors = list(clusters.errors)
     for config in clusters.clusters:
         try:
-            dags[config.dag_id] = build_dag(config)
+            check_buildable(config)
         except ConfigError as err:
             errors.append(err)
-        except Exception as err:  # noqa: BLE001 - e.g. a bad SCHEDULE; reported per cluster
-            errors.append(ConfigError(config.cluster_name, None, f"{type(err).__name__}: {err}"))
-    return dags, errors
+    return errors
 
 
 def error_report(errors: list[ConfigError], path: Path | None) -> str:
-    lines = [f"{len(errors)} cluster entries in {path or 'the clusters file'} are invalid; their DAGs are not created:"]
+    clusters = len({err.cluster for err in errors})
+    lines = [f"{clusters} cluster entries in {path or 'the clusters file'} are invalid; their DAGs are not created:"]
     lines += [f"- {err}" for err in errors]
     return "\n".join(lines)

@@ -30,9 +30,12 @@ SETTINGS = (
     "TIME_FRAME", "BACKFILL_DAYS", "INITIAL_BACKFILL_DATE", "QUERIES_BATCH_SIZE",
 )  # fmt: skip
 VARIABLES = (*SETTINGS, *CREDENTIALS)
+# What a pod gets as plain values: everything but the secrets.
+PLAIN = (*SETTINGS, USERNAME, ORG_ID)
 
 # Kubernetes names (RFC 1123 labels) and label values.
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
 
 
@@ -71,7 +74,7 @@ def env_value(value: Any) -> str | None:
 
 def pod_env(settings: Mapping[str, Any]) -> dict[str, str]:
     """The image's plain ``env`` from a cluster's settings by variable name (secrets left out)."""
-    values = {name: env_value(settings.get(name)) for name in (*SETTINGS, USERNAME, ORG_ID)}
+    values = {name: env_value(settings.get(name)) for name in PLAIN}
     if values.get("BACKFILL_DAYS") is not None:
         values["BACKFILL_DAYS"] = f"{values['BACKFILL_DAYS']}d"
     return {name: value for name, value in values.items() if value is not None}
@@ -81,14 +84,15 @@ def _tag(name: str) -> str:
     return hashlib.sha256(name.encode()).hexdigest()[:6]
 
 
-def kubernetes_name(prefix: str, cluster: str, limit: int = 63) -> str:
-    """``<prefix>-<cluster>`` as a valid Kubernetes name; a cluster name that had to be changed
-    to fit (case, ``_``, ``.``, length) gets a hash of itself, so two clusters never share one."""
+def kubernetes_name(prefix: str, cluster: str, limit: int = 63, dots: bool = False) -> str:
+    """``<prefix>-<cluster>`` as a valid Kubernetes name (a DNS label, or with ``dots`` a DNS
+    subdomain); a cluster name that had to be changed to fit (case, ``_``, ``.``, length) gets a
+    hash of itself, so two clusters never share one."""
     wanted = f"{prefix}-{cluster}"
-    if len(wanted) <= limit and _DNS_LABEL.match(wanted):
+    if len(wanted) <= limit and (_DNS_SUBDOMAIN if dots else _DNS_LABEL).match(wanted) and ".." not in wanted:
         return wanted
-    cleaned = re.sub(r"[^a-z0-9-]+", "-", wanted.lower())
-    return f"{cleaned[: limit - 7].strip('-')}-{_tag(cluster)}"
+    cleaned = re.sub(r"[^a-z0-9.-]+" if dots else r"[^a-z0-9-]+", "-", wanted.lower()).replace("..", ".")
+    return f"{cleaned[: limit - 7].strip('-.')}-{_tag(cluster)}"
 
 
 def kubernetes_label_value(cluster: str) -> str:

@@ -41,9 +41,11 @@ HEAVY_QUERY_HINTS = (
 CHUNK_SIZE = 1 << 20
 SMALL_BODY = 1 << 20  # bodies up to this size are parsed in full as JSON
 HEAD_SIZE = 1 << 16
+ERROR_BODY = 1 << 16  # bytes of an error answer read, redacted, then cut for the message
 _STATUS_FIRST_RE = re.compile(rb'^\s*\{\s*"status"\s*:\s*"(?P<status>[A-Za-z]+)"')
 # Label values are always strings, so `"data":{` and `"warnings":[` can only be top-level keys.
 _MATRIX_RE = re.compile(rb'"data"\s*:\s*\{\s*"resultType"\s*:\s*"matrix"')
+SERIES_MARK = b'{"metric":'
 _WARNINGS_RE = re.compile(rb'"warnings"\s*:\s*\[')
 
 
@@ -80,6 +82,10 @@ class BodyCheck:
 
     allow_warnings: bool = False
     size: int = 0
+    # Series in the answer: exact for bodies parsed in full, else the count of `{"metric":` (which
+    # cannot occur inside a JSON string, where every quote is escaped).
+    series: int = 0
+    _carry: bytes = b""
     _head: bytearray = field(default_factory=bytearray)
     # The last chunks, at least HEAD_SIZE bytes of them: kept by reference, never copied, since a
     # chunked answer arrives in pieces of a few KiB.
@@ -94,6 +100,8 @@ class BodyCheck:
         while self._last_size - len(self._last[0]) >= HEAD_SIZE:
             self._last_size -= len(self._last.popleft())
         self.size += len(chunk)
+        self.series += chunk.count(SERIES_MARK) + (self._carry + chunk[: len(SERIES_MARK) - 1]).count(SERIES_MARK)
+        self._carry = chunk[-(len(SERIES_MARK) - 1) :]
 
     @property
     def _tail(self) -> bytes:
@@ -131,6 +139,7 @@ class BodyCheck:
         data = doc.get("data")
         if not isinstance(data, dict) or data.get("resultType") != "matrix" or not isinstance(data.get("result"), list):
             raise IncompleteBodyError("response does not hold a matrix result (data.resultType 'matrix')")
+        self.series = len(data["result"])
         if doc.get("warnings") and not self.allow_warnings:
             raise IncompleteBodyError(f"response carries warnings (a partial answer): {doc['warnings']!r}")
 
@@ -319,14 +328,30 @@ class PrometheusHook(BaseHook):
             )
         return _SigV4(aws.get_credentials, region)
 
-    def _redact(self, text: str) -> str:
-        """``text`` with this connection's secrets replaced (a server may echo what it was sent)."""
-        conn = self.connection
-        secrets = [conn.password, self.extras.get("bearer_token")]
+    @cached_property
+    def _secret_forms(self) -> list[str]:
+        """Every form in which this connection's secrets travel: as written, and basic auth's base64
+        in the Latin-1 requests sends (and UTF-8), longest first."""
+        conn, extra = self.connection, self.extras
+        forms = [conn.password, extra.get("bearer_token"), extra.get("x_scope_orgid")]
         if conn.password:
-            secrets.append(base64.b64encode(f"{conn.login or ''}:{conn.password}".encode()).decode())
-        for secret in filter(None, secrets):
-            text = text.replace(str(secret), "***")
+            pair = f"{conn.login or ''}:{conn.password}"
+            for encoding in ("latin-1", "utf-8"):
+                try:
+                    forms.append(base64.b64encode(pair.encode(encoding)).decode())
+                except UnicodeEncodeError:
+                    continue
+        return sorted({str(f) for f in forms if f}, key=len, reverse=True)
+
+    def _redact(self, text: str) -> str:
+        """``text`` with this connection's secrets replaced (a server may echo what it was sent),
+        including a secret's beginning where ``text`` ends in the middle of it."""
+        for secret in self._secret_forms:
+            text = text.replace(secret, "***")
+        for secret in self._secret_forms:
+            for size in range(min(len(secret) - 1, len(text)), 3, -1):
+                if text.endswith(secret[:size]):
+                    return text[:-size] + "***"
         return text
 
     @staticmethod
@@ -380,13 +405,13 @@ class PrometheusHook(BaseHook):
                     finally:
                         response.close()
                     return
-                body = response.content[:2000]
+                body = response.raw.read(ERROR_BODY, decode_content=True) if response.raw else b""
                 response.close()
                 retryable = response.status_code in RETRY_STATUS or (
                     response.status_code == 400 and THROTTLE_RE.search(body) is not None
                 )
                 if not retryable or attempt >= self.max_retries:
-                    text = self._redact(_error_text(body))
+                    text = self._redact(_error_text(self._redact(body.decode("utf-8", "replace"))))
                     hints = [hint for pattern, hint in HEAVY_QUERY_HINTS if pattern.search(text)]
                     raise PrometheusError(
                         f"{what}: HTTP {response.status_code} from {self.base_url}{path}"
@@ -407,7 +432,7 @@ class PrometheusHook(BaseHook):
         start: float,
         end: float,
         step: int,
-        consume: Callable[[Iterator[bytes]], T],
+        consume: Callable[[CheckedBody], T],
         *,
         allow_warnings: bool = False,
     ) -> T:
@@ -424,7 +449,7 @@ class PrometheusHook(BaseHook):
         while True:
             try:
                 with self._open("/api/v1/query_range", params, what) as response:
-                    return consume(_checked_chunks(response, what, allow_warnings))
+                    return consume(CheckedBody(response, what, allow_warnings))
             except IncompleteBodyError as err:
                 if not err.retryable or attempt >= self.max_retries:
                     raise
@@ -492,20 +517,36 @@ class PrometheusHook(BaseHook):
         return True, f"Connected to {self.base_url}" + (f" (Prometheus {version})" if version else "")
 
 
-def _checked_chunks(response: requests.Response, what: str, allow_warnings: bool) -> Iterator[bytes]:
-    check = BodyCheck(allow_warnings=allow_warnings)
-    try:
-        for chunk in response.iter_content(chunk_size=CHUNK_SIZE):
-            check.feed(chunk)
-            yield chunk
-    except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as err:
-        raise IncompleteBodyError(
-            f"{what}: the response broke off after {check.size} bytes ({type(err).__name__})", retryable=True
-        ) from None
-    try:
-        check.finish()
-    except PrometheusError as err:
-        raise type(err)(f"{what}: {err}", status=err.status, retryable=isinstance(err, IncompleteBodyError)) from None
+class CheckedBody:
+    """A ``query_range`` answer's chunks as they arrive; iterating raises
+    :class:`IncompleteBodyError` at the end unless the body is a whole successful answer, after
+    which ``series`` says how many series it held."""
+
+    def __init__(self, response: requests.Response, what: str, allow_warnings: bool) -> None:
+        self._response = response
+        self._what = what
+        self._check = BodyCheck(allow_warnings=allow_warnings)
+
+    @property
+    def series(self) -> int:
+        return self._check.series
+
+    def __iter__(self) -> Iterator[bytes]:
+        check, what = self._check, self._what
+        try:
+            for chunk in self._response.iter_content(chunk_size=CHUNK_SIZE):
+                check.feed(chunk)
+                yield chunk
+        except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as err:
+            raise IncompleteBodyError(
+                f"{what}: the response broke off after {check.size} bytes ({type(err).__name__})", retryable=True
+            ) from None
+        try:
+            check.finish()
+        except PrometheusError as err:
+            raise type(err)(
+                f"{what}: {err}", status=err.status, retryable=isinstance(err, IncompleteBodyError)
+            ) from None
 
 
 _DURATION_UNITS = {"y": 365 * 86400, "w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1, "ms": 0.001}
@@ -521,11 +562,11 @@ def parse_duration(text: str) -> int | None:
     return None
 
 
-def _error_text(body: bytes) -> str:
+def _error_text(body: str) -> str:
     try:
         doc = json.loads(body)
     except ValueError:
-        return body.decode("utf-8", "replace").strip()[:500] or "(empty body)"
+        return body.strip()[:500] or "(empty body)"
     if isinstance(doc, dict) and doc.get("error"):
         return f"{doc.get('errorType', 'error')}: {doc['error']}"
     return json.dumps(doc)[:500]

@@ -10,7 +10,9 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.sdk import AirflowFailException, BaseOperator
 
 from finout_provider.catalogue import Metric
+from finout_provider.layout import normalize_prefix
 from finout_provider.preflight import Preflight, default_instant
+from finout_provider.s3_target import S3TargetMixin
 from finout_provider.windows import to_epoch
 
 if TYPE_CHECKING:
@@ -19,7 +21,7 @@ if TYPE_CHECKING:
     from finout_provider.hooks.prometheus import PrometheusHook
 
 
-class PrometheusPreflightOperator(BaseOperator):
+class PrometheusPreflightOperator(S3TargetMixin, BaseOperator):
     """
     Run every metric query of a cluster once as an instant query and explain what is missing.
 
@@ -36,9 +38,19 @@ class PrometheusPreflightOperator(BaseOperator):
         interval (or now, less ``settle_seconds``), on a ``step_seconds`` boundary. (templated)
     :param step_seconds: STEP_SECONDS, to align the instant like the export's steps.
     :param settle_seconds: how far behind now to look when the run has no data interval.
+    :param first_run_only: check only while the cluster has nothing in S3 yet (PREFLIGHT unset);
+        needs ``s3_bucket`` and ``s3_prefix``.
+    :param s3_bucket: the bucket (S3_BUCKET). (templated)
+    :param s3_prefix: the folder (S3_PREFIX). (templated)
+    :param aws_conn_id: AWS connection for S3. (templated)
+    :param role_arn: role to assume for S3 (ROLE_ARN). (templated)
+    :param role_external_id: external id of that role (ROLE_EXTERNAL_ID).
     """
 
-    template_fields: Sequence[str] = ("cluster_name", "prometheus_conn_id", "cluster_label", "at")
+    template_fields: Sequence[str] = (
+        "cluster_name", "prometheus_conn_id", "cluster_label", "at", "s3_bucket", "s3_prefix", "aws_conn_id",
+        "role_arn",
+    )  # fmt: skip
     ui_color = "#f4e3c1"
 
     def __init__(
@@ -51,6 +63,12 @@ class PrometheusPreflightOperator(BaseOperator):
         at: str | int | None = None,
         step_seconds: int = 60,
         settle_seconds: int = 120,
+        first_run_only: bool = False,
+        s3_bucket: str | None = None,
+        s3_prefix: str | None = None,
+        aws_conn_id: str | None = "aws_default",
+        role_arn: str | None = None,
+        role_external_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -61,6 +79,12 @@ class PrometheusPreflightOperator(BaseOperator):
         self.at = at
         self.step_seconds = step_seconds
         self.settle_seconds = settle_seconds
+        self.first_run_only = first_run_only
+        self.s3_bucket = s3_bucket
+        self.s3_prefix = s3_prefix
+        self.aws_conn_id = aws_conn_id
+        self.role_arn = role_arn
+        self.role_external_id = role_external_id
 
     @cached_property
     def prometheus_hook(self) -> PrometheusHook:
@@ -78,6 +102,11 @@ class PrometheusPreflightOperator(BaseOperator):
         return default_instant(time.time(), self.settle_seconds, self.step_seconds)
 
     def execute(self, context: Context) -> dict[str, Any]:
+        if self.first_run_only and self.s3_bucket and self.s3_prefix:
+            if self.s3_hook.has_any_export(self.s3_bucket, normalize_prefix(self.s3_prefix), self.cluster_name):
+                self.log.info("cluster %r has exports in S3 already: preflight runs on a first run only "
+                              "(PREFLIGHT: true checks every run)", self.cluster_name)  # fmt: skip
+                return {}
         check = Preflight(self.prometheus_hook.instant, self.cluster_name, self.metrics, self.cluster_label)
         report = check.run(self.instant(context))
         self.log.info("%s", report.render())

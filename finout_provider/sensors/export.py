@@ -6,12 +6,17 @@ from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import AirflowException, AirflowSensorTimeout, BaseSensorOperator
+from airflow.providers.common.compat.sdk import (
+    AirflowException,
+    AirflowFailException,
+    AirflowSensorTimeout,
+    BaseSensorOperator,
+)
 
 from finout_provider.layout import normalize_prefix
 from finout_provider.s3_target import S3TargetMixin
 from finout_provider.triggers.export import FinoutExportTrigger
-from finout_provider.windows import to_epoch
+from finout_provider.windows import Window, to_epoch
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -43,10 +48,14 @@ class FinoutExportSensor(S3TargetMixin, BaseSensorOperator):
     :param aws_conn_id: AWS connection for S3. (templated)
     :param role_arn: role to assume for S3 (ROLE_ARN). (templated)
     :param role_external_id: external id of that role (ROLE_EXTERNAL_ID).
+    :param exports: the export tasks' return values (an XComArg); a window whose every metric came
+        back empty (``all_empty``) fails validation with preflight's diagnosis. (templated)
     :param deferrable: wait in the triggerer instead of a worker slot.
     """
 
-    template_fields: Sequence[str] = ("cluster_name", "s3_bucket", "s3_prefix", "windows", "aws_conn_id", "role_arn")
+    template_fields: Sequence[str] = (
+        "cluster_name", "s3_bucket", "s3_prefix", "windows", "exports", "aws_conn_id", "role_arn",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -60,6 +69,7 @@ class FinoutExportSensor(S3TargetMixin, BaseSensorOperator):
         aws_conn_id: str | None = "aws_default",
         role_arn: str | None = None,
         role_external_id: str | None = None,
+        exports: Any = None,
         deferrable: bool = False,
         **kwargs: Any,
     ) -> None:
@@ -75,6 +85,7 @@ class FinoutExportSensor(S3TargetMixin, BaseSensorOperator):
         self.aws_conn_id = aws_conn_id
         self.role_arn = role_arn
         self.role_external_id = role_external_id
+        self.exports = exports
         self.deferrable = deferrable
 
     def problems(self) -> list[str]:
@@ -101,7 +112,22 @@ class FinoutExportSensor(S3TargetMixin, BaseSensorOperator):
             f"{self.timeout}s; clear the failed export_window instances to export them again:\n{describe(problems)}"
         )
 
+    def check_not_empty(self) -> None:
+        """Fail when some window's answers were all empty: Finout would allocate nothing."""
+        empty = [e for e in self.exports or [] if isinstance(e, Mapping) and e.get("all_empty")]
+        if not empty:
+            return
+        labels = ", ".join(Window(e["window_start"], e["window_end"]).label for e in empty[:5])
+        diagnosis = "\n".join(f"- {line}" for line in empty[0].get("diagnosis") or [])
+        raise AirflowFailException(
+            f"cluster {self.cluster_name!r}: {len(empty)} windows ({labels}) came back empty for every metric "
+            "Finout needs, so the files hold nothing to allocate. Why, by preflight:\n"
+            f"{diagnosis}\nFix the cause and clear the export_window instances; if empty is expected, list "
+            "those metrics under EXPECT_EMPTY in the clusters file."
+        )
+
     def execute(self, context: Context) -> Any:
+        self.check_not_empty()
         starts = window_starts(self.windows)
         self.log.info(
             "cluster %r: validating %d windows x %d metrics", self.cluster_name, len(starts), len(self.metrics)

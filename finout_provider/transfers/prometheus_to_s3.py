@@ -59,6 +59,9 @@ class PrometheusToS3Operator(S3TargetMixin, BaseOperator):
         queries are then narrowed to ``cluster_label="<cluster_name>"``. (templated)
     :param compresslevel: gzip level, 1-9.
     :param allow_warnings: write answers that carry ``warnings`` (partial answers) too.
+    :param expect_empty: metrics that may come back empty (EXPECT_EMPTY). When every other metric
+        came back empty, the return value says so (``all_empty``) with preflight's diagnosis, and
+        the validation task fails the run: Finout would receive files with nothing in them.
     """
 
     template_fields: Sequence[str] = (
@@ -94,6 +97,7 @@ class PrometheusToS3Operator(S3TargetMixin, BaseOperator):
         cluster_label: str | None = None,
         compresslevel: int = 6,
         allow_warnings: bool = False,
+        expect_empty: Sequence[str] = (),
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -113,6 +117,7 @@ class PrometheusToS3Operator(S3TargetMixin, BaseOperator):
         self.cluster_label = cluster_label
         self.compresslevel = compresslevel
         self.allow_warnings = allow_warnings
+        self.expect_empty = list(expect_empty)
         self._uploads: list[Upload] = []
 
     @cached_property
@@ -136,6 +141,7 @@ class PrometheusToS3Operator(S3TargetMixin, BaseOperator):
         )
 
         uploads: list[Upload] = []
+        series: dict[str, int] = {}
         failures: list[str] = []
         size = max(1, self.queries_batch_size)
         with ThreadPoolExecutor(max_workers=size, thread_name_prefix="finout-export") as pool:
@@ -147,12 +153,13 @@ class PrometheusToS3Operator(S3TargetMixin, BaseOperator):
             for number, batch in enumerate(batches):
                 if number:
                     time.sleep(self.query_delay_seconds)
-                futures: list[tuple[str, Future[Upload]]] = [
+                futures: list[tuple[str, Future[tuple[Upload, int]]]] = [
                     (m["name"], pool.submit(self._export_metric, window, bucket, prefix, m)) for m in batch
                 ]
                 for name, future in futures:
                     try:
-                        uploads.append(future.result())
+                        upload, series[name] = future.result()
+                        uploads.append(upload)
                     except Exception as err:  # noqa: BLE001 - every metric is reported below
                         failures.append(f"metric {name!r}: {err}")
                         self.log.error("%s metric %r failed: %s", where, name, err)
@@ -163,7 +170,7 @@ class PrometheusToS3Operator(S3TargetMixin, BaseOperator):
                 "under their keys. Fix the cause and clear this task to export the window again.\n"
                 + "\n".join(failures)
             )
-        return {
+        result: dict[str, Any] = {
             "cluster": self.cluster_name,
             "window_start": window.start,
             "window_end": window.end,
@@ -171,7 +178,26 @@ class PrometheusToS3Operator(S3TargetMixin, BaseOperator):
             "raw_bytes": sum(u.raw_bytes for u in uploads),
             "gzip_bytes": sum(u.gzip_bytes for u in uploads),
             "keys": sorted(u.key for u in uploads),
+            "series": dict(sorted(series.items())),
         }
+        required = [name for name in series if name not in self.expect_empty]
+        if required and not any(series[name] for name in required):
+            result |= {"all_empty": True, "diagnosis": self._diagnose(window)}
+            self.log.error("%s: every metric came back empty:\n%s", where, "\n".join(result["diagnosis"]))
+        return result
+
+    def _diagnose(self, window: Window) -> list[str]:
+        """Preflight's reasons why the window's answers are empty (at its last step)."""
+        from finout_provider.preflight import Preflight
+
+        metrics = [Metric(m["name"], m["query"], next((c.needs for c in CATALOGUE if c.name == m["name"]), ()))
+                   for m in self.metrics]  # fmt: skip
+        check = Preflight(self.prometheus_hook.instant, self.cluster_name, metrics, self.cluster_label)
+        try:
+            report = check.run(window.query_range(self.step_seconds)[1])
+        except Exception as err:  # noqa: BLE001 - the diagnosis is a help; the empty answers are the finding
+            return [f"(preflight could not run: {err})"]
+        return [f"{f.metric}: {f.reason}" for f in report.findings if f.level != "ok" and f.reason]
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """OpenLineage: each metric's query on the Prometheus endpoint in, the objects written out."""
@@ -193,21 +219,23 @@ class PrometheusToS3Operator(S3TargetMixin, BaseOperator):
     def render_query(self, query: str) -> str:
         return render(query, self.cluster_label, self.cluster_name if self.cluster_label else None)
 
-    def _export_metric(self, window: Window, bucket: str, prefix: str, metric: Mapping[str, str]) -> Upload:
+    def _export_metric(
+        self, window: Window, bucket: str, prefix: str, metric: Mapping[str, str]
+    ) -> tuple[Upload, int]:
         key = build_key(prefix, self.cluster_name, metric["name"], window.start)
         query = self.render_query(metric["query"])
         start, end = window.query_range(self.step_seconds)
         began = time.monotonic()
-        upload = self.prometheus_hook.stream_query_range(
+        upload, series = self.prometheus_hook.stream_query_range(
             query,
             start,
             end,
             self.step_seconds,
-            lambda chunks: self.s3_hook.upload_gzip_stream(chunks, bucket, key, level=self.compresslevel),
+            lambda body: (self.s3_hook.upload_gzip_stream(body, bucket, key, level=self.compresslevel), body.series),
             allow_warnings=self.allow_warnings,
         )
         self.log.info(
-            "metric %s: %d bytes -> %d gzip in %.2fs -> s3://%s/%s",
-            metric["name"], upload.raw_bytes, upload.gzip_bytes, time.monotonic() - began, bucket, key,
+            "metric %s: %d series, %d bytes -> %d gzip in %.2fs -> s3://%s/%s",
+            metric["name"], series, upload.raw_bytes, upload.gzip_bytes, time.monotonic() - began, bucket, key,
         )  # fmt: skip
-        return upload
+        return upload, series

@@ -60,6 +60,7 @@ def test_valid_clusters_load_and_each_invalid_entry_gives_one_error(
     for dag in bag.dags.values():
         graph = {t.task_id: sorted(t.downstream_task_ids) for t in dag.tasks}
         assert graph == {
+            "preflight": ["plan_windows"],
             "plan_windows": ["export_window", "validate_export"],
             "export_window": ["validate_export"],
             "validate_export": ["retention_cleanup"],
@@ -97,10 +98,13 @@ def test_kubernetes_pod_mode_graph(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert sorted(dag.get_task("validate_export").upstream_task_ids) == ["export_window", "plan_windows"]
 
 
-def test_preflight_is_an_optional_first_task(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    bag = dagbag(tmp_path, monkeypatch, [{**GOOD[0], "PREFLIGHT": True}, GOOD[1]])
-    with_check = bag.dags["finout_prometheus_prod-eu"]
-    preflight = with_check.get_task("preflight")
-    assert sorted(preflight.downstream_task_ids) == ["plan_windows"] and preflight.retries == 0
-    assert preflight.prometheus_conn_id == "finout_prometheus_prod-eu"
-    assert "preflight" not in bag.dags["finout_prometheus_staging.us_1"].task_ids
+def test_preflight_runs_on_first_runs_by_default_every_run_or_never(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clusters = [{**GOOD[0], "PREFLIGHT": True}, GOOD[1], {**GOOD[2], "PREFLIGHT": "no"}]
+    bag = dagbag(tmp_path, monkeypatch, clusters)
+    every_run = bag.dags["finout_prometheus_prod-eu"].get_task("preflight")
+    assert sorted(every_run.downstream_task_ids) == ["plan_windows"] and every_run.retries == 0
+    assert every_run.prometheus_conn_id == "finout_prometheus_prod-eu" and not every_run.first_run_only
+    assert bag.dags["finout_prometheus_staging.us_1"].get_task("preflight").first_run_only
+    assert "preflight" not in bag.dags["finout_prometheus_central"].task_ids

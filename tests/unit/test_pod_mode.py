@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -89,4 +90,25 @@ def test_default_secret_name_and_no_secret_without_credentials() -> None:
         .build_pod_request_obj(dry_run=True)
     )
     refs = [e.value_from.secret_key_ref.name for e in pod.spec.containers[0].env if e.value_from]
-    assert refs == ["finout-prometheus-edge.1"]
+    assert refs == ["finout-prometheus-edge.1-33f55b"]  # lower-cased, so a hash keeps it apart from "edge.1"
+
+
+@pytest.mark.parametrize("names", [("Prod", "prod"), ("a_b", "a.b", "a-b"), ("edge-", "edge_")])
+def test_derived_kubernetes_names_are_valid_and_never_shared(names: tuple[str, ...]) -> None:
+    from finout_provider.exporter_env import kubernetes_label_value, kubernetes_name
+
+    dns_label = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    label_value = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
+    pods = {kubernetes_name("finout-exporter", n, 53) for n in names}
+    secrets = {kubernetes_name("finout-prometheus", n, 253, dots=True) for n in names}
+    labels = {kubernetes_label_value(n) for n in names}
+    assert len(pods) == len(secrets) == len(labels) == len(names)
+    assert all(dns_label.match(p) and len(p) <= 53 for p in pods)
+    assert all(label_value.match(v) and len(v) <= 63 for v in labels)
+
+
+def test_keys_the_image_does_not_read_are_refused_in_pod_mode() -> None:
+    entry = {"CLUSTER_NAME": "p", "S3_BUCKET": "b-b", "S3_PREFIX": "k", "MODE": "kubernetes_pod"}
+    for key, value in (("METRICS", ["cpu_requests"]), ("CLUSTER_LABEL", "cluster"), ("PROMETHEUS_CONN_ID", "c")):
+        errors = parse_document({"clusters": [{**entry, key: value}]}).errors
+        assert [e.key for e in errors] == [key] and "official image" in str(errors[0])
