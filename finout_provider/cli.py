@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 import yaml
 
 from finout_provider.config import CLUSTERS_FILE_ENV, ClusterConfig, load_file
-from finout_provider.windows import DAY, WindowError, closed_before, iter_days, to_epoch, windows_between
+from finout_provider.windows import DAY, WindowError, closed_before, iso, iter_days, to_epoch, windows_between
 
 if TYPE_CHECKING:
     from finout_provider.hooks.s3 import FinoutS3Hook
@@ -36,10 +36,6 @@ if TYPE_CHECKING:
 
 class CliError(Exception):
     """A problem the user can fix; printed without a traceback, exit code 2."""
-
-
-def _iso(ts: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
 def _progress(stream: TextIO, what: str) -> Any:
@@ -204,9 +200,14 @@ def cmd_coverage(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     start, end = _time(args.from_, "--from"), _time(args.to, "--to")
     if end <= start:
         raise CliError(f"--to {args.to} is not after --from {args.from_}")
-    windows = windows_between(start, end, config.time_frame)
+    from finout_provider.dag_factory import SETTLE_SECONDS
+
+    settled = closed_before(int(time.time()), SETTLE_SECONDS, config.time_frame)
+    if end > settled:
+        err.write(f"coverage: windows ending after {iso(settled)} have not closed and settled yet: left out\n")
+    windows = windows_between(start, min(end, settled), config.time_frame)
     if not windows:
-        raise CliError(f"no whole {config.time_frame}s window between --from and --to")
+        raise CliError(f"no whole {config.time_frame}s window between --from and --to has closed yet")
     s3, names = _s3(config), [m.name for m in config.metrics]
     days = list(iter_days(windows[0].start, windows[-1].end))
     states: dict[str, str] = {}
@@ -226,27 +227,17 @@ def cmd_coverage(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 def cmd_plan(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from finout_provider.dag_factory import SETTLE_SECONDS
     from finout_provider.hooks.prometheus import PrometheusHook
-    from finout_provider.operators.plan import Planner
+    from finout_provider.planning import Planner
 
     config = _cluster(args)
+    if args.limit < 1:
+        raise CliError(f"--limit {args.limit}: give Airflow's [core] max_map_length, a positive number")
     now = _time(args.now, "--now") if args.now else int(time.time())
     log = logging.getLogger("finout_provider.plan")
     log.addHandler(logging.StreamHandler(err))
     log.setLevel(logging.INFO)
-    planner = Planner(
-        _s3(config),
-        config.cluster_name,
-        config.s3_bucket,
-        config.s3_prefix,
-        [m.name for m in config.metrics],
-        time_frame=config.time_frame,
-        backfill_days=config.backfill_days,
-        initial_backfill_date=config.initial_backfill_date,
-        lookback_days=max(1, config.backfill_days),
-        settle_seconds=SETTLE_SECONDS,
-        prometheus=PrometheusHook(config.effective_conn_id),
-        log=log,
-    )
+    prometheus = PrometheusHook(config.effective_conn_id)
+    planner = Planner.from_config(config, _s3(config), prometheus, settle_seconds=SETTLE_SECONDS, log=log)
     end = closed_before(now, SETTLE_SECONDS, config.time_frame)
     plan = planner.plan(now, limit=args.limit, interval=(end - config.time_frame, end), repair=config.mode == "airflow")
     out.write(
@@ -258,7 +249,26 @@ def cmd_plan(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if plan.deferred:
         out.write(f"{plan.deferred} older windows exceed the map limit ({args.limit}) and wait for later runs\n")
     if plan.wait_until > now:
-        out.write(f"it waits until {_iso(plan.wait_until)} for the newest window to settle\n")
+        out.write(f"it waits until {iso(plan.wait_until)} for the newest window to settle\n")
+    return 0
+
+
+def cmd_init(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from importlib import resources
+
+    folder = Path(args.dag_folder)
+    if not folder.is_dir():
+        raise CliError(f"{folder} is not a folder: give Airflow's DAG folder ([core] dags_folder)")
+    files = resources.files("finout_provider.dag_files")
+    names = ("finout_prometheus.py", "finout_prometheus_config_errors.py", "clusters.yaml")
+    present = [name for name in names if (folder / name).exists()]
+    if present and not args.force:
+        raise CliError(f"{', '.join(present)} already in {folder}: nothing written (--force overwrites)")
+    _write_atomically([(folder / name, files.joinpath(name).read_text(encoding="utf-8"), None) for name in names])
+    out.write(
+        f"wrote {', '.join(names)} to {folder}\nnext: edit {folder / 'clusters.yaml'}, create the connections "
+        "(README: 'Use it on your Airflow'), then `finout-provider preflight --cluster NAME`\n"
+    )
     return 0
 
 
@@ -278,6 +288,11 @@ def parser() -> argparse.ArgumentParser:
             "--clusters-file", help=f"the clusters file (default ${CLUSTERS_FILE_ENV}, else DAGs folder/clusters.yaml)"
         )
         return command
+
+    init = sub.add_parser("init", help="write the DAG files and a clusters.yaml template into a DAG folder")
+    init.add_argument("dag_folder", help="Airflow's DAG folder")
+    init.add_argument("--force", action="store_true", help="overwrite files already there")
+    init.set_defaults(run=cmd_init)
 
     imp = sub.add_parser("import-cronjob", help="turn Finout's CronJob manifest into a clusters file entry")
     imp.add_argument("cronjob", help="the CronJob YAML (as in Finout's setup guide)")
@@ -307,9 +322,33 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout, err: TextI
     # Airflow logs an INFO line (on stdout, in Airflow 3) whenever a hook resolves a connection;
     # the command's output is its report. Set AIRFLOW__LOGGING__LOGGING_LEVEL=INFO to see them.
     os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
+    # Connections resolve as Airflow's own CLI resolves them: environment, secrets backends and the
+    # metadata database (Airflow 3 reads the database only in a "server" process, as its CLI is).
+    os.environ.setdefault("_AIRFLOW_PROCESS_CONTEXT", "server")
     args = parser().parse_args(argv)
     try:
         return int(args.run(args, out, err))
     except CliError as error:
-        err.write(f"finout-provider {args.command}: {error}\n")
-        return 2
+        message = str(error)
+    except Exception as error:  # noqa: BLE001 - expected failures become one line, see _expected
+        message = _expected(error)
+    err.write(f"finout-provider {args.command}: {message}\n")
+    return 2
+
+
+def _expected(error: Exception) -> str:
+    """One line for a failure the user can fix (a connection, S3, Prometheus); re-raise others."""
+    from finout_provider.hooks.prometheus import PrometheusError
+    from finout_provider.hooks.s3 import S3AccessError
+
+    name = type(error).__name__
+    if name == "AirflowNotFoundException" or "isn't defined" in str(error):
+        return (
+            f"{error}: create it (`airflow connections add ID --conn-type prometheus --conn-host HOST "
+            "--conn-port 9090`, or `--conn-type aws` for S3), or set AIRFLOW_CONN_<ID>"
+        )
+    if name in ("NoCredentialsError", "PartialCredentialsError", "NoRegionError"):
+        return f"{error}: the AWS connection (AWS_CONN_ID, default aws_default) gives no usable credentials"
+    if isinstance(error, PrometheusError | S3AccessError | WindowError | ValueError):
+        return str(error).splitlines()[0]
+    raise error

@@ -145,7 +145,9 @@ def _layout(check: Callable[[str], str]) -> Parser:
 def _hostname(value: Any) -> str:
     text = _text(value)
     if "://" in text or "/" in text or " " in text:
-        raise Invalid(f"{_show.repr(text)} must be a bare host name: put the scheme in SCHEME and any path in PATH_PREFIX")
+        raise Invalid(
+            f"{_show.repr(text)} must be a bare host name: put the scheme in SCHEME and any path in PATH_PREFIX"
+        )
     if ":" in text and not re.fullmatch(r"\[?[0-9A-Fa-f:.]+\]?", text):
         raise Invalid(f"{_show.repr(text)} must be a bare host name: put the port in PORT")
     return text.strip("[]")
@@ -409,9 +411,7 @@ class _Entry:
                 continue
             self.values[upper] = value
         for key, line in getattr(mapping, "duplicates", ()):
-            self.errors.append(
-                ConfigError(self.label, str(key).upper(), "given twice in one entry: keep one", line)
-            )
+            self.errors.append(ConfigError(self.label, str(key).upper(), "given twice in one entry: keep one", line))
 
     def given(self, key: str) -> bool:
         value = self.values.get(key)
@@ -507,7 +507,9 @@ def _warnings(v: dict[str, Any]) -> tuple[str, ...]:
     return ()
 
 
-def parse_entry(label: str, *mappings: Mapping[Any, Any], today: date | None = None) -> ClusterConfig | list[ConfigError]:
+def parse_entry(
+    label: str, *mappings: Mapping[Any, Any], today: date | None = None
+) -> ClusterConfig | list[ConfigError]:
     """One cluster from its mappings (defaults first): its config, or every problem it has."""
     entry = _Entry(label)
     for mapping in mappings:

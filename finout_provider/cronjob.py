@@ -113,7 +113,8 @@ def _context_notes(
     job: Mapping[str, Any], container: Mapping[str, Any], entry: Mapping[str, Any], connections: Mapping[str, Any]
 ) -> list[str]:
     notes = []
-    host = str(entry.get("HOSTNAME") or next(iter(connections.values()), {}).get("host") or "")
+    conn: Mapping[str, Any] = next(iter(connections.values()), {})
+    host = str(entry.get("HOSTNAME") or conn.get("host") or "")
     if host.endswith(".svc.cluster.local") or host.endswith(".svc"):
         notes.append(
             f"HOSTNAME {host!r} is a name inside the cluster; Airflow's workers must reach Prometheus: "
@@ -172,4 +173,3 @@ def redacted(connections: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str
         copy["extra"] = json.dumps(extra)
         shown[conn_id] = copy
     return shown
-

@@ -247,7 +247,7 @@ def requested_dag_id() -> str | None:
     try:
         from airflow.sdk import get_parsing_context
     except ImportError:  # Airflow 2
-        from airflow.utils.dag_parsing_context import get_parsing_context
+        from airflow.utils.dag_parsing_context import get_parsing_context  # type: ignore[no-redef]
     return get_parsing_context().dag_id
 
 

@@ -108,7 +108,8 @@ def iter_days(start: int, end: int) -> Iterator[int]:
         day += DAY
 
 
-def _iso(ts: int) -> str:
+def iso(ts: int) -> str:
+    """``ts`` (Unix seconds) as ISO-8601 UTC, as logs and the CLI show times."""
     return f"{datetime.fromtimestamp(ts, UTC):%Y-%m-%dT%H:%M:%SZ}"
 
 
@@ -160,8 +161,8 @@ def backfill_start(now: int, backfill_days: int, initial_date: date | None) -> i
     """Where a cluster's first run starts its history.
 
     INITIAL_BACKFILL_DATE wins over BACKFILL_DAYS but reaches back at most
-    :data:`MAX_INITIAL_BACKFILL_DAYS` (the official exporter's limit); a date further back is clamped rather than refused, so a DAG
-    deployed long after that date keeps working.
+    :data:`MAX_INITIAL_BACKFILL_DAYS` (the official exporter's limit); a date further back is
+    clamped rather than refused, so a DAG deployed long after that date keeps working.
     """
     if initial_date is not None:
         wanted = int(datetime(initial_date.year, initial_date.month, initial_date.day, tzinfo=UTC).timestamp())
@@ -206,11 +207,11 @@ def plan_run(
         if end <= start:
             raise WindowError(f"end {end} must be after start {start}")
         if end > now:
-            raise WindowError(f"end {_iso(end)} is in the future: a window can only be exported once it has closed")
+            raise WindowError(f"end {iso(end)} is in the future: a window can only be exported once it has closed")
         if oldest is not None and start < oldest:
             raise WindowError(
-                f"start {_iso(start)} is older than what Prometheus keeps (its retention reaches back to "
-                f"{_iso(oldest)}): the export would write empty files; start at {_iso(align_up(oldest, time_frame))} "
+                f"start {iso(start)} is older than what Prometheus keeps (its retention reaches back to "
+                f"{iso(oldest)}): the export would write empty files; start at {iso(align_up(oldest, time_frame))} "
                 "or later"
             )
         main = windows_covering(start, end, time_frame)

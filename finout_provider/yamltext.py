@@ -122,6 +122,7 @@ def load_all(text: str) -> list[Any]:
     try:
         while loader.check_node():
             node = loader.get_node()
+            assert node is not None  # check_node() said one follows
             _check_expansion(node)
             documents.append(loader.construct_document(node))
     except yaml.MarkedYAMLError as err:

@@ -2,34 +2,22 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import date
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import AirflowFailException, BaseOperator, conf
 
+from finout_provider.planning import Planner
 from finout_provider.s3_target import S3TargetMixin
-from finout_provider.windows import (
-    DAY,
-    Plan,
-    Window,
-    WindowError,
-    backfill_start,
-    missing,
-    plan_run,
-    to_epoch,
-    windows_between,
-)
+from finout_provider.windows import WindowError, to_epoch
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
     from finout_provider.hooks.prometheus import PrometheusHook
-    from finout_provider.hooks.s3 import FinoutS3Hook
 
 
 AUTOMATIC_RUN_TYPES = ("scheduled",)
@@ -41,96 +29,14 @@ def _run_type(context: Context) -> str:
     return str(getattr(kind, "value", kind))
 
 
-@dataclass
-class Planner:
-    """What a run of one cluster exports: :func:`~finout_provider.windows.plan_run` fed with what
-    S3 holds (first-run history, gaps). The plan task and ``finout-provider plan`` share it."""
-
-    s3: FinoutS3Hook
-    cluster_name: str
-    s3_bucket: str
-    s3_prefix: str
-    metrics: Sequence[str]
-    time_frame: int = 3600
-    backfill_days: int = 3
-    initial_backfill_date: date | None = None
-    lookback_days: int = 3
-    settle_seconds: int = 120
-    prometheus: PrometheusHook | None = None
-    log: logging.Logger | Any = field(default_factory=lambda: logging.getLogger(__name__))
-
-    def plan(
-        self,
-        now: int,
-        *,
-        limit: int,
-        interval: tuple[int, int] | None = None,
-        explicit: tuple[int, int] | None = None,
-        repair: bool = True,
-    ) -> Plan:
-        history_from: int | None = None
-        repairs: list[Window] = []
-        if repair and explicit is None:
-            history_from, repairs = self.history_and_gaps(now)
-        oldest = self.oldest_kept(now) if explicit is not None or history_from is not None or repairs else None
-        return plan_run(
-            now=now,
-            time_frame=self.time_frame,
-            settle=self.settle_seconds,
-            limit=limit,
-            interval=interval,
-            explicit=explicit,
-            history_from=history_from,
-            repairs=repairs,
-            oldest=oldest,
-        )
-
-    def oldest_kept(self, now: int) -> int | None:
-        """The oldest time Prometheus still holds (by its time retention), if it says."""
-        if self.prometheus is None:
-            return None
-        try:
-            retention = self.prometheus.retention_seconds()
-        except Exception as err:  # noqa: BLE001 - the export reports an unreachable Prometheus itself
-            self.log.warning(
-                "cluster %r: cannot read Prometheus' retention (%s); not checking it", self.cluster_name, err
-            )
-            return None
-        return None if retention is None else now - retention
-
-    def history_and_gaps(self, now: int) -> tuple[int | None, list[Window]]:
-        """First-run history start, or the windows missing in S3 within the look-back."""
-        s3, bucket, prefix, cluster = self.s3, self.s3_bucket, self.s3_prefix, self.cluster_name
-        days = list(s3.day_folders(bucket, prefix, cluster))
-        if not days:
-            start = backfill_start(now, self.backfill_days, self.initial_backfill_date)
-            self.log.info("cluster %r: nothing in S3 yet: first run, exporting history from %s", cluster, start)
-            return start, []
-        since = max(now - self.lookback_days * DAY, days[0][0])
-        end = now - now % self.time_frame
-        found = s3.layout_objects(bucket, prefix, cluster, self.metrics, since, end)
-        complete: dict[int, int] = {}
-        for key, size in found.items():
-            if size > 0:
-                complete[key.start] = complete.get(key.start, 0) + 1
-        expected = windows_between(since, end, self.time_frame)
-        gaps = missing(expected, (s for s, n in complete.items() if n == len(self.metrics)))
-        if gaps:
-            self.log.warning(
-                "cluster %r: %d windows missing or incomplete in S3 since %s; re-exporting them",
-                cluster, len(gaps), gaps[0].label,
-            )  # fmt: skip
-        return None, gaps
-
-
 class PlanWindowsOperator(S3TargetMixin, BaseOperator):
     """
     Decide which windows a run exports; returns ``[{"window_start", "window_end"}, ...]``.
 
-    A scheduled run exports the windows its data interval closes; on a cluster's first run
-    (nothing under ``<s3_prefix>/<cluster_name>/``) it adds the BACKFILL_DAYS history (or from
-    INITIAL_BACKFILL_DATE, at most 3 days back), and otherwise it adds windows missing in S3 within
-    the look-back, so gaps heal by themselves. A manual run with params ``start``/``end`` exports
+    A scheduled run exports the windows its data interval closes and every window missing in S3
+    within the BACKFILL_DAYS history (or from INITIAL_BACKFILL_DATE, at most 3 days back) and the
+    look-back: a cluster's first scheduled run brings the history whatever manual or test runs came
+    before it, and gaps heal by themselves. A manual run with params ``start``/``end`` exports
     exactly that range. The task waits until the newest window has settled.
 
     :param cluster_name: the cluster (CLUSTER_NAME). (templated)
@@ -140,7 +46,7 @@ class PlanWindowsOperator(S3TargetMixin, BaseOperator):
     :param time_frame: window length in seconds (TIME_FRAME).
     :param backfill_days: history of a first run, in days (BACKFILL_DAYS).
     :param initial_backfill_date: first-run start (INITIAL_BACKFILL_DATE), at most 3 days back.
-    :param lookback_days: how far back gaps are repaired; default BACKFILL_DAYS, at least 1.
+    :param lookback_days: how far back gaps are repaired besides the history; default 1.
     :param settle_seconds: how long after a window closes it is exported (late scrapes).
     :param repair: look for first-run history and gaps at all (scheduled runs only).
     :param prometheus_conn_id: when given, ranges older than Prometheus' retention are refused
@@ -181,7 +87,7 @@ class PlanWindowsOperator(S3TargetMixin, BaseOperator):
         self.time_frame = time_frame
         self.backfill_days = backfill_days
         self.initial_backfill_date = initial_backfill_date
-        self.lookback_days = max(1, backfill_days) if lookback_days is None else lookback_days
+        self.lookback_days = 1 if lookback_days is None else lookback_days
         self.settle_seconds = settle_seconds
         self.repair = repair
         self.prometheus_conn_id = prometheus_conn_id

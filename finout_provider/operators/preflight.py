@@ -86,6 +86,10 @@ class PrometheusPreflightOperator(S3TargetMixin, BaseOperator):
         self.role_arn = role_arn
         self.role_external_id = role_external_id
 
+    def _exported_before(self) -> bool:
+        assert self.s3_bucket and self.s3_prefix
+        return self.s3_hook.has_any_export(self.s3_bucket, normalize_prefix(self.s3_prefix), self.cluster_name)
+
     @cached_property
     def prometheus_hook(self) -> PrometheusHook:
         from finout_provider.hooks.prometheus import PrometheusHook
@@ -102,11 +106,10 @@ class PrometheusPreflightOperator(S3TargetMixin, BaseOperator):
         return default_instant(time.time(), self.settle_seconds, self.step_seconds)
 
     def execute(self, context: Context) -> dict[str, Any]:
-        if self.first_run_only and self.s3_bucket and self.s3_prefix:
-            if self.s3_hook.has_any_export(self.s3_bucket, normalize_prefix(self.s3_prefix), self.cluster_name):
-                self.log.info("cluster %r has exports in S3 already: preflight runs on a first run only "
-                              "(PREFLIGHT: true checks every run)", self.cluster_name)  # fmt: skip
-                return {}
+        if self.first_run_only and self.s3_bucket and self.s3_prefix and self._exported_before():
+            self.log.info("cluster %r has exports in S3 already: preflight runs on a first run only "
+                          "(PREFLIGHT: true checks every run)", self.cluster_name)  # fmt: skip
+            return {}
         check = Preflight(self.prometheus_hook.instant, self.cluster_name, self.metrics, self.cluster_label)
         report = check.run(self.instant(context))
         self.log.info("%s", report.render())

@@ -219,9 +219,7 @@ class PrometheusToS3Operator(S3TargetMixin, BaseOperator):
     def render_query(self, query: str) -> str:
         return render(query, self.cluster_label, self.cluster_name if self.cluster_label else None)
 
-    def _export_metric(
-        self, window: Window, bucket: str, prefix: str, metric: Mapping[str, str]
-    ) -> tuple[Upload, int]:
+    def _export_metric(self, window: Window, bucket: str, prefix: str, metric: Mapping[str, str]) -> tuple[Upload, int]:
         key = build_key(prefix, self.cluster_name, metric["name"], window.start)
         query = self.render_query(metric["query"])
         start, end = window.query_range(self.step_seconds)

@@ -1,0 +1,114 @@
+"""Planning: which windows a run of one cluster exports (its interval, the history, gaps in S3).
+
+:func:`~finout_provider.windows.plan_run` decides from numbers; :class:`Planner` feeds it with
+what S3 holds and what Prometheus keeps. The plan task and ``finout-provider plan`` share it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from typing import TYPE_CHECKING, Any
+
+from finout_provider.windows import DAY, Plan, Window, backfill_start, iso, missing, plan_run, windows_between
+
+if TYPE_CHECKING:
+    from finout_provider.config import ClusterConfig
+    from finout_provider.hooks.prometheus import PrometheusHook
+    from finout_provider.hooks.s3 import FinoutS3Hook
+
+
+@dataclass
+class Planner:
+    """What a run of one cluster exports: :func:`~finout_provider.windows.plan_run` fed with what
+    S3 holds and what Prometheus keeps."""
+
+    s3: FinoutS3Hook
+    cluster_name: str
+    s3_bucket: str
+    s3_prefix: str
+    metrics: Sequence[str]
+    time_frame: int = 3600
+    backfill_days: int = 3
+    initial_backfill_date: date | None = None
+    lookback_days: int = 1
+    settle_seconds: int = 120
+    prometheus: PrometheusHook | None = None
+    log: logging.Logger | Any = field(default_factory=lambda: logging.getLogger(__name__))
+
+    @classmethod
+    def from_config(
+        cls, config: ClusterConfig, s3: FinoutS3Hook, prometheus: PrometheusHook | None, **kwargs: Any
+    ) -> Planner:
+        """The planner of a cluster of the clusters file."""
+        return cls(
+            s3,
+            config.cluster_name,
+            config.s3_bucket,
+            config.s3_prefix,
+            [m.name for m in config.metrics],
+            time_frame=config.time_frame,
+            backfill_days=config.backfill_days,
+            initial_backfill_date=config.initial_backfill_date,
+            prometheus=prometheus,
+            **kwargs,
+        )
+
+    def plan(
+        self,
+        now: int,
+        *,
+        limit: int,
+        interval: tuple[int, int] | None = None,
+        explicit: tuple[int, int] | None = None,
+        repair: bool = True,
+    ) -> Plan:
+        repairs = self.gaps(now) if repair and explicit is None else []
+        oldest = self.oldest_kept(now) if explicit is not None or repairs else None
+        return plan_run(
+            now=now,
+            time_frame=self.time_frame,
+            settle=self.settle_seconds,
+            limit=limit,
+            interval=interval,
+            explicit=explicit,
+            repairs=repairs,
+            oldest=oldest,
+        )
+
+    def oldest_kept(self, now: int) -> int | None:
+        """The oldest time Prometheus still holds (by its time retention), if it says."""
+        if self.prometheus is None:
+            return None
+        try:
+            retention = self.prometheus.retention_seconds()
+        except Exception as err:  # noqa: BLE001 - the export reports an unreachable Prometheus itself
+            self.log.warning(
+                "cluster %r: cannot read Prometheus' retention (%s); not checking it", self.cluster_name, err
+            )
+            return None
+        return None if retention is None else now - retention
+
+    def gaps(self, now: int) -> list[Window]:
+        """The windows missing in S3 within the history (BACKFILL_DAYS or INITIAL_BACKFILL_DATE) and
+        the look-back, whatever runs came before: a first run finds them all missing."""
+        s3, bucket, prefix, cluster = self.s3, self.s3_bucket, self.s3_prefix, self.cluster_name
+        since = min(backfill_start(now, self.backfill_days, self.initial_backfill_date), now - self.lookback_days * DAY)
+        end = now - now % self.time_frame
+        found = s3.layout_objects(bucket, prefix, cluster, self.metrics, since, end)
+        complete: dict[int, int] = {}
+        for key, size in found.items():
+            if size > 0:
+                complete[key.start] = complete.get(key.start, 0) + 1
+        expected = windows_between(since, end, self.time_frame)
+        gaps = missing(expected, (s for s, n in complete.items() if n == len(self.metrics)))
+        if len(gaps) == len(expected):
+            self.log.info("cluster %r: nothing in S3 since %s: exporting the history", cluster, iso(since))
+        elif gaps:
+            self.log.warning(
+                "cluster %r: %d windows missing or incomplete in S3 since %s; exporting them",
+                cluster, len(gaps), gaps[0].label,
+            )  # fmt: skip
+        return gaps
