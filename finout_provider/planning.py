@@ -12,7 +12,17 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
-from finout_provider.windows import DAY, Plan, Window, backfill_start, iso, missing, plan_run, windows_between
+from finout_provider.windows import (
+    DAY,
+    Plan,
+    Window,
+    align_down,
+    backfill_start,
+    iso,
+    missing,
+    plan_run,
+    windows_between,
+)
 
 if TYPE_CHECKING:
     from finout_provider.config import ClusterConfig
@@ -95,7 +105,8 @@ class Planner:
         """The windows missing in S3 within the history (BACKFILL_DAYS or INITIAL_BACKFILL_DATE) and
         the look-back, whatever runs came before: a first run finds them all missing."""
         s3, bucket, prefix, cluster = self.s3, self.s3_bucket, self.s3_prefix, self.cluster_name
-        since = min(backfill_start(now, self.backfill_days, self.initial_backfill_date), now - self.lookback_days * DAY)
+        history = backfill_start(now, self.backfill_days, self.initial_backfill_date)
+        since = align_down(min(history, now - self.lookback_days * DAY), self.time_frame)
         end = now - now % self.time_frame
         found = s3.layout_objects(bucket, prefix, cluster, self.metrics, since, end)
         complete: dict[int, int] = {}

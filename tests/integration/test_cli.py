@@ -122,17 +122,19 @@ def test_plan_command_first_run_then_gaps(
     now = str(history.end + 600)
     code, out, err = cli("plan", "--cluster", "prod-eu", "--clusters-file", str(path), "--now", now)
     assert code == 0, err
-    assert "exports 24 windows of 3600s x 2 metrics" in out and "first run" in err
+    assert "exports 24 windows of 3600s x 2 metrics" in out and "nothing in S3 since" in err
     exported = history.end - 2 * H
     export(prometheus, bucket, [exported])
     code, out, err = cli("plan", "--cluster", "prod-eu", "--clusters-file", str(path), "--now", now)
     assert code == 0, err
-    # Gaps are looked for from the first day folder in S3 on: every window of that day up to the
-    # newest closed one, except the exported window.
-    expected = [Window(s, s + H).label for s in range(exported - exported % DAY, history.end, H) if s != exported]
+    # Gaps are looked for within the whole history (BACKFILL_DAYS 1), whatever S3 holds: every
+    # window of the last day up to the newest closed one, except the exported window.
+    first = history.end + 600 - DAY
+    first -= first % H
+    expected = [Window(s, s + H).label for s in range(first, history.end, H) if s != exported]
     planned = [line.strip() for line in out.splitlines()[1:] if line.startswith("  ")]
     assert planned == expected, out + err
-    assert "windows missing or incomplete" in err
+    assert "23 windows missing or incomplete" in err
 
 
 def test_module_entry_point_runs_the_same_cli() -> None:
