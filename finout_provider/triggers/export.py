@@ -31,39 +31,51 @@ class FinoutExportTrigger(BaseTrigger):
         timeout: float,
     ) -> None:
         super().__init__()
-        self.kwargs: dict[str, Any] = {
-            "cluster_name": cluster_name,
-            "s3_bucket": s3_bucket,
-            "s3_prefix": s3_prefix,
-            "starts": list(starts),
-            "metrics": list(metrics),
-            "time_frame": time_frame,
-            "aws_conn_id": aws_conn_id,
-            "role_arn": role_arn,
-            "role_external_id": role_external_id,
-            "poke_interval": poke_interval,
-            "timeout": timeout,
-        }
+        self.cluster_name = cluster_name
+        self.s3_bucket = s3_bucket
+        self.s3_prefix = s3_prefix
+        self.starts = list(starts)
+        self.metrics = list(metrics)
+        self.time_frame = time_frame
+        self.aws_conn_id = aws_conn_id
+        self.role_arn = role_arn
+        self.role_external_id = role_external_id
+        self.poke_interval = poke_interval
+        self.timeout = timeout
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        return f"{type(self).__module__}.{type(self).__name__}", dict(self.kwargs)
+        return (
+            "finout_provider.triggers.export.FinoutExportTrigger",
+            {
+                "cluster_name": self.cluster_name,
+                "s3_bucket": self.s3_bucket,
+                "s3_prefix": self.s3_prefix,
+                "starts": self.starts,
+                "metrics": self.metrics,
+                "time_frame": self.time_frame,
+                "aws_conn_id": self.aws_conn_id,
+                "role_arn": self.role_arn,
+                "role_external_id": self.role_external_id,
+                "poke_interval": self.poke_interval,
+                "timeout": self.timeout,
+            },
+        )
 
     def _problems(self) -> list[str]:
         from finout_provider.hooks.s3 import FinoutS3Hook
 
-        k = self.kwargs
-        hook = FinoutS3Hook(k["aws_conn_id"], role_arn=k["role_arn"], role_external_id=k["role_external_id"])
+        hook = FinoutS3Hook(self.aws_conn_id, role_arn=self.role_arn, role_external_id=self.role_external_id)
         return hook.export_problems(
-            k["s3_bucket"],
-            normalize_prefix(k["s3_prefix"]),
-            k["cluster_name"],
-            k["metrics"],
-            k["starts"],
-            k["time_frame"],
+            self.s3_bucket,
+            normalize_prefix(self.s3_prefix),
+            self.cluster_name,
+            self.metrics,
+            self.starts,
+            self.time_frame,
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        deadline = time.monotonic() + self.kwargs["timeout"]
+        deadline = time.monotonic() + self.timeout
         while True:
             try:
                 problems = await asyncio.to_thread(self._problems)
@@ -76,4 +88,4 @@ class FinoutExportTrigger(BaseTrigger):
             if time.monotonic() >= deadline:
                 yield TriggerEvent({"status": "timeout", "problems": problems})
                 return
-            await asyncio.sleep(self.kwargs["poke_interval"])
+            await asyncio.sleep(self.poke_interval)

@@ -116,3 +116,11 @@ def test_unreadable_file_says_so(tmp_path: Path) -> None:
     (tmp_path / "bad.yaml").write_text("clusters: [")
     with pytest.raises(ValueError, match="not valid YAML"):
         load_file(tmp_path / "bad.yaml")
+
+
+def test_readme_key_table_is_the_key_table() -> None:
+    from finout_provider.config import KEYS, keys_table
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert keys_table() in readme, "README's key table differs: paste finout_provider.config.keys_table()"
+    assert all(f"| {key.name} |" in readme for key in KEYS)
