@@ -6,38 +6,29 @@ import base64
 import json
 import random
 import re
-import time
+import tempfile
 from collections import deque
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
+from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import requests
+import tenacity
 from airflow.providers.common.compat.sdk import BaseHook
 from requests.adapters import HTTPAdapter
+
+from finout_provider.matrix import JoinedBody, split_range
+from finout_provider.refusals import Refusal, recognise
 
 T = TypeVar("T")
 
 RETRY_STATUS = frozenset({429, 502, 503, 504})
 # Amazon Managed Prometheus throttles with a 400 whose body names the exception.
 THROTTLE_RE = re.compile(rb"Throttl(?:e|ing)Exception")
-# What Prometheus and its kin answer when a query is too heavy, with what to do about it.
-HEAVY_QUERY_HINTS = (
-    (
-        re.compile(r"context deadline exceeded|query timed out|\btimeout\b", re.IGNORECASE),
-        "the query ran into the server's query timeout (Prometheus --query.timeout, default 2m): lower "
-        "TIME_FRAME or QUERIES_BATCH_SIZE, or raise the timeout",
-    ),
-    (
-        re.compile(r"too many samples|maximum resolution|max.?samples", re.IGNORECASE),
-        "the answer is larger than the server allows (Prometheus --query.max-samples, or 11,000 points "
-        "per series): lower TIME_FRAME or raise STEP_SECONDS, or raise the server's limit",
-    ),
-)
 CHUNK_SIZE = 1 << 20
 SMALL_BODY = 1 << 20  # bodies up to this size are parsed in full as JSON
 HEAD_SIZE = 1 << 16
@@ -52,10 +43,21 @@ _WARNINGS_RE = re.compile(rb'"warnings"\s*:\s*\[')
 class PrometheusError(Exception):
     """A request to Prometheus failed; the message quotes the query, window and server's text."""
 
-    def __init__(self, message: str, *, status: int | None = None, retryable: bool = False) -> None:
+    def __init__(
+        self, message: str, *, status: int | None = None, retryable: bool = False, retry_after: float | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.retryable = retryable
+        self.retry_after = retry_after
+
+
+class HeavyQueryError(PrometheusError):
+    """The server refused the query as too heavy (:data:`~finout_provider.refusals.REFUSALS`)."""
+
+    def __init__(self, message: str, refusal: Refusal, status: int | None = None) -> None:
+        super().__init__(message, status=status)
+        self.refusal = refusal
 
 
 class IncompleteBodyError(PrometheusError):
@@ -364,67 +366,84 @@ class PrometheusHook(BaseHook):
 
     # -- requests with retries --------------------------------------------------------------
 
-    def _backoff(self, attempt: int, response: requests.Response | None) -> float:
-        if response is not None:
-            after = response.headers.get("Retry-After", "")
-            if after.strip().isdigit():
-                return min(float(after), 300.0)
-        return min(self.retry_wait * (2**attempt), 60.0) * (0.5 + random.random() / 2)
+    def _wait(self, state: tenacity.RetryCallState) -> float:
+        """Seconds before the next attempt: the server's ``Retry-After`` if it gave one, else an
+        exponential backoff with jitter from ``retry_wait``, capped at 60 s."""
+        error = state.outcome.exception() if state.outcome else None
+        if isinstance(error, PrometheusError) and error.retry_after is not None:
+            return min(error.retry_after, 300.0)
+        return min(self.retry_wait * 2 ** (state.attempt_number - 1), 60.0) * (0.5 + random.random() / 2)
 
-    @contextmanager
-    def _open(self, path: str, params: dict[str, Any], what: str, method: str = "POST") -> Iterator[requests.Response]:
-        """Send ``params`` to ``path`` (a form for POST), retrying transient failures; yield the 200 response."""
+    def _log_retry(self, what: str, state: tenacity.RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        pause = state.next_action.sleep if state.next_action else 0.0
+        self.log.warning("%s: attempt %d failed (%s); retrying in %.1fs", what, state.attempt_number, error, pause)
+
+    def _with_retries(self, what: str, attempt: Callable[[], T]) -> T:
+        """Run ``attempt`` (a request and the use of its whole answer) under the one retry policy:
+        up to ``max_retries`` more attempts after a retryable :class:`PrometheusError`."""
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception(lambda err: isinstance(err, PrometheusError) and err.retryable),
+            stop=tenacity.stop_after_attempt(self.max_retries + 1),
+            wait=self._wait,
+            before_sleep=lambda state: self._log_retry(what, state),
+            reraise=True,
+        )
+        try:
+            return retrying(attempt)
+        except PrometheusError as err:
+            if not err.retryable:
+                raise
+            tries = retrying.statistics.get("attempt_number", 1)
+            raise type(err)(f"{err} (after {tries} attempts)", status=err.status, retryable=True) from None
+
+    def _attempt(self, path: str, params: dict[str, Any], what: str, method: str, use: Callable[[Any], T]) -> T:
+        """One request to ``path`` and ``use`` of its 200 answer; failures as :class:`PrometheusError`."""
         url = f"{self.base_url}{path}"
-        attempt = 0
-        while True:
-            response: requests.Response | None = None
-            try:
-                form, query = (params, None) if method == "POST" else (None, params)
-                # verify is passed per request: requests lets REQUESTS_CA_BUNDLE override a session's setting.
-                response = self.session.request(
-                    method, url, data=form, params=query, timeout=self.timeout, stream=True, verify=self.session.verify
-                )
-            except requests.exceptions.SSLError as err:
-                reason = str(err.args[0] if err.args else err)[-200:]
-                raise PrometheusError(
-                    f"{what}: TLS verification of {self.base_url} failed ({reason}); set 'ca_bundle' in the extras "
-                    f"of connection {self.prometheus_conn_id!r} to the CA that signed the server's certificate"
-                ) from None
-            except (requests.ConnectionError, requests.Timeout) as err:
-                if attempt >= self.max_retries:
-                    raise PrometheusError(
-                        f"{what}: cannot reach Prometheus at {self.base_url} after {attempt + 1} attempts: "
-                        f"{type(err).__name__}; check the connection {self.prometheus_conn_id!r} "
-                        "and that the server is up",
-                        retryable=True,
-                    ) from None
-            else:
-                if response.status_code == 200:
-                    try:
-                        yield response
-                    finally:
-                        response.close()
-                    return
-                body = response.raw.read(ERROR_BODY, decode_content=True) if response.raw else b""
-                response.close()
-                retryable = response.status_code in RETRY_STATUS or (
-                    response.status_code == 400 and THROTTLE_RE.search(body) is not None
-                )
-                if not retryable or attempt >= self.max_retries:
-                    text = self._redact(_error_text(self._redact(body.decode("utf-8", "replace"))))
-                    hints = [hint for pattern, hint in HEAVY_QUERY_HINTS if pattern.search(text)]
-                    raise PrometheusError(
-                        f"{what}: HTTP {response.status_code} from {self.base_url}{path}"
-                        + (f" after {attempt + 1} attempts" if retryable else "")
-                        + f": {text}"
-                        + "".join(f"; {hint}" for hint in hints[:1]),
-                        status=response.status_code,
-                        retryable=retryable,
-                    )
-            wait = self._backoff(attempt, response)
-            self.log.warning("%s: attempt %d failed, retrying in %.1fs", what, attempt + 1, wait)
-            time.sleep(wait)
-            attempt += 1
+        form, query = (params, None) if method == "POST" else (None, params)
+        try:
+            # verify is passed per request: requests lets REQUESTS_CA_BUNDLE override a session's setting.
+            response = self.session.request(
+                method, url, data=form, params=query, timeout=self.timeout, stream=True, verify=self.session.verify
+            )
+        except requests.exceptions.SSLError as err:
+            reason = str(err.args[0] if err.args else err)[-200:]
+            raise PrometheusError(
+                f"{what}: TLS verification of {self.base_url} failed ({reason}); set 'ca_bundle' in the extras "
+                f"of connection {self.prometheus_conn_id!r} to the CA that signed the server's certificate"
+            ) from None
+        except (requests.ConnectionError, requests.Timeout) as err:
+            raise PrometheusError(
+                f"{what}: cannot reach Prometheus at {self.base_url}: {type(err).__name__}; check the connection "
+                f"{self.prometheus_conn_id!r} and that the server is up",
+                retryable=True,
+            ) from None
+        with response:
+            if response.status_code != 200:
+                raise self._refused(response, what, path)
+            return use(response)
+
+    def _refused(self, response: requests.Response, what: str, path: str) -> PrometheusError:
+        """The error for a non-200 answer: too heavy (split it), retryable overload, or final."""
+        status = response.status_code
+        body = response.raw.read(ERROR_BODY, decode_content=True) if response.raw else b""
+        text = self._redact(_error_text(self._redact(body.decode("utf-8", "replace"))))
+        message = f"{what}: HTTP {status} from {self.base_url}{path}: {text}"
+        refusal = recognise(status, text)
+        if refusal is not None:
+            return HeavyQueryError(f"{message}; the server's {refusal.backend} limit {refusal.limit}", refusal, status)
+        throttled = status == 400 and THROTTLE_RE.search(body) is not None
+        after = response.headers.get("Retry-After", "").strip()
+        return PrometheusError(
+            message,
+            status=status,
+            retryable=status in RETRY_STATUS or throttled,
+            retry_after=float(after) if after.isdigit() else None,
+        )
+
+    def _request(self, path: str, params: dict[str, Any], what: str, method: str = "POST") -> Any:
+        """A small answer's JSON, with retries."""
+        return self._with_retries(what, lambda: self._attempt(path, params, what, method, lambda r: r.json()))
 
     def stream_query_range(
         self,
@@ -432,43 +451,102 @@ class PrometheusHook(BaseHook):
         start: float,
         end: float,
         step: int,
-        consume: Callable[[CheckedBody], T],
+        consume: Callable[[Any], T],
         *,
         allow_warnings: bool = False,
+        split: bool = True,
+        min_split_seconds: int = 60,
+        pieces: int = 1,
     ) -> T:
-        """Run ``query_range`` and pass the raw body, chunk by chunk, to ``consume``.
+        """Run ``query_range`` and pass its answer, chunk by chunk, to ``consume``.
 
-        ``consume`` must return only after reading the whole iterator; the iterator raises
-        :class:`IncompleteBodyError` at its end unless the body is a whole successful answer,
-        so ``consume`` never commits a partial or failed answer. A body that breaks off in transit
-        is fetched again (up to ``max_retries``), with a fresh call of ``consume``.
+        ``consume`` gets a body to iterate (:class:`CheckedBody`, or :class:`JoinedBody` for a
+        split query) and must return only after reading it whole; iterating raises at the end unless
+        the answer is whole and successful, so ``consume`` never commits a partial or failed answer.
+        A failed attempt (request or body) is retried as a whole under one policy.
+
+        A query the server refuses as too heavy (:mod:`finout_provider.refusals`) is run again as
+        sub-ranges on the same steps, halved until each is accepted (a piece is never shorter than
+        ``min_split_seconds`` or one step), and the pieces are joined into one answer (``split``
+        False: refused as it is). ``pieces`` > 1 starts split that many ways (a hint from earlier
+        windows). The body tells ``series``, ``pieces``, ``depth`` and the ``refusal``.
         """
+        refusal: HeavyQueryError | None = None
+        if pieces <= 1:
+            try:
+                return self._stream_whole(query, start, end, step, consume, allow_warnings)
+            except HeavyQueryError as err:
+                if not (split and err.refusal.splittable):
+                    raise
+                refusal, pieces = err, 2
+        ranges = split_range(int(start), int(end), step, pieces)
+        with tempfile.TemporaryDirectory(prefix="finout-split-") as folder:
+            spooled: list[Path] = []
+            fetch = self._fetch_piece
+            depth = max(fetch(query, a, b, step, allow_warnings, min_split_seconds, Path(folder), spooled, 1)
+                        for a, b in ranges)  # fmt: skip
+            body = JoinedBody(spooled)
+            body.pieces, body.depth = len(spooled), depth
+            body.refusal = str(refusal.refusal.limit) if refusal else "hint from earlier windows"
+            try:
+                return consume(body)
+            except ValueError as err:  # pieces the join cannot merge (not sorted by label set)
+                raise PrometheusError(f"{describe_range(query, start, end, step)}: {err}") from None
+
+    def _stream_whole(
+        self, query: str, start: float, end: float, step: int, consume: Callable[[Any], T], allow_warnings: bool
+    ) -> T:
         what = describe_range(query, start, end, step)
         params = {"query": query, "start": str(start), "end": str(end), "step": str(step)}
-        attempt = 0
-        while True:
-            try:
-                with self._open("/api/v1/query_range", params, what) as response:
-                    return consume(CheckedBody(response, what, allow_warnings))
-            except IncompleteBodyError as err:
-                if not err.retryable or attempt >= self.max_retries:
-                    raise
-                wait = self._backoff(attempt, None)
-                self.log.warning("%s: %s; fetching again in %.1fs", what, err, wait)
-                time.sleep(wait)
-                attempt += 1
 
-    def query_range(self, query: str, start: float, end: float, step: int) -> dict[str, Any]:
+        def attempt() -> T:
+            return self._attempt(
+                "/api/v1/query_range", params, what, "POST", lambda r: consume(CheckedBody(r, what, allow_warnings))
+            )
+
+        return self._with_retries(what, attempt)
+
+    def _fetch_piece(
+        self,
+        query: str,
+        start: int,
+        end: int,
+        step: int,
+        allow_warnings: bool,
+        floor: int,
+        folder: Path,
+        spooled: list[Path],
+        depth: int,
+    ) -> int:
+        """Spool ``[start, end]``'s answer to ``folder`` (appended to ``spooled``, in time order),
+        halving it while the server refuses it as too heavy; return the depth reached."""
+        path = folder / f"{len(spooled):05d}.json"
+        try:
+            self._stream_whole(query, start, end, step, lambda body: _spool(body, path), allow_warnings)
+        except HeavyQueryError as err:
+            length = end - start + step
+            if not err.refusal.splittable or length <= max(floor, step) or end == start:
+                raise HeavyQueryError(
+                    f"{err}; even a piece of {length}s is refused, so splitting in time cannot help: {err.refusal.fix}",
+                    err.refusal,
+                    err.status,
+                ) from None
+            halves = split_range(start, end, step, 2)
+            return max(self._fetch_piece(query, a, b, step, allow_warnings, floor, folder, spooled, depth + 1)
+                       for a, b in halves)  # fmt: skip
+        spooled.append(path)
+        return depth
+
+    def query_range(self, query: str, start: float, end: float, step: int, **options: Any) -> dict[str, Any]:
         """``query_range`` parsed as JSON (for small answers: checks, tests, preflight)."""
-        return self.stream_query_range(query, start, end, step, lambda chunks: json.loads(b"".join(chunks)))
+        return self.stream_query_range(query, start, end, step, lambda body: json.loads(b"".join(body)), **options)
 
     def query(self, query: str, at: float | None = None) -> dict[str, Any]:
         """An instant query, parsed as JSON."""
         params: dict[str, Any] = {"query": query}
         if at is not None:
             params["time"] = str(at)
-        with self._open("/api/v1/query", params, f"instant query {query!r}") as response:
-            doc = response.json()
+        doc = self._request("/api/v1/query", params, f"instant query {query!r}")
         if doc.get("status") != "success":
             raise PrometheusError(f"instant query {query!r}: {doc.get('error')}")
         return dict(doc)
@@ -488,8 +566,7 @@ class PrometheusHook(BaseHook):
     def build_info(self) -> dict[str, Any]:
         """``/api/v1/status/buildinfo`` ``data`` (empty where the backend does not offer it)."""
         try:
-            with self._open("/api/v1/status/buildinfo", {}, "buildinfo", method="GET") as response:
-                return dict(response.json().get("data") or {})
+            return dict(self._request("/api/v1/status/buildinfo", {}, "buildinfo", method="GET").get("data") or {})
         except PrometheusError as err:
             if err.status in (404, 405):
                 return {}
@@ -500,8 +577,8 @@ class PrometheusHook(BaseHook):
         ``/api/v1/status/runtimeinfo``), or ``None`` where the backend does not say (Thanos, Mimir,
         a size-only retention)."""
         try:
-            with self._open("/api/v1/status/runtimeinfo", {}, "runtimeinfo", method="GET") as response:
-                retention = str((response.json().get("data") or {}).get("storageRetention") or "")
+            info = self._request("/api/v1/status/runtimeinfo", {}, "runtimeinfo", method="GET")
+            retention = str((info.get("data") or {}).get("storageRetention") or "")
         except PrometheusError as err:
             if err.status in (404, 405):
                 return None
@@ -521,6 +598,8 @@ class CheckedBody:
     """A ``query_range`` answer's chunks as they arrive; iterating raises
     :class:`IncompleteBodyError` at the end unless the body is a whole successful answer, after
     which ``series`` says how many series it held."""
+
+    pieces, depth, refusal = 1, 0, ""  # an answer in one piece
 
     def __init__(self, response: requests.Response, what: str, allow_warnings: bool) -> None:
         self._response = response
@@ -547,6 +626,13 @@ class CheckedBody:
             raise type(err)(
                 f"{what}: {err}", status=err.status, retryable=isinstance(err, IncompleteBodyError)
             ) from None
+
+
+def _spool(body: Iterable[bytes], path: Path) -> None:
+    """Write an answer to ``path`` as it arrives (a split query's piece)."""
+    with path.open("wb") as out:
+        for chunk in body:
+            out.write(chunk)
 
 
 _DURATION_UNITS = {"y": 365 * 86400, "w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1, "ms": 0.001}

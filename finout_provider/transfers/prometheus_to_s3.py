@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -32,6 +33,48 @@ def metric_specs(metrics: Sequence[Metric | Mapping[str, str]] | None) -> list[d
     ]
 
 
+# What one metric's export gives: the upload, the series in the answer, how it was split (or None).
+Exported = tuple["Upload", int, dict[str, Any] | None]
+
+
+class SplitHints:
+    """How many pieces each metric of a cluster needed in earlier windows (an Airflow Variable,
+    ``finout_split_hints_<cluster>``), so the next window starts split instead of being refused
+    first. Best effort: where no Variable can be read or written, each window finds out again."""
+
+    def __init__(self, cluster: str) -> None:
+        self.key = f"finout_split_hints_{cluster}"
+        self._known: dict[str, int] | None = None
+
+    def _load(self) -> dict[str, int]:
+        if self._known is None:
+            try:
+                from airflow.providers.common.compat.sdk import Variable
+
+                loaded = json.loads(Variable.get(self.key, "{}"))
+                self._known = {str(k): int(v) for k, v in loaded.items()} if isinstance(loaded, dict) else {}
+            except Exception:  # noqa: BLE001 - no Variable store here (a plain process): no hints
+                self._known = {}
+        return self._known
+
+    def pieces(self, metric: str) -> int:
+        return self._load().get(metric, 1)
+
+    def save(self, pieces: Mapping[str, int], log: Any) -> None:
+        known = self._load()
+        grown = {name: n for name, n in pieces.items() if n > known.get(name, 1)}
+        if not grown:
+            return
+        known.update(grown)
+        try:
+            from airflow.providers.common.compat.sdk import Variable
+
+            Variable.set(self.key, json.dumps(known, sort_keys=True))
+            log.info("split hints %s: %s", self.key, known)
+        except Exception as err:  # noqa: BLE001 - hints save time, they are not needed
+            log.info("split hints not saved (%s); the next window finds out again", err)
+
+
 class PrometheusToS3Operator(S3TargetMixin, BaseOperator):
     """
     Export one time window of a cluster's Prometheus metrics to S3 in Finout's layout.
@@ -59,6 +102,9 @@ class PrometheusToS3Operator(S3TargetMixin, BaseOperator):
         queries are then narrowed to ``cluster_label="<cluster_name>"``. (templated)
     :param compresslevel: gzip level, 1-9.
     :param allow_warnings: write answers that carry ``warnings`` (partial answers) too.
+    :param split: when the server refuses a query as too heavy, run it as shorter pieces and join
+        them (SPLIT ``auto``); ``False`` fails as the server did (SPLIT ``off``).
+    :param min_split_seconds: the shortest piece (MIN_SPLIT_SECONDS; never below one step).
     :param expect_empty: metrics that may come back empty (EXPECT_EMPTY). When every other metric
         came back empty, the return value says so (``all_empty``) with preflight's diagnosis, and
         the validation task fails the run: Finout would receive files with nothing in them.
@@ -98,6 +144,8 @@ class PrometheusToS3Operator(S3TargetMixin, BaseOperator):
         compresslevel: int = 6,
         allow_warnings: bool = False,
         expect_empty: Sequence[str] = (),
+        split: bool = True,
+        min_split_seconds: int = 60,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -118,6 +166,9 @@ class PrometheusToS3Operator(S3TargetMixin, BaseOperator):
         self.compresslevel = compresslevel
         self.allow_warnings = allow_warnings
         self.expect_empty = list(expect_empty)
+        self.split = split
+        self.min_split_seconds = min_split_seconds
+        self.split_hints = SplitHints(cluster_name)
         self._uploads: list[Upload] = []
 
     @cached_property
@@ -142,6 +193,7 @@ class PrometheusToS3Operator(S3TargetMixin, BaseOperator):
 
         uploads: list[Upload] = []
         series: dict[str, int] = {}
+        splits: dict[str, dict[str, Any]] = {}
         failures: list[str] = []
         size = max(1, self.queries_batch_size)
         with ThreadPoolExecutor(max_workers=size, thread_name_prefix="finout-export") as pool:
@@ -153,13 +205,15 @@ class PrometheusToS3Operator(S3TargetMixin, BaseOperator):
             for number, batch in enumerate(batches):
                 if number:
                     time.sleep(self.query_delay_seconds)
-                futures: list[tuple[str, Future[tuple[Upload, int]]]] = [
+                futures: list[tuple[str, Future[Exported]]] = [
                     (m["name"], pool.submit(self._export_metric, window, bucket, prefix, m)) for m in batch
                 ]
                 for name, future in futures:
                     try:
-                        upload, series[name] = future.result()
+                        upload, series[name], split = future.result()
                         uploads.append(upload)
+                        if split:
+                            splits[name] = split
                     except Exception as err:  # noqa: BLE001 - every metric is reported below
                         failures.append(f"metric {name!r}: {err}")
                         self.log.error("%s metric %r failed: %s", where, name, err)
@@ -179,7 +233,9 @@ class PrometheusToS3Operator(S3TargetMixin, BaseOperator):
             "gzip_bytes": sum(u.gzip_bytes for u in uploads),
             "keys": sorted(u.key for u in uploads),
             "series": dict(sorted(series.items())),
+            "split": dict(sorted(splits.items())),
         }
+        self.split_hints.save({name: s["pieces"] for name, s in splits.items()}, self.log)
         required = [name for name in series if name not in self.expect_empty]
         if required and not any(series[name] for name in required):
             result |= {"all_empty": True, "diagnosis": self._diagnose(window)}
@@ -219,21 +275,39 @@ class PrometheusToS3Operator(S3TargetMixin, BaseOperator):
     def render_query(self, query: str) -> str:
         return render(query, self.cluster_label, self.cluster_name if self.cluster_label else None)
 
-    def _export_metric(self, window: Window, bucket: str, prefix: str, metric: Mapping[str, str]) -> tuple[Upload, int]:
+    def _export_metric(self, window: Window, bucket: str, prefix: str, metric: Mapping[str, str]) -> Exported:
         key = build_key(prefix, self.cluster_name, metric["name"], window.start)
         query = self.render_query(metric["query"])
         start, end = window.query_range(self.step_seconds)
         began = time.monotonic()
-        upload, series = self.prometheus_hook.stream_query_range(
-            query,
-            start,
-            end,
-            self.step_seconds,
-            lambda body: (self.s3_hook.upload_gzip_stream(body, bucket, key, level=self.compresslevel), body.series),
-            allow_warnings=self.allow_warnings,
-        )
+        from finout_provider.hooks.prometheus import HeavyQueryError
+
+        name = metric["name"]
+
+        def upload(body: Any) -> Exported:
+            done = self.s3_hook.upload_gzip_stream(body, bucket, key, level=self.compresslevel)
+            split = {"pieces": body.pieces, "depth": body.depth, "refused_by": body.refusal}
+            return done, body.series, split if body.pieces > 1 else None
+
+        try:
+            done, series, split = self.prometheus_hook.stream_query_range(
+                query, start, end, self.step_seconds, upload, allow_warnings=self.allow_warnings, split=self.split,
+                min_split_seconds=self.min_split_seconds, pieces=self.split_hints.pieces(name),
+            )  # fmt: skip
+        except HeavyQueryError as err:
+            raise HeavyQueryError(
+                f"{err}. Nothing was written for this metric; change the server's limit, export a METRICS subset"
+                " or set CLUSTER_LABEL on a shared server",
+                err.refusal,
+                err.status,
+            ) from None
+        if split:
+            self.log.warning(
+                "metric %s: the server refused the whole window (%s); exported as %d pieces (split depth %d)",
+                name, split["refused_by"], split["pieces"], split["depth"],
+            )  # fmt: skip
         self.log.info(
             "metric %s: %d series, %d bytes -> %d gzip in %.2fs -> s3://%s/%s",
-            metric["name"], series, upload.raw_bytes, upload.gzip_bytes, time.monotonic() - began, bucket, key,
+            name, series, done.raw_bytes, done.gzip_bytes, time.monotonic() - began, bucket, key,
         )  # fmt: skip
-        return upload, series
+        return done, series, split

@@ -1,0 +1,78 @@
+"""How Prometheus-compatible servers refuse a query as too heavy, and whether splitting it in time helps.
+
+One table, one row per backend's wording (taken from their sources and docs). A refusal that
+names samples, chunks, bytes, points or time is helped by querying shorter ranges; one that
+names series is not (every piece would hold the same series). A 429 or 503 without such a reason
+is overload, not weight, and stays with the hook's retries.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """One way a backend says a query is too heavy."""
+
+    backend: str
+    limit: str  # the setting that refused it
+    pattern: re.Pattern[str]
+    splittable: bool  # whether shorter time ranges pass it
+    fix: str  # what to change when even the smallest piece is refused
+
+
+def _r(text: str) -> re.Pattern[str]:
+    return re.compile(text, re.IGNORECASE)
+
+
+SERIES_FIX = "export fewer series: a METRICS subset, CLUSTER_LABEL on a shared server, or raise the server's limit"
+REFUSALS: tuple[Refusal, ...] = (
+    Refusal("Prometheus", "--query.max-samples", _r(r"would load too many samples into memory"), True,
+            "raise --query.max-samples or STEP_SECONDS"),
+    Refusal("Prometheus", "--query.timeout", _r(r"query timed out in|context deadline exceeded"), True,
+            "raise --query.timeout (or the proxy's timeout in front of the server)"),
+    Refusal("Prometheus", "11,000 points per series", _r(r"exceeded maximum resolution of 11,?000 points"), True,
+            "raise STEP_SECONDS"),
+    Refusal("Amazon Managed Prometheus", "50 MiB per answer", _r(r"response size.*(exceed|larger)|exceeds? .*50 ?mi?b"),
+            True, "raise STEP_SECONDS or lower TIME_FRAME"),
+    Refusal("Amazon Managed Prometheus", "samples processed per query",
+            _r(r"query (processing )?exceeded .*(samples|bytes)|exceeded the maximum (number of )?(samples|bytes)"),
+            True, "raise STEP_SECONDS (the quota cannot be raised)"),
+    Refusal("Mimir", "max_fetched_series_per_query",
+            _r(r"err-mimir-max-series-per-query|exceeded the maximum number of series"), False, SERIES_FIX),
+    Refusal("Mimir", "max_fetched_chunks_per_query",
+            _r(r"err-mimir-max-chunks-per-query|exceeded the maximum number of chunks"), True,
+            "raise max_fetched_chunks_per_query"),
+    Refusal("Mimir", "max_fetched_chunk_bytes_per_query",
+            _r(r"err-mimir-max-chunks-bytes-per-query|exceeded the aggregated chunks size limit"), True,
+            "raise max_fetched_chunk_bytes_per_query"),
+    Refusal("Mimir", "max_query_length", _r(r"err-mimir-max-query-length|time range exceeds the limit"), True,
+            "raise max_query_length"),
+    Refusal("Mimir", "max_estimated_memory_consumption_per_query",
+            _r(r"err-mimir-max-estimated-memory-consumption-per-query"), True,
+            "raise max_estimated_memory_consumption_per_query"),
+    Refusal("Cortex", "max_fetched_series_per_query", _r(r"the query hit the max number of series limit"), False,
+            SERIES_FIX),
+    Refusal("Cortex", "max_fetched_chunks_per_query", _r(r"the query hit the max number of chunks limit"), True,
+            "raise max_fetched_chunks_per_query"),
+    Refusal("Cortex", "max_fetched_chunk_bytes_per_query", _r(r"the query hit the aggregated chunks size limit"),
+            True, "raise max_fetched_chunk_bytes_per_query"),
+    Refusal("VictoriaMetrics", "-search.maxUniqueTimeseries", _r(r"search\.maxUniqueTimeseries"), False, SERIES_FIX),
+    Refusal("VictoriaMetrics", "-search.maxSamplesPerQuery", _r(r"search\.maxSamplesPerQuery"), True,
+            "raise -search.maxSamplesPerQuery"),
+    Refusal("VictoriaMetrics", "-search.maxQueryDuration", _r(r"search\.maxQueryDuration"), True,
+            "raise -search.maxQueryDuration"),
+    Refusal("VictoriaMetrics", "-search.maxPointsPerTimeseries", _r(r"search\.maxPointsPerTimeseries"), True,
+            "raise STEP_SECONDS"),
+    Refusal("Thanos", "query timeout", _r(r"rpc error: code = DeadlineExceeded"), True, "raise the query timeout"),
+)  # fmt: skip
+HEAVY_STATUS = frozenset({400, 413, 422, 429, 500, 503, 504})
+
+
+def recognise(status: int, text: str) -> Refusal | None:
+    """The refusal ``text`` (an error answer with HTTP ``status``) is, if it says the query is too heavy."""
+    if status not in HEAVY_STATUS:
+        return None
+    return next((r for r in REFUSALS if r.pattern.search(text)), None)
