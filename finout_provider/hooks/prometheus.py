@@ -476,8 +476,15 @@ class PrometheusHook(BaseHook):
             try:
                 return self._stream_whole(query, start, end, step, consume, allow_warnings)
             except HeavyQueryError as err:
-                if not (split and err.refusal.splittable):
-                    raise
+                if not err.refusal.splittable:
+                    raise HeavyQueryError(
+                        f"{err}; it limits series, so splitting in time cannot help: {err.refusal.fix}",
+                        err.refusal,
+                        err.status,
+                    ) from None
+                if not split:
+                    raise HeavyQueryError(f"{err}; SPLIT is off: {err.refusal.fix}, or set SPLIT: auto",
+                                          err.refusal, err.status) from None  # fmt: skip
                 refusal, pieces = err, 2
         ranges = split_range(int(start), int(end), step, pieces)
         with tempfile.TemporaryDirectory(prefix="finout-split-") as folder:

@@ -132,17 +132,6 @@ def test_bad_query_fails_naming_cluster_window_metric(s3: Any, prom_conn: str, h
     assert build_key(PREFIX, "prod-eu", "node_info", start) in keys
 
 
-def test_too_many_samples_422_fails_without_object(s3: Any, tsdb: Any, history: HistorySpec) -> None:
-    with serving_copy(tsdb, extra_args=["--query.max-samples=50"]) as server:
-        set_connection("prom_small", conn_type="prometheus", host="127.0.0.1", port=server.port)
-        op = make_operator("prom_small", history.start, history.start + 3600, metrics=[CATALOGUE[0]])
-        with pytest.raises(Exception) as err:
-            op.execute({})
-    assert "HTTP 422" in str(err.value) and "metric 'cpu_requests'" in str(err.value)
-    assert "sample" in str(err.value) and "lower TIME_FRAME or raise STEP_SECONDS" in str(err.value)
-    assert all_keys(s3) == []
-
-
 def test_503_is_retried_then_fails_without_object(s3: Any, history: HistorySpec) -> None:
     def unavailable(seen: Seen, handler: Any) -> None:
         reply(handler, 503, b'{"status":"error","errorType":"unavailable","error":"overloaded"}', {"Retry-After": "0"})
