@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from devtools.faults import FaultServer, Seen, reply
-from devtools.history import HistorySpec, serving_copy
+from devtools.history import HistorySpec
 from finout_provider.catalogue import CATALOGUE, render
 from finout_provider.hooks.prometheus import PrometheusHook
 from finout_provider.layout import build_key
