@@ -189,6 +189,7 @@ def cmd_preflight(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     hook = PrometheusHook(config.effective_conn_id)
     check = Preflight(hook.instant, config.cluster_name, config.metrics, config.cluster_label)
     report = check.run(at, progress=_progress(err, "preflight"))
+    report.cost = check.cost(at, config.time_frame // config.step_seconds, hook.max_samples())
     out.write(report.render() + "\n")
     return 1 if report.failed else 0
 
@@ -250,6 +251,12 @@ def cmd_plan(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         out.write(f"{plan.deferred} older windows exceed the map limit ({args.limit}) and wait for later runs\n")
     if plan.wait_until > now:
         out.write(f"it waits until {iso(plan.wait_until)} for the newest window to settle\n")
+    if plan.windows and config.mode == "airflow":
+        from finout_provider.preflight import Preflight
+
+        check = Preflight(prometheus.instant, config.cluster_name, config.metrics, config.cluster_label)
+        at = plan.windows[-1].query_range(config.step_seconds)[1]
+        out.write(check.cost(at, config.time_frame // config.step_seconds, prometheus.max_samples()).render() + "\n")
     return 0
 
 

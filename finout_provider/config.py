@@ -262,6 +262,9 @@ KEYS: tuple[Key, ...] = (
     Key("STEP_SECONDS", _whole(1, DAY), "query resolution; must divide TIME_FRAME", 60),
     Key("RETENTION_DAYS", _whole(1, 3650), "objects whose window started earlier are deleted; longer than "
         "BACKFILL_DAYS", 30),
+    Key("SPLIT", _choice("auto", "off"), "`auto`: a window the server refuses as too heavy is queried in shorter "
+        "pieces and joined; `off`: it fails", "auto"),
+    Key("MIN_SPLIT_SECONDS", _whole(1, DAY), "shortest piece of a split window (never below STEP_SECONDS)", 60),
     Key("PROMETHEUS_CONN_ID", _name, "an Airflow connection of type `prometheus` instead of HOSTNAME/PORT/..."),
     Key("AWS_CONN_ID", _name, "the AWS connection for S3", "aws_default"),
     Key("SCHEDULE", _schedule, "cron (5 fields); each run exports the windows its interval closes",
@@ -285,7 +288,7 @@ KEYS_BY_NAME = {key.name: key for key in KEYS}
 KNOWN_KEYS = tuple(KEYS_BY_NAME)
 SECRET_KEYS = tuple(key.name for key in KEYS if key.secret)
 POD_ONLY = ("IMAGE", "NAMESPACE", "KUBERNETES_CONN_ID", "K8S_SECRET_NAME")
-NOT_IN_POD = ("METRICS", "EXTRA_QUERIES", "CLUSTER_LABEL", "PROMETHEUS_CONN_ID", "PREFLIGHT")
+NOT_IN_POD = ("METRICS", "EXTRA_QUERIES", "CLUSTER_LABEL", "PROMETHEUS_CONN_ID", "PREFLIGHT", "SPLIT", "EXPECT_EMPTY")
 
 
 def keys_table() -> str:
@@ -321,6 +324,8 @@ class ClusterConfig:
     query_delay_seconds: float
     step_seconds: int
     retention_days: int
+    split: str
+    min_split_seconds: int
     prometheus_conn_id: str | None
     aws_conn_id: str
     schedule: str | None

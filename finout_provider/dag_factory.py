@@ -208,6 +208,8 @@ def build_dag(config: ClusterConfig) -> DAG:
             query_delay_seconds=config.query_delay_seconds,
             cluster_label=config.cluster_label,
             expect_empty=sorted(config.expect_empty),
+            split=config.split == "auto",
+            min_split_seconds=config.min_split_seconds,
             map_index_template="{{ window_label }}",
             max_active_tis_per_dag=1,
             outlets=[export_asset(config)],

@@ -46,6 +46,7 @@ class PreflightReport:
     cluster: str
     at: int
     findings: list[Finding] = field(default_factory=list)
+    cost: WindowCost | None = None
 
     @property
     def failed(self) -> list[Finding]:
@@ -64,6 +65,40 @@ class PreflightReport:
             lines.append(f"{f.metric:<{width}}  {series:>6}  {f.level:<6}  {f.reason}".rstrip())
         counts = {level: sum(f.level == level for f in self.findings) for level in (OK, WARN, EMPTY, FAIL)}
         lines += ["", ", ".join(f"{n} {level}" for level, n in counts.items())]
+        if self.cost is not None:
+            lines += ["", self.cost.render()]
+        return "\n".join(lines)
+
+
+@dataclass
+class WindowCost:
+    """What one window's queries load: series x points each, against the server's sample limit."""
+
+    points: int
+    series: dict[str, int]
+    max_samples: int | None = None
+
+    def samples(self, metric: str) -> int:
+        return self.series[metric] * self.points
+
+    def pieces(self, metric: str) -> int:
+        """Pieces a split needs so each stays under the limit (a power of two: the split halves)."""
+        if not self.max_samples:
+            return 1
+        pieces = 1
+        while self.samples(metric) > self.max_samples * pieces and pieces < self.points:
+            pieces *= 2
+        return pieces
+
+    def render(self) -> str:
+        limit = f"the server's --query.max-samples {self.max_samples:,}" if self.max_samples else "no known limit"
+        heavy = sorted((m for m in self.series if self.pieces(m) > 1), key=lambda m: -self.samples(m))
+        lines = [f"Window cost (series x {self.points} points) against {limit}:"]
+        lines += [f"  {m}: ~{self.samples(m):,} samples, needs ~{self.pieces(m)} pieces (split)" for m in heavy]
+        if not heavy:
+            biggest = max(self.series, key=self.samples, default=None)
+            lines.append(f"  no metric needs splitting (largest: {biggest} ~{self.samples(biggest):,} samples)"
+                         if biggest else "  nothing to export")  # fmt: skip
         return "\n".join(lines)
 
 
@@ -98,6 +133,10 @@ class Preflight:
     def _count(self, promql: str, at: int) -> int:
         result = self.query(f"count({self._render(promql)})", at)
         return int(float(result[0]["value"][1])) if result else 0
+
+    def cost(self, at: int, points: int, max_samples: int | None) -> WindowCost:
+        """Series of each query at ``at`` (a cheap ``count(...)`` each), times a window's points."""
+        return WindowCost(points, {m.name: self._count(m.query, at) for m in self.metrics}, max_samples)
 
     def run(self, at: int, progress: Progress | None = None) -> PreflightReport:
         report = PreflightReport(self.cluster_name, at)

@@ -579,6 +579,17 @@ class PrometheusHook(BaseHook):
                 return {}
             raise
 
+    def max_samples(self) -> int | None:
+        """The server's ``--query.max-samples`` (``/api/v1/status/flags``), where it says."""
+        try:
+            flags = self._request("/api/v1/status/flags", {}, "flags", method="GET").get("data") or {}
+        except PrometheusError as err:
+            if err.status in (404, 405):
+                return None
+            raise
+        value = str(flags.get("query.max-samples") or "")
+        return int(value) if value.isdigit() else None
+
     def retention_seconds(self) -> int | None:
         """How far back Prometheus keeps samples (``storageRetention`` of
         ``/api/v1/status/runtimeinfo``), or ``None`` where the backend does not say (Thanos, Mimir,

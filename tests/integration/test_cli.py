@@ -132,8 +132,10 @@ def test_plan_command_first_run_then_gaps(
     first = history.end + 600 - DAY
     first -= first % H
     expected = [Window(s, s + H).label for s in range(first, history.end, H) if s != exported]
-    planned = [line.strip() for line in out.splitlines()[1:] if line.startswith("  ")]
+    windows, cost = out.split("Window cost")
+    planned = [line.strip() for line in windows.splitlines()[1:] if line.startswith("  ")]
     assert planned == expected, out + err
+    assert "--query.max-samples 50,000,000" in cost and "no metric needs splitting" in cost
     assert "23 windows missing or incomplete" in err
 
 

@@ -249,3 +249,18 @@ def test_the_refusals_table_has_a_wording_per_row() -> None:
         matched = [r for r in REFUSALS if r.pattern.search(text)]
         assert matched and matched[0].splittable == splittable, text
     assert all(isinstance(r.pattern, re.Pattern) for r in REFUSALS)
+
+
+def test_preflight_and_plan_say_which_metrics_will_need_splitting(
+    s3: Any, limited: PrometheusServer, history: HistorySpec
+) -> None:
+    from finout_provider.preflight import Preflight
+
+    start = history.start + 3 * H
+    hook = PrometheusHook("prom_limited")
+    cost = Preflight(hook.instant, "prod-eu", list(CATALOGUE), "cluster").cost(start + H - 60, 60, hook.max_samples())
+    assert cost.max_samples == MAX_SAMPLES
+    estimated = {m.name for m in CATALOGUE if cost.pieces(m.name) > 1}
+    actual = set(make_operator("prom_limited", start, start + H).execute({})["split"])
+    assert estimated and estimated <= actual, (estimated, actual)
+    assert cost.pieces("node_info") == 1 and "needs ~" in cost.render()
