@@ -92,6 +92,7 @@ def main() -> None:
         summary = op.execute({})
         seconds = time.perf_counter() - began
         raw = summary["raw_bytes"]
+        split = summary["split"]
     else:
         import requests
 
@@ -122,6 +123,7 @@ def main() -> None:
         began = time.perf_counter()
         with ThreadPoolExecutor(CONCURRENCY) as pool:
             raw = sum(pool.map(work, queries))
+        split = {}
         seconds = time.perf_counter() - began
     sampler.done.set()
     sampler.join()
@@ -135,6 +137,7 @@ def main() -> None:
                 "peak_rss_mb": peak,
                 "base_rss_mb": base,
                 "growth_mb": peak - base,
+                "split": split,
             }
         )
     )
