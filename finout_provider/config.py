@@ -38,6 +38,7 @@ CLUSTERS_FILE_ENV = "FINOUT_CLUSTERS_FILE"
 DEFAULT_IMAGE = "finout/finout-metrics-exporter:2.0.3"
 MODES = ("airflow", "kubernetes_pod")
 INLINE_CONN_PREFIX = "finout_prometheus_"
+DAG_ID_PREFIX = "finout_prometheus_"
 
 _show = reprlib.Repr()
 _show.maxstring, _show.maxother, _show.maxlist, _show.maxdict, _show.maxlevel = 60, 60, 4, 4, 2
@@ -342,7 +343,7 @@ class ClusterConfig:
 
     @property
     def dag_id(self) -> str:
-        return f"finout_prometheus_{self.cluster_name}"
+        return f"{DAG_ID_PREFIX}{self.cluster_name}"
 
     @property
     def effective_conn_id(self) -> str:
@@ -537,8 +538,12 @@ def parse_entry(
 # --- the whole file ----------------------------------------------------------------------------
 
 
-def parse_document(document: Any, today: date | None = None) -> ClustersFile:
-    """Validate a loaded clusters document. A document without the file's shape raises ``ValueError``."""
+def parse_document(document: Any, today: date | None = None, only: str | None = None) -> ClustersFile:
+    """Validate a loaded clusters document. A document without the file's shape raises ``ValueError``.
+
+    ``only`` (a CLUSTER_NAME) reads just that cluster's entry, as a task start needs: the whole file
+    was validated when the DAG processor parsed it, and the cost then does not grow with the fleet.
+    """
     if not isinstance(document, Mapping) or not isinstance(document.get("clusters") or [], list):
         raise ValueError("the clusters file must be a mapping with a 'clusters:' list (and optional 'defaults:')")
     unknown_top = set(document) - {"defaults", "clusters"}
@@ -553,6 +558,8 @@ def parse_document(document: Any, today: date | None = None) -> ClustersFile:
     seen: dict[str, str] = {}
     for index, item in enumerate(document.get("clusters") or []):
         label = _label(item, index)
+        if only is not None and label != only:
+            continue
         if not isinstance(item, Mapping):
             result.errors.append(ConfigError(label, None, "each cluster entry must be a mapping of KEY: value"))
             continue
@@ -570,15 +577,17 @@ def parse_document(document: Any, today: date | None = None) -> ClustersFile:
             continue
         seen[name.lower()] = name
         result.clusters.append(parsed)
+        if only is not None:
+            break
     return result
 
 
-def load_file(path: str | os.PathLike[str]) -> ClustersFile:
+def load_file(path: str | os.PathLike[str], only: str | None = None) -> ClustersFile:
     """Read and validate a clusters file.
 
     A file that cannot be read or has not the file's shape raises ``ValueError`` naming the file and
     line. A YAML error inside one cluster entry costs that entry only: it is reported as its error
-    and the others are read.
+    and the others are read. ``only``: see :func:`parse_document`.
     """
     file_path = Path(path)
     try:
@@ -593,7 +602,7 @@ def load_file(path: str | os.PathLike[str]) -> ClustersFile:
         except YamlTextError as err:
             text = _drop_entry(text, err, broken, file_path)
     try:
-        result = parse_document(document)
+        result = parse_document(document, only=only)
     except ValueError as err:
         raise ValueError(f"clusters file {file_path}: {err}") from None
     result.errors[:0] = broken

@@ -9,6 +9,7 @@ planning, validation and retention still run in Airflow.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -19,7 +20,7 @@ from typing import Any
 from airflow.providers.common.compat.sdk import DAG, Asset, BaseOperator, Param, mask_secret
 
 from finout_provider import exporter_env
-from finout_provider.config import ClusterConfig, ClustersFile, ConfigError, default_path, load_file
+from finout_provider.config import DAG_ID_PREFIX, ClusterConfig, ClustersFile, ConfigError, default_path, load_file
 from finout_provider.layout import cluster_root
 from finout_provider.operators.plan import PlanWindowsOperator
 from finout_provider.operators.preflight import PrometheusPreflightOperator
@@ -40,15 +41,22 @@ class FinoutConfigError(Exception):
 
 def _timetable(config: ClusterConfig) -> Any:
     """An interval timetable (runs cover a data interval), never a zero-width cron trigger."""
-    from airflow.timetables.interval import CronDataIntervalTimetable
-
-    timetable = CronDataIntervalTimetable(config.schedule or default_cron(config.time_frame), timezone="UTC")
     try:
-        timetable.validate()
+        return _cron_timetable(config.schedule or default_cron(config.time_frame))
     except Exception as err:  # noqa: BLE001 - AirflowTimetableInvalid moved between versions
         raise ConfigError(
             config.cluster_name, "SCHEDULE", f"{config.schedule!r} is not a cron expression ({err}); e.g. '0 * * * *'"
         ) from None
+
+
+@functools.lru_cache(maxsize=256)
+def _cron_timetable(expression: str) -> Any:
+    """One validated timetable per cron expression, shared by the clusters that use it (it holds
+    no state; building one parses and describes the expression, which costs a fleet seconds)."""
+    from airflow.timetables.interval import CronDataIntervalTimetable
+
+    timetable = CronDataIntervalTimetable(expression, timezone="UTC")
+    timetable.validate()
     return timetable
 
 
@@ -240,8 +248,21 @@ def build_dag(config: ClusterConfig) -> DAG:
     return dag
 
 
-def load(path: str | os.PathLike[str] | None = None, dag_folder: str | None = None) -> ClustersFile:
-    return load_file(path or default_path(dag_folder))
+def load(
+    path: str | os.PathLike[str] | None = None, dag_folder: str | None = None, only: str | None = None
+) -> ClustersFile:
+    return load_file(path or default_path(dag_folder), only=only)
+
+
+def dags_of_file(dag_folder: str) -> dict[str, DAG]:
+    """What the DAG file registers: every cluster's DAG for the DAG processor; for a task start
+    (Airflow names its DAG), that DAG alone, from that cluster's entry alone."""
+    wanted = requested_dag_id()
+    cluster = wanted.removeprefix(DAG_ID_PREFIX) if wanted and wanted.startswith(DAG_ID_PREFIX) else None
+    clusters = load(dag_folder=dag_folder, only=cluster)
+    if cluster is not None and not clusters.clusters:  # not one of ours after all: build them all
+        clusters = load(dag_folder=dag_folder)
+    return build_dags(clusters, only=wanted)
 
 
 def requested_dag_id() -> str | None:

@@ -182,5 +182,6 @@ _LONGEST_START = 4133894400  # 2100-12-31T00:00:00Z
 
 
 def longest_key(prefix: str, cluster: str, metrics: Iterable[str]) -> str:
-    """The longest key the layout builds for ``metrics`` (checked against S3's 1,024 bytes)."""
-    return max((build_key(prefix, cluster, m, _LONGEST_START) for m in metrics), key=lambda k: len(k.encode()))
+    """The longest key the layout builds for ``metrics`` (checked against S3's 1,024 bytes; metric
+    names are ASCII, so the longest name gives the longest key)."""
+    return build_key(prefix, cluster, max(metrics, key=len), _LONGEST_START)

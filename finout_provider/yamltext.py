@@ -43,7 +43,11 @@ class TextMap(dict[str, Any]):
         self.duplicates: list[tuple[str, int]] = []
 
 
-class _Loader(yaml.SafeLoader):
+# libyaml's parser where PyYAML was built with it (about 10x faster on a large fleet's file).
+_Base: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(_Base):  # type: ignore[misc]
     yaml_implicit_resolvers: dict[Any, Any] = {}
 
     def construct_object(self, node: Node, deep: bool = False) -> Any:

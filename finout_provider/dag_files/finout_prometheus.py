@@ -9,6 +9,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from finout_provider.dag_factory import build_dags, load, requested_dag_id
+from finout_provider.dag_factory import dags_of_file
 
-globals().update(build_dags(load(dag_folder=str(Path(__file__).parent)), only=requested_dag_id()))
+globals().update(dags_of_file(str(Path(__file__).parent)))
