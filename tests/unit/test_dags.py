@@ -27,7 +27,9 @@ BAD = {
 }
 
 
-def dagbag(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clusters: list[dict[str, Any]]) -> Any:
+def dagbag(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clusters: list[dict[str, Any]], folder: Path = ROOT / "dags"
+) -> Any:
     from airflow.models import DagBag
 
     path = tmp_path / "clusters.yaml"
@@ -38,9 +40,9 @@ def dagbag(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clusters: list[dict[
     )
     monkeypatch.setenv("FINOUT_CLUSTERS_FILE", str(path))
     return (
-        DagBag(dag_folder=str(ROOT / "dags"), include_examples=False)
+        DagBag(dag_folder=str(folder), include_examples=False)
         if _has_examples_arg()
-        else DagBag(dag_folder=str(ROOT / "dags"))
+        else DagBag(dag_folder=str(folder))
     )
 
 
@@ -108,3 +110,16 @@ def test_preflight_runs_on_first_runs_by_default_every_run_or_never(
     assert every_run.prometheus_conn_id == "finout_prometheus_prod-eu" and not every_run.first_run_only
     assert bag.dags["finout_prometheus_staging.us_1"].get_task("preflight").first_run_only
     assert "preflight" not in bag.dags["finout_prometheus_central"].task_ids
+
+
+def test_a_task_start_builds_only_its_dag_from_its_entry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from finout_provider import config
+
+    read: list[str] = []
+    original = config.parse_entry
+    monkeypatch.setattr(config, "parse_entry", lambda label, *a, **k: read.append(label) or original(label, *a, **k))
+    monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_DAG_ID", "finout_prometheus_staging.us_1")
+    # A task start parses the DAG's own file only.
+    bag = dagbag(tmp_path, monkeypatch, [*GOOD, BAD["badport"][0]], ROOT / "dags" / "finout_prometheus.py")
+    assert list(bag.dags) == ["finout_prometheus_staging.us_1"]
+    assert "staging.us_1" in read and "prod-eu" not in read and "central" not in read
