@@ -156,8 +156,7 @@ def build_dag(config: ClusterConfig) -> DAG:
         max_active_runs=1,
         default_args={
             "owner": "finout",
-            "retries": 3,
-            "retry_delay": timedelta(minutes=2),
+            "retries": 3,  # after [core] default_task_retry_delay, doubling each time
             "retry_exponential_backoff": True,
             "max_retry_delay": timedelta(minutes=30),
         },

@@ -11,6 +11,7 @@ from airflow.providers.common.compat.sdk import (
     AirflowFailException,
     AirflowSensorTimeout,
     BaseSensorOperator,
+    conf,
 )
 
 from finout_provider.layout import normalize_prefix
@@ -50,7 +51,8 @@ class FinoutExportSensor(S3TargetMixin, BaseSensorOperator):
     :param role_external_id: external id of that role (ROLE_EXTERNAL_ID).
     :param exports: the export tasks' return values (an XComArg); a window whose every metric came
         back empty (``all_empty``) fails validation with preflight's diagnosis. (templated)
-    :param deferrable: wait in the triggerer instead of a worker slot.
+    :param deferrable: wait in the triggerer instead of a worker slot (default Airflow's
+        ``[operators] default_deferrable``, as the Amazon provider's sensors do).
     """
 
     template_fields: Sequence[str] = (
@@ -70,7 +72,7 @@ class FinoutExportSensor(S3TargetMixin, BaseSensorOperator):
         role_arn: str | None = None,
         role_external_id: str | None = None,
         exports: Any = None,
-        deferrable: bool = False,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("poke_interval", 30)
