@@ -8,17 +8,26 @@ VENV2 ?= .venv-af2
 UV := $(VENV)/bin/uv
 PYTEST_ARGS ?=
 
-.PHONY: test demo lint typecheck unit system-deps venv venv2 bench clean
+.PHONY: test demo lint typecheck unit system-deps venv venv2 bench clean services
 
 # Debian's packages the tests run as the project's own processes, on free loopback ports.
 # Installing a package must not start its services: a policy-rc.d forbids it for the install
 # (one already in place is left as it is), and nothing running on the machine is ever stopped.
+# Debian's packages the tests run as the project's own processes, on free loopback ports:
+# Prometheus, PostgreSQL and Redis (the Celery topology). Installing a package must not start its
+# services: a policy-rc.d forbids it for the install (one already in place is left as it is), and
+# nothing running on the machine is ever stopped.
+DEBIAN_PACKAGES := prometheus postgresql redis-server
 system-deps:
-	@command -v prometheus >/dev/null && command -v promtool >/dev/null || { \
-	  echo "installing Prometheus from Debian's package (its services are not started)"; \
+	@missing=; \
+	command -v prometheus >/dev/null && command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	[ -z "$$missing" ] || { \
+	  echo "installing$$missing from Debian's packages (their services are not started)"; \
 	  policy=/usr/sbin/policy-rc.d; own=; \
 	  if [ ! -e $$policy ]; then printf '#!/bin/sh\nexit 101\n' > $$policy && chmod 755 $$policy && own=1; fi; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	  rc=$$?; [ -z "$$own" ] || rm -f $$policy; exit $$rc; }
 
 $(VENV)/.done: pyproject.toml
@@ -50,6 +59,10 @@ test: system-deps venv venv2 lint typecheck
 
 demo: system-deps venv
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/python -m devtools.demo
+
+# Postgres and Redis for a CeleryExecutor Airflow of your own, on loopback; Ctrl-C stops them.
+services: system-deps venv
+	$(VENV)/bin/python -m devtools.services
 
 bench: system-deps venv
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/python -m benchmarks.run

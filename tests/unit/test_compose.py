@@ -57,7 +57,7 @@ def test_mounted_paths_exist_and_the_clusters_file_is_valid() -> None:
             if source.startswith("./"):
                 assert (ROOT / source).exists(), source
                 mounts[target] = ROOT / source
-    assert mounts["/opt/airflow/dags"] == ROOT / "dags"
+    assert mounts["/opt/airflow/dags"] == ROOT / "finout_provider" / "dag_files"
     clusters_path = mounts[env["FINOUT_CLUSTERS_FILE"]]
     clusters = load_file(clusters_path)
     assert not clusters.errors and clusters.clusters
@@ -90,3 +90,21 @@ def test_history_generator_used_by_compose_runs(tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", ["airflow-apiserver", "airflow-scheduler", "prometheus", "postgres", "redis"])
 def test_long_running_services_have_healthchecks(name: str) -> None:
     assert "healthcheck" in SERVICES[name]
+
+
+def test_the_celery_stack_of_the_tests_is_configured_as_compose_is() -> None:
+    """tests/e2e/test_celery.py runs Airflow with devtools.services.celery_settings: the same
+    settings as the compose file's, with loopback addresses."""
+    from devtools.services import PostgresServer, RedisServer, celery_settings
+
+    compose = {k: str(v) for k, v in COMPOSE["x-airflow-common"]["environment"].items() if k.startswith("AIRFLOW__")}
+    ours = celery_settings(PostgresServer(port=5432), RedisServer(port=6379))
+    # Deployment choices of the compose file that a test stack leaves to Airflow's defaults.
+    local = {"AIRFLOW__CORE__AUTH_MANAGER", "AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__CORE__EXECUTION_API_SERVER_URL"}
+    assert set(compose) - local <= set(ours)
+    for key in set(compose) - local:
+        if "://" in compose[key]:
+            assert ours[key].split("://")[0] == compose[key].split("://")[0], key  # same driver and scheme
+            assert ours[key].rsplit("/", 1)[1] == compose[key].rsplit("/", 1)[1], key  # same database
+        else:
+            assert ours[key].lower() == compose[key].lower(), key
