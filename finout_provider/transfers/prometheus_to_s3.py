@@ -46,7 +46,7 @@ class SplitHints:
         self.key = f"finout_split_hints_{cluster}"
         self._known: dict[str, int] | None = None
 
-    def _load(self) -> dict[str, int]:
+    def load(self) -> dict[str, int]:
         if self._known is None:
             try:
                 from airflow.providers.common.compat.sdk import Variable
@@ -58,10 +58,10 @@ class SplitHints:
         return self._known
 
     def pieces(self, metric: str) -> int:
-        return self._load().get(metric, 1)
+        return self.load().get(metric, 1)
 
     def save(self, pieces: Mapping[str, int], log: Any) -> None:
-        known = self._load()
+        known = self.load()
         grown = {name: n for name, n in pieces.items() if n > known.get(name, 1)}
         if not grown:
             return
@@ -196,6 +196,7 @@ class PrometheusToS3Operator(S3TargetMixin, BaseOperator):
         splits: dict[str, dict[str, Any]] = {}
         failures: list[str] = []
         size = max(1, self.queries_batch_size)
+        self._resolve_before_threads()
         with ThreadPoolExecutor(max_workers=size, thread_name_prefix="finout-export") as pool:
             batches = (
                 [self.metrics]
@@ -241,6 +242,14 @@ class PrometheusToS3Operator(S3TargetMixin, BaseOperator):
             result |= {"all_empty": True, "diagnosis": self._diagnose(window)}
             self.log.error("%s: every metric came back empty:\n%s", where, "\n".join(result["diagnosis"]))
         return result
+
+    def _resolve_before_threads(self) -> None:
+        """Read the connections and split hints now, in the task's own thread: Airflow 3 serves them
+        through one channel to the task's supervisor, which the query threads must not share (two
+        threads asking at once get each other's answers: "The conn_id ... isn't defined")."""
+        self.prometheus_hook.session  # noqa: B018 - resolves the Prometheus connection
+        self.s3_hook.get_conn()
+        self.split_hints.load()
 
     def _diagnose(self, window: Window) -> list[str]:
         """Preflight's reasons why the window's answers are empty (at its last step)."""
