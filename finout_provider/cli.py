@@ -260,6 +260,47 @@ def cmd_plan(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return 0
 
 
+def cmd_status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from finout_provider.coverage import fleet_html, write_fleet_png
+    from finout_provider.dag_factory import SETTLE_SECONDS
+    from finout_provider.exports import STALE, Target, cluster_status, freshness_limit, render, worst_first
+
+    path = _clusters_file(args.clusters_file)
+    try:
+        clusters = load_file(path)
+    except ValueError as error:
+        raise CliError(str(error)) from None
+    chosen = [c for c in clusters.clusters if not args.cluster or c.cluster_name in args.cluster]
+    unknown = sorted(set(args.cluster or ()) - {c.cluster_name for c in chosen})
+    if unknown or not chosen:
+        raise CliError(f"{path} has no valid cluster {', '.join(unknown) or '(none at all)'}")
+    now, report = int(time.time()), _progress(err, "status")
+
+    def one(config: ClusterConfig) -> Any:
+        hours = args.hours or max(24, config.backfill_days * 24)
+        limit = freshness_limit(config, SETTLE_SECONDS)
+        return cluster_status(_s3(config), Target.of(config), now, hours, SETTLE_SECONDS, limit)
+
+    statuses = []
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        for number, status in enumerate(pool.map(one, chosen), 1):
+            report(number, len(chosen), status.cluster)
+            statuses.append(status)
+    ordered = worst_first(statuses)
+    if args.json:
+        out.write(json.dumps([s.as_dict() for s in ordered], indent=2) + "\n")
+    else:
+        out.write(render(statuses) + "\n")
+    if args.png:
+        err.write(f"wrote {write_fleet_png([s.coverage for s in ordered], args.png)}\n")
+    if args.html:
+        Path(args.html).write_text(fleet_html([s.coverage for s in ordered]), encoding="utf-8")
+        err.write(f"wrote {args.html}\n")
+    return 1 if any(s.state == STALE or s.problems["missing"] for s in statuses) else 0
+
+
 def cmd_init(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from importlib import resources
 
@@ -317,6 +358,19 @@ def parser() -> argparse.ArgumentParser:
     cov.add_argument("--png", help="also draw the grid (days x windows) as a PNG heatmap")
     cov.add_argument("--deep", action="store_true", help="read every object whole: gzip intact and a successful answer")
     cov.set_defaults(run=cmd_coverage)
+
+    status = sub.add_parser("status", help="every cluster's newest complete window, its age and its gaps (from S3)")
+    status.add_argument("--cluster", action="append", help="only this cluster (repeat for several)")
+    status.add_argument(
+        "--clusters-file", help=f"the clusters file (default ${CLUSTERS_FILE_ENV}, else DAGs folder/clusters.yaml)"
+    )
+    status.add_argument(
+        "--hours", type=float, help="how far back to look (default the look-back: BACKFILL_DAYS, at least a day)"
+    )
+    status.add_argument("--json", action="store_true", help="one JSON entry per cluster")
+    status.add_argument("--png", help="also draw clusters x windows as a PNG heatmap")
+    status.add_argument("--html", help="also write clusters x windows as one self-contained HTML page")
+    status.set_defaults(run=cmd_status)
 
     plan = with_cluster("plan", "show what the next scheduled run would export")
     plan.add_argument("--now", help="plan as if it were this time (ISO-8601, UTC)")

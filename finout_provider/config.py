@@ -96,6 +96,13 @@ def _seconds(high: float) -> Parser:
     return parse
 
 
+def _hours(value: Any) -> float:
+    text = _text(value).lower().removesuffix("h")
+    if not re.fullmatch(r"\d{1,4}(\.\d{1,3})?", text) or not 0 < float(text) <= 24 * 90:
+        raise Invalid(f"{_show.repr(text)} is not a number of hours in (0, 2160]")
+    return float(text)
+
+
 def _days(value: Any) -> int:
     text = _text(value).lower()
     if not re.fullmatch(r"\d+d?", text):
@@ -275,6 +282,8 @@ KEYS: tuple[Key, ...] = (
     Key("MODE", _choice(*MODES), "`kubernetes_pod` runs the official image instead (keys below)", "airflow"),
     Key("METRICS", _names, "a subset of the catalogue's names", field=None, shown="whole catalogue"),
     Key("EXTRA_QUERIES", _queries, "a list of `{name, query}` added to the catalogue", (), field=None),
+    Key("FRESHNESS_HOURS", _hours, "the newest complete window older than this fails the run's `check_freshness` task",
+        shown="3 windows + settle time"),
     Key("PREFLIGHT", _bool, "check every query once before a run's exports (`false`: never; `true`: every run)",
         shown="first run"),
     Key("EXPECT_EMPTY", _names, "metrics that may come back empty without failing validation", field=None,
@@ -332,6 +341,7 @@ class ClusterConfig:
     schedule: str | None
     cluster_label: str | None
     mode: str
+    freshness_hours: float | None
     preflight: bool | None
     image: str
     namespace: str | None

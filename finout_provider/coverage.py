@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from html import escape
 from pathlib import Path
 
 from finout_provider.layout import parse_key
@@ -132,3 +133,73 @@ class Coverage:
         out = Path(path)
         image.save(out, format="PNG")
         return out
+
+
+# --- the fleet: clusters (rows) x windows (columns) -----------------------------------------------
+
+FLEET_LEFT = 160
+
+
+def _fleet_grid(rows: Sequence[Coverage]) -> tuple[list[int], list[list[str | None]]]:
+    """Every window start of the rows (columns, in time order) and each row's state per column."""
+    starts = sorted({start for row in rows for start in row.windows})
+    return starts, [[row.windows.get(start) for start in starts] for row in rows]
+
+
+def fleet_cell_box(row: int, column: int) -> tuple[int, int, int, int]:
+    """Pixel box of a cell in :func:`write_fleet_png`'s picture."""
+    left, top = FLEET_LEFT + column * (CELL + GAP), TOP + row * (CELL + GAP)
+    return left, top, left + CELL - 1, top + CELL - 1
+
+
+def write_fleet_png(rows: Sequence[Coverage], path: str | Path) -> Path:
+    """The fleet as a heatmap: one row per cluster, one cell per window, the coverage colours."""
+    try:
+        from PIL import Image, ImageDraw
+    except ImportError:  # pragma: no cover - depends on the extra
+        raise RuntimeError("--png needs Pillow: pip install 'airflow-provider-finout[coverage]'") from None
+    starts, grid = _fleet_grid(rows)
+    image = Image.new("RGB", (FLEET_LEFT + max(1, len(starts)) * (CELL + GAP) + 10,
+                              TOP + max(1, len(rows)) * (CELL + GAP) + BOTTOM), "white")  # fmt: skip
+    draw = ImageDraw.Draw(image)
+    draw.text((4, 6), "clusters x windows (UTC)", fill="black")
+    for column in range(0, len(starts), max(1, len(starts) // 12)):
+        draw.text((fleet_cell_box(0, column)[0], TOP - 12), time.strftime("%d %H", time.gmtime(starts[column])),
+                  fill="black")  # fmt: skip
+    for number, (row, states) in enumerate(zip(rows, grid, strict=True)):
+        draw.text((4, fleet_cell_box(number, 0)[1] + 3), row.cluster[:24], fill="black")
+        for column, state in enumerate(states):
+            draw.rectangle(fleet_cell_box(number, column), fill=COLOUR[state])
+    x, y = 4, image.height - BOTTOM + 10
+    for state in SYMBOL:
+        draw.rectangle((x, y, x + 10, y + 10), fill=COLOUR[state])
+        draw.text((x + 14, y), state, fill="black")
+        x += 14 + 8 * len(state) + 12
+    out = Path(path)
+    image.save(out, format="PNG")
+    return out
+
+
+def fleet_html(rows: Sequence[Coverage], title: str = "Finout export: the fleet") -> str:
+    """The same grid as one self-contained HTML page (inline styles, no script, no external file)."""
+    starts, grid = _fleet_grid(rows)
+
+    def colour(state: str | None) -> str:
+        red, green, blue = COLOUR[state]
+        return f"#{red:02x}{green:02x}{blue:02x}"
+
+    head = "".join(f"<th>{time.strftime('%d %H:%M', time.gmtime(s))}</th>" for s in starts)
+    body = "".join(
+        f"<tr><th>{escape(row.cluster)}</th>"
+        + "".join(f'<td class="{s or "none"}" style="background:{colour(s)}" title="{s or "-"}"></td>' for s in states)
+        + "</tr>"
+        for row, states in zip(rows, grid, strict=True)
+    )
+    legend = "".join(f'<span style="background:{colour(s)}">&nbsp;&nbsp;&nbsp;</span> {s} ' for s in SYMBOL)
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(title)}</title><style>"
+        "body{font-family:sans-serif}table{border-collapse:separate;border-spacing:2px}"
+        f"td{{width:{CELL}px;height:{CELL}px}}th{{font-size:11px;text-align:left}}"
+        f"</style></head><body><h1>{escape(title)}</h1><table><tr><th>cluster</th>{head}</tr>{body}</table>"
+        f"<p>{legend}</p></body></html>"
+    )

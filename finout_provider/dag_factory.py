@@ -1,7 +1,7 @@
 """Build one DAG per cluster from the clusters file.
 
     [preflight ->] plan_windows -> export_window[one mapped instance per window] -> validate_export
-        -> retention_cleanup
+        -> check_freshness, retention_cleanup
 
 With MODE ``kubernetes_pod`` the export is the official image run by KubernetesPodOperator;
 planning, validation and retention still run in Airflow.
@@ -21,7 +21,9 @@ from airflow.providers.common.compat.sdk import DAG, Asset, BaseOperator, Param,
 
 from finout_provider import exporter_env
 from finout_provider.config import DAG_ID_PREFIX, ClusterConfig, ClustersFile, ConfigError, default_path, load_file
+from finout_provider.exports import freshness_limit
 from finout_provider.layout import cluster_root
+from finout_provider.operators.freshness import FinoutFreshnessOperator
 from finout_provider.operators.plan import PlanWindowsOperator
 from finout_provider.operators.preflight import PrometheusPreflightOperator
 from finout_provider.operators.retention import FinoutRetentionOperator
@@ -236,6 +238,17 @@ def build_dag(config: ClusterConfig) -> DAG:
         retries=0,
         **_s3_args(config),
     )
+    freshness = FinoutFreshnessOperator(
+        task_id="check_freshness",
+        dag=dag,
+        metrics=metric_names,
+        time_frame=config.time_frame,
+        limit_seconds=freshness_limit(config, SETTLE_SECONDS),
+        settle_seconds=SETTLE_SECONDS,
+        trigger_rule="all_done",  # staleness matters most when the exports failed
+        retries=0,
+        **_s3_args(config),
+    )
     retention = FinoutRetentionOperator(
         task_id="retention_cleanup",
         dag=dag,
@@ -243,7 +256,7 @@ def build_dag(config: ClusterConfig) -> DAG:
         trigger_rule="none_failed",
         **_s3_args(config),
     )
-    export >> validate >> retention
+    export >> validate >> [freshness, retention]
     return dag
 
 

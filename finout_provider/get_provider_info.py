@@ -50,6 +50,7 @@ def get_provider_info() -> dict[str, Any]:
                     "finout_provider.operators.retention",
                     "finout_provider.operators.plan",
                     "finout_provider.operators.preflight",
+                    "finout_provider.operators.freshness",
                 ],
             },
         ],

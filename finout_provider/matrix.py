@@ -93,6 +93,7 @@ class JoinedBody:
         self.pieces = len(self.files)
         self.depth = 0
         self.refusal = ""
+        self.retries = 0
 
     def __iter__(self) -> Iterator[bytes]:
         self.series = 0

@@ -8,7 +8,7 @@ import random
 import re
 import tempfile
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
@@ -488,12 +488,12 @@ class PrometheusHook(BaseHook):
                 refusal, pieces = err, 2
         ranges = split_range(int(start), int(end), step, pieces)
         with tempfile.TemporaryDirectory(prefix="finout-split-") as folder:
-            spooled: list[Path] = []
+            spooled: list[tuple[Path, int]] = []  # each piece's answer and its retries
             fetch = self._fetch_piece
             depth = max(fetch(query, a, b, step, allow_warnings, min_split_seconds, Path(folder), spooled, 1)
                         for a, b in ranges)  # fmt: skip
-            body = JoinedBody(spooled)
-            body.pieces, body.depth = len(spooled), depth
+            body = JoinedBody([path for path, _ in spooled])
+            body.pieces, body.depth, body.retries = len(spooled), depth, sum(r for _, r in spooled)
             body.refusal = str(refusal.refusal.limit) if refusal else "hint from earlier windows"
             try:
                 return consume(body)
@@ -506,10 +506,18 @@ class PrometheusHook(BaseHook):
         what = describe_range(query, start, end, step)
         params = {"query": query, "start": str(start), "end": str(end), "step": str(step)}
 
+        tries = 0
+
         def attempt() -> T:
-            return self._attempt(
-                "/api/v1/query_range", params, what, "POST", lambda r: consume(CheckedBody(r, what, allow_warnings))
-            )
+            nonlocal tries
+            tries += 1
+
+            def use(response: requests.Response) -> T:
+                body = CheckedBody(response, what, allow_warnings)
+                body.retries = tries - 1
+                return consume(body)
+
+            return self._attempt("/api/v1/query_range", params, what, "POST", use)
 
         return self._with_retries(what, attempt)
 
@@ -522,14 +530,14 @@ class PrometheusHook(BaseHook):
         allow_warnings: bool,
         floor: int,
         folder: Path,
-        spooled: list[Path],
+        spooled: list[tuple[Path, int]],
         depth: int,
     ) -> int:
         """Spool ``[start, end]``'s answer to ``folder`` (appended to ``spooled``, in time order),
         halving it while the server refuses it as too heavy; return the depth reached."""
-        path = folder / f"{len(spooled):05d}.json"
+        path = folder / f"{len(spooled):05d}.json"  # in time order: the left half is fetched first
         try:
-            self._stream_whole(query, start, end, step, lambda body: _spool(body, path), allow_warnings)
+            retried = self._stream_whole(query, start, end, step, lambda body: _spool(body, path), allow_warnings)
         except HeavyQueryError as err:
             length = end - start + step
             if not err.refusal.splittable or length <= max(floor, step) or end == start:
@@ -541,7 +549,7 @@ class PrometheusHook(BaseHook):
             halves = split_range(start, end, step, 2)
             return max(self._fetch_piece(query, a, b, step, allow_warnings, floor, folder, spooled, depth + 1)
                        for a, b in halves)  # fmt: skip
-        spooled.append(path)
+        spooled.append((path, retried))
         return depth
 
     def query_range(self, query: str, start: float, end: float, step: int, **options: Any) -> dict[str, Any]:
@@ -618,6 +626,7 @@ class CheckedBody:
     which ``series`` says how many series it held."""
 
     pieces, depth, refusal = 1, 0, ""  # an answer in one piece
+    retries = 0  # failed attempts before this one
 
     def __init__(self, response: requests.Response, what: str, allow_warnings: bool) -> None:
         self._response = response
@@ -646,11 +655,12 @@ class CheckedBody:
             ) from None
 
 
-def _spool(body: Iterable[bytes], path: Path) -> None:
-    """Write an answer to ``path`` as it arrives (a split query's piece)."""
+def _spool(body: CheckedBody, path: Path) -> int:
+    """Write an answer to ``path`` as it arrives (a split query's piece); return its retries."""
     with path.open("wb") as out:
         for chunk in body:
             out.write(chunk)
+    return body.retries
 
 
 _DURATION_UNITS = {"y": 365 * 86400, "w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1, "ms": 0.001}

@@ -6,10 +6,11 @@ import json
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import AirflowException, BaseOperator
+from airflow.providers.common.compat.sdk import AirflowException, BaseOperator, Stats
 
 from finout_provider.catalogue import CATALOGUE, Metric, render
 from finout_provider.layout import build_key, normalize_prefix, validate_bucket
@@ -243,6 +244,16 @@ class PrometheusToS3Operator(S3TargetMixin, BaseOperator):
             self.log.error("%s: every metric came back empty:\n%s", where, "\n".join(result["diagnosis"]))
         return result
 
+    def _emit_stats(self, metric: str, upload: Upload, body: Any, seconds: float) -> None:
+        """Per window and metric, through Airflow's metrics (StatsD or OpenTelemetry as configured):
+        ``finout.export.{bytes,gzip_bytes,series,retries,split_pieces,duration}.<cluster>.<metric>``."""
+        tags = {"cluster": self.cluster_name, "metric": metric}
+        name = f"{self.cluster_name}.{metric}"
+        for what, value in (("bytes", upload.raw_bytes), ("gzip_bytes", upload.gzip_bytes), ("series", body.series),
+                            ("retries", body.retries), ("split_pieces", body.pieces)):  # fmt: skip
+            Stats.gauge(f"finout.export.{what}.{name}", value, tags=tags)
+        Stats.timing(f"finout.export.duration.{name}", timedelta(seconds=seconds), tags=tags)
+
     def _resolve_before_threads(self) -> None:
         """Read the connections and split hints now, in the task's own thread: Airflow 3 serves them
         through one channel to the task's supervisor, which the query threads must not share (two
@@ -296,6 +307,7 @@ class PrometheusToS3Operator(S3TargetMixin, BaseOperator):
         def upload(body: Any) -> Exported:
             done = self.s3_hook.upload_gzip_stream(body, bucket, key, level=self.compresslevel)
             split = {"pieces": body.pieces, "depth": body.depth, "refused_by": body.refusal}
+            self._emit_stats(name, done, body, time.monotonic() - began)
             return done, body.series, split if body.pieces > 1 else None
 
         try:

@@ -65,7 +65,8 @@ def test_valid_clusters_load_and_each_invalid_entry_gives_one_error(
             "preflight": ["plan_windows"],
             "plan_windows": ["export_window", "validate_export"],
             "export_window": ["validate_export"],
-            "validate_export": ["retention_cleanup"],
+            "validate_export": ["check_freshness", "retention_cleanup"],
+            "check_freshness": [],
             "retention_cleanup": [],
         }
         assert dag.max_active_runs == 1 and not dag.catchup
