@@ -143,13 +143,8 @@ def check_buildable(config: ClusterConfig) -> None:
             ) from None
 
 
-def build_dag(config: ClusterConfig) -> DAG:
-    """The DAG ``finout_prometheus_<CLUSTER_NAME>`` of one cluster."""
-    register_inline_connection(config)
-    for warning in config.warnings:
-        log.warning(warning)
-    metric_names = [m.name for m in config.metrics]
-    dag = DAG(
+def _new_dag(config: ClusterConfig) -> DAG:
+    return DAG(
         dag_id=config.dag_id,
         description=f"Export {config.cluster_name}'s Prometheus metrics to s3://{config.s3_bucket}/{config.s3_prefix}/",
         schedule=_timetable(config),
@@ -169,15 +164,71 @@ def build_dag(config: ClusterConfig) -> DAG:
         tags=["finout", "prometheus", config.cluster_name],
         doc_md=(
             f"Exports cluster **{config.cluster_name}** to `s3://{config.s3_bucket}/{config.s3_prefix}/"
-            f"{config.cluster_name}/` every {config.time_frame}s window ({len(metric_names)} metrics). "
+            f"{config.cluster_name}/` every {config.time_frame}s window ({len(config.metrics)} metrics). "
             "Trigger with params `start`/`end` to re-export a range."
         ),
     )
+
+
+def _export_task(config: ClusterConfig, dag: DAG, plan: BaseOperator) -> Any:
+    """One mapped export instance per planned window (or the official image's pod)."""
+    if config.mode == "kubernetes_pod":
+        export = pod_export_task(config, dag)
+        plan >> export
+        return export
+    return PrometheusToS3Operator.partial(
+        task_id="export_window",
+        dag=dag,
+        metrics=metric_specs(config.metrics),
+        prometheus_conn_id=config.effective_conn_id,
+        step_seconds=config.step_seconds,
+        queries_batch_size=config.queries_batch_size,
+        query_delay_seconds=config.query_delay_seconds,
+        cluster_label=config.cluster_label,
+        expect_empty=sorted(config.expect_empty),
+        split=config.split == "auto",
+        min_split_seconds=config.min_split_seconds,
+        map_index_template="{{ window_label }}",
+        max_active_tis_per_dag=1,
+        outlets=[export_asset(config)],
+        **_s3_args(config),
+    ).expand_kwargs(plan.output)
+
+
+def _checks(config: ClusterConfig, dag: DAG, plan: BaseOperator, export: Any) -> list[BaseOperator]:
+    """Validation of what the run wrote, then freshness and retention."""
+    names = [m.name for m in config.metrics]
+    pod_mode = config.mode == "kubernetes_pod"
+    validate = FinoutExportSensor(
+        task_id="validate_export", dag=dag, windows=plan.output, exports=None if pod_mode else export.output,
+        metrics=names, time_frame=config.time_frame, poke_interval=30, timeout=900, mode="reschedule",
+        trigger_rule="none_failed", retries=0, **_s3_args(config),
+    )  # fmt: skip
+    freshness = FinoutFreshnessOperator(
+        task_id="check_freshness", dag=dag, metrics=names, time_frame=config.time_frame,
+        limit_seconds=freshness_limit(config, SETTLE_SECONDS), settle_seconds=SETTLE_SECONDS,
+        trigger_rule="all_done",  # staleness matters most when the exports failed
+        retries=0, **_s3_args(config),
+    )  # fmt: skip
+    retention = FinoutRetentionOperator(
+        task_id="retention_cleanup", dag=dag, retention_days=config.retention_days, trigger_rule="none_failed",
+        **_s3_args(config),
+    )  # fmt: skip
+    validate >> [freshness, retention]
+    return [validate, freshness, retention]
+
+
+def build_dag(config: ClusterConfig) -> DAG:
+    """The DAG ``finout_prometheus_<CLUSTER_NAME>`` of one cluster."""
+    register_inline_connection(config)
+    for warning in config.warnings:
+        log.warning(warning)
+    dag = _new_dag(config)
     pod_mode = config.mode == "kubernetes_pod"
     plan = PlanWindowsOperator(
         task_id="plan_windows",
         dag=dag,
-        metrics=metric_names,
+        metrics=[m.name for m in config.metrics],
         time_frame=config.time_frame,
         backfill_days=config.backfill_days,
         initial_backfill_date=config.initial_backfill_date,
@@ -187,76 +238,14 @@ def build_dag(config: ClusterConfig) -> DAG:
         **_s3_args(config),
     )
     if config.preflight is not False and not pod_mode:
-        (
-            PrometheusPreflightOperator(
-                task_id="preflight",
-                dag=dag,
-                metrics=metric_specs(config.metrics),
-                prometheus_conn_id=config.effective_conn_id,
-                cluster_label=config.cluster_label,
-                step_seconds=config.step_seconds,
-                settle_seconds=SETTLE_SECONDS,
-                first_run_only=config.preflight is None,
-                retries=0,
-                **_s3_args(config),
-            )
-            >> plan
-        )
-    export: Any
-    if pod_mode:
-        export = pod_export_task(config, dag)
-        plan >> export
-    else:
-        export = PrometheusToS3Operator.partial(
-            task_id="export_window",
-            dag=dag,
-            metrics=metric_specs(config.metrics),
-            prometheus_conn_id=config.effective_conn_id,
-            step_seconds=config.step_seconds,
-            queries_batch_size=config.queries_batch_size,
-            query_delay_seconds=config.query_delay_seconds,
-            cluster_label=config.cluster_label,
-            expect_empty=sorted(config.expect_empty),
-            split=config.split == "auto",
-            min_split_seconds=config.min_split_seconds,
-            map_index_template="{{ window_label }}",
-            max_active_tis_per_dag=1,
-            outlets=[export_asset(config)],
-            **_s3_args(config),
-        ).expand_kwargs(plan.output)
-    validate = FinoutExportSensor(
-        task_id="validate_export",
-        dag=dag,
-        windows=plan.output,
-        exports=None if pod_mode else export.output,
-        metrics=metric_names,
-        time_frame=config.time_frame,
-        poke_interval=30,
-        timeout=900,
-        mode="reschedule",
-        trigger_rule="none_failed",
-        retries=0,
-        **_s3_args(config),
-    )
-    freshness = FinoutFreshnessOperator(
-        task_id="check_freshness",
-        dag=dag,
-        metrics=metric_names,
-        time_frame=config.time_frame,
-        limit_seconds=freshness_limit(config, SETTLE_SECONDS),
-        settle_seconds=SETTLE_SECONDS,
-        trigger_rule="all_done",  # staleness matters most when the exports failed
-        retries=0,
-        **_s3_args(config),
-    )
-    retention = FinoutRetentionOperator(
-        task_id="retention_cleanup",
-        dag=dag,
-        retention_days=config.retention_days,
-        trigger_rule="none_failed",
-        **_s3_args(config),
-    )
-    export >> validate >> [freshness, retention]
+        PrometheusPreflightOperator(
+            task_id="preflight", dag=dag, metrics=metric_specs(config.metrics),
+            prometheus_conn_id=config.effective_conn_id, cluster_label=config.cluster_label,
+            step_seconds=config.step_seconds, settle_seconds=SETTLE_SECONDS,
+            first_run_only=config.preflight is None, retries=0, **_s3_args(config),
+        ) >> plan  # fmt: skip
+    export = _export_task(config, dag, plan)
+    export >> _checks(config, dag, plan, export)[0]
     return dag
 
 

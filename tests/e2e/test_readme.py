@@ -187,6 +187,7 @@ def _runs(user: User) -> list[dict[str, Any]]:
     command = "airflow dags list-runs finout_prometheus_prod-eu -o json"
     if user.run("airflow version").stdout.strip().startswith("2."):
         command = "airflow dags list-runs -d finout_prometheus_prod-eu -o json"
-    out = user.run(command, check=False).stdout
-    start = out.find("[")
-    return list(json.loads(out[start:])) if start >= 0 else []
+    for line in reversed(user.run(command, check=False).stdout.splitlines()):
+        if line.startswith("[{") or line.strip() == "[]":
+            return list(json.loads(line))
+    return []
