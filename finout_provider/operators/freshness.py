@@ -6,63 +6,47 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import AirflowFailException, BaseOperator, Stats
+from airflow.providers.common.compat.sdk import AirflowFailException, Stats
 
 from finout_provider.exports import STALE, Target, cluster_status
 from finout_provider.layout import normalize_prefix
-from finout_provider.s3_target import S3TargetMixin
+from finout_provider.operators.base import ClusterS3Operator, s3_target_fields
 from finout_provider.windows import iso
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
 
-class FinoutFreshnessOperator(S3TargetMixin, BaseOperator):
+class FinoutFreshnessOperator(ClusterS3Operator):
     """
     Fail when the cluster's newest complete window in S3 is older than ``limit_seconds``, so
     Airflow's alerting (email, callbacks, ``on_failure_callback``) tells someone. Sends the age as
     the metric ``finout.freshness.age_hours.<cluster>``.
 
-    :param cluster_name: the cluster (CLUSTER_NAME). (templated)
-    :param s3_bucket: the bucket (S3_BUCKET). (templated)
-    :param s3_prefix: the folder (S3_PREFIX). (templated)
     :param metrics: metric names a window must hold to be complete.
     :param time_frame: window length in seconds (TIME_FRAME).
     :param limit_seconds: how old the newest complete window may be (FRESHNESS_HOURS).
     :param settle_seconds: how long after a window closes it is exported.
-    :param aws_conn_id: AWS connection for S3. (templated)
-    :param role_arn: role to assume for S3 (ROLE_ARN). (templated)
-    :param role_external_id: external id of that role (ROLE_EXTERNAL_ID).
+
+    The S3 target's arguments are :class:`~finout_provider.operators.base.ClusterS3Operator`'s.
     """
 
-    template_fields: Sequence[str] = ("cluster_name", "s3_bucket", "s3_prefix", "aws_conn_id", "role_arn")
+    template_fields: Sequence[str] = s3_target_fields()
 
     def __init__(
         self,
         *,
-        cluster_name: str,
-        s3_bucket: str,
-        s3_prefix: str,
         metrics: Sequence[str],
         time_frame: int,
         limit_seconds: int,
         settle_seconds: int = 120,
-        aws_conn_id: str | None = "aws_default",
-        role_arn: str | None = None,
-        role_external_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.cluster_name = cluster_name
-        self.s3_bucket = s3_bucket
-        self.s3_prefix = s3_prefix
         self.metrics = list(metrics)
         self.time_frame = time_frame
         self.limit_seconds = limit_seconds
         self.settle_seconds = settle_seconds
-        self.aws_conn_id = aws_conn_id
-        self.role_arn = role_arn
-        self.role_external_id = role_external_id
 
     def execute(self, context: Context) -> dict[str, Any]:
         target = Target(self.cluster_name, self.s3_bucket, normalize_prefix(self.s3_prefix), self.metrics,

@@ -8,10 +8,10 @@ from datetime import date
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import AirflowFailException, BaseOperator, conf
+from airflow.providers.common.compat.sdk import AirflowFailException, conf
 
+from finout_provider.operators.base import ClusterS3Operator, s3_target_fields
 from finout_provider.planning import Planner
-from finout_provider.s3_target import S3TargetMixin
 from finout_provider.windows import WindowError, to_epoch
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ def _run_type(context: Context) -> str:
     return str(getattr(kind, "value", kind))
 
 
-class PlanWindowsOperator(S3TargetMixin, BaseOperator):
+class PlanWindowsOperator(ClusterS3Operator):
     """
     Decide which windows a run exports; returns ``[{"window_start", "window_end"}, ...]``.
 
@@ -39,9 +39,6 @@ class PlanWindowsOperator(S3TargetMixin, BaseOperator):
     before it, and gaps heal by themselves. A manual run with params ``start``/``end`` exports
     exactly that range. The task waits until the newest window has settled.
 
-    :param cluster_name: the cluster (CLUSTER_NAME). (templated)
-    :param s3_bucket: the bucket (S3_BUCKET). (templated)
-    :param s3_prefix: the folder (S3_PREFIX). (templated)
     :param metrics: metric names a window must have to count as present.
     :param time_frame: window length in seconds (TIME_FRAME).
     :param backfill_days: history of a first run, in days (BACKFILL_DAYS).
@@ -51,21 +48,15 @@ class PlanWindowsOperator(S3TargetMixin, BaseOperator):
     :param repair: look for first-run history and gaps at all (scheduled runs only).
     :param prometheus_conn_id: when given, ranges older than Prometheus' retention are refused
         (manual runs) or cut (history, gaps) instead of exporting empty files. (templated)
-    :param aws_conn_id: AWS connection for S3. (templated)
-    :param role_arn: role to assume for S3 (ROLE_ARN). (templated)
-    :param role_external_id: external id of that role (ROLE_EXTERNAL_ID).
+
+    The S3 target's arguments are :class:`~finout_provider.operators.base.ClusterS3Operator`'s.
     """
 
-    template_fields: Sequence[str] = (
-        "cluster_name", "s3_bucket", "s3_prefix", "aws_conn_id", "role_arn", "prometheus_conn_id",
-    )  # fmt: skip
+    template_fields: Sequence[str] = s3_target_fields("prometheus_conn_id")
 
     def __init__(
         self,
         *,
-        cluster_name: str,
-        s3_bucket: str,
-        s3_prefix: str,
         metrics: Sequence[str],
         time_frame: int = 3600,
         backfill_days: int = 3,
@@ -74,15 +65,9 @@ class PlanWindowsOperator(S3TargetMixin, BaseOperator):
         settle_seconds: int = 120,
         repair: bool = True,
         prometheus_conn_id: str | None = None,
-        aws_conn_id: str | None = "aws_default",
-        role_arn: str | None = None,
-        role_external_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.cluster_name = cluster_name
-        self.s3_bucket = s3_bucket
-        self.s3_prefix = s3_prefix
         self.metrics = list(metrics)
         self.time_frame = time_frame
         self.backfill_days = backfill_days
@@ -91,9 +76,6 @@ class PlanWindowsOperator(S3TargetMixin, BaseOperator):
         self.settle_seconds = settle_seconds
         self.repair = repair
         self.prometheus_conn_id = prometheus_conn_id
-        self.aws_conn_id = aws_conn_id
-        self.role_arn = role_arn
-        self.role_external_id = role_external_id
 
     def execute(self, context: Context) -> list[dict[str, int]]:
         now = int(time.time())

@@ -6,17 +6,15 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import BaseOperator
-
 from finout_provider.layout import normalize_prefix, parse_key
-from finout_provider.s3_target import S3TargetMixin
+from finout_provider.operators.base import ClusterS3Operator, s3_target_fields
 from finout_provider.windows import DAY
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
 
-class FinoutRetentionOperator(S3TargetMixin, BaseOperator):
+class FinoutRetentionOperator(ClusterS3Operator):
     """
     Delete the layout objects of one cluster whose window start is older than ``retention_days``.
 
@@ -25,40 +23,24 @@ class FinoutRetentionOperator(S3TargetMixin, BaseOperator):
     ``day=`` and ``metric=`` levels with ``Delimiter="/"`` (as the seed's IAM policy demands), and
     day folders newer than the cutoff are not opened at all.
 
-    :param cluster_name: the cluster (CLUSTER_NAME). (templated)
-    :param s3_bucket: the bucket (S3_BUCKET). (templated)
-    :param s3_prefix: the folder (S3_PREFIX). (templated)
     :param retention_days: keep this many days (RETENTION_DAYS).
     :param dry_run: only log what would be deleted.
-    :param aws_conn_id: AWS connection for S3. (templated)
-    :param role_arn: role to assume for S3 (ROLE_ARN). (templated)
-    :param role_external_id: external id of that role (ROLE_EXTERNAL_ID).
+
+    The S3 target's arguments are :class:`~finout_provider.operators.base.ClusterS3Operator`'s.
     """
 
-    template_fields: Sequence[str] = ("cluster_name", "s3_bucket", "s3_prefix", "aws_conn_id", "role_arn")
+    template_fields: Sequence[str] = s3_target_fields()
 
     def __init__(
         self,
         *,
-        cluster_name: str,
-        s3_bucket: str,
-        s3_prefix: str,
         retention_days: int = 30,
         dry_run: bool = False,
-        aws_conn_id: str | None = "aws_default",
-        role_arn: str | None = None,
-        role_external_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.cluster_name = cluster_name
-        self.s3_bucket = s3_bucket
-        self.s3_prefix = s3_prefix
         self.retention_days = retention_days
         self.delete = not dry_run  # (BaseOperator already has a dry_run() method)
-        self.aws_conn_id = aws_conn_id
-        self.role_arn = role_arn
-        self.role_external_id = role_external_id
 
     def expired_keys(self, cutoff: int) -> list[str]:
         """Layout keys of this cluster whose window starts before ``cutoff``."""

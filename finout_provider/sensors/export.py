@@ -10,12 +10,11 @@ from airflow.providers.common.compat.sdk import (
     AirflowException,
     AirflowFailException,
     AirflowSensorTimeout,
-    BaseSensorOperator,
     conf,
 )
 
 from finout_provider.layout import normalize_prefix
-from finout_provider.s3_target import S3TargetMixin
+from finout_provider.operators.base import ClusterS3Sensor, s3_target_fields
 from finout_provider.triggers.export import FinoutExportTrigger
 from finout_provider.windows import Window, to_epoch
 
@@ -36,41 +35,29 @@ def describe(problems: Sequence[str]) -> str:
     return "\n".join(problems[:SHOWN]) + more
 
 
-class FinoutExportSensor(S3TargetMixin, BaseSensorOperator):
+class FinoutExportSensor(ClusterS3Sensor):
     """
     Wait until every metric object of the given windows is in S3 as a non-empty gzip.
 
-    :param cluster_name: the cluster (CLUSTER_NAME). (templated)
-    :param s3_bucket: the bucket (S3_BUCKET). (templated)
-    :param s3_prefix: the folder (S3_PREFIX). (templated)
     :param windows: the run's windows: plan dicts, start times or an XComArg. (templated)
     :param metrics: metric names expected for every window.
     :param time_frame: window length in seconds (TIME_FRAME).
-    :param aws_conn_id: AWS connection for S3. (templated)
-    :param role_arn: role to assume for S3 (ROLE_ARN). (templated)
-    :param role_external_id: external id of that role (ROLE_EXTERNAL_ID).
     :param exports: the export tasks' return values (an XComArg); a window whose every metric came
         back empty (``all_empty``) fails validation with preflight's diagnosis. (templated)
     :param deferrable: wait in the triggerer instead of a worker slot (default Airflow's
         ``[operators] default_deferrable``, as the Amazon provider's sensors do).
+
+    The S3 target's arguments are :class:`~finout_provider.operators.base.ClusterS3Operator`'s.
     """
 
-    template_fields: Sequence[str] = (
-        "cluster_name", "s3_bucket", "s3_prefix", "windows", "exports", "aws_conn_id", "role_arn",
-    )  # fmt: skip
+    template_fields: Sequence[str] = s3_target_fields("windows", "exports")
 
     def __init__(
         self,
         *,
-        cluster_name: str,
-        s3_bucket: str,
-        s3_prefix: str,
         windows: Any,
         metrics: Sequence[str],
         time_frame: int = 3600,
-        aws_conn_id: str | None = "aws_default",
-        role_arn: str | None = None,
-        role_external_id: str | None = None,
         exports: Any = None,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         **kwargs: Any,
@@ -78,15 +65,9 @@ class FinoutExportSensor(S3TargetMixin, BaseSensorOperator):
         kwargs.setdefault("poke_interval", 30)
         kwargs.setdefault("timeout", 600)
         super().__init__(**kwargs)
-        self.cluster_name = cluster_name
-        self.s3_bucket = s3_bucket
-        self.s3_prefix = s3_prefix
         self.windows = windows
         self.metrics = list(metrics)
         self.time_frame = time_frame
-        self.aws_conn_id = aws_conn_id
-        self.role_arn = role_arn
-        self.role_external_id = role_external_id
         self.exports = exports
         self.deferrable = deferrable
 

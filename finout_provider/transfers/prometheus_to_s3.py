@@ -10,12 +10,12 @@ from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import AirflowException, BaseOperator, Stats
+from airflow.providers.common.compat.sdk import AirflowException, Stats
 
 from finout_provider.catalogue import CATALOGUE, Metric, render
 from finout_provider.layout import build_key, normalize_prefix, validate_bucket
 from finout_provider.links import S3ExportLink
-from finout_provider.s3_target import S3TargetMixin
+from finout_provider.operators.base import ClusterS3Operator, s3_target_fields
 from finout_provider.windows import Window, check_frame, to_epoch
 
 if TYPE_CHECKING:
@@ -76,7 +76,7 @@ class SplitHints:
             log.info("split hints not saved (%s); the next window finds out again", err)
 
 
-class PrometheusToS3Operator(S3TargetMixin, BaseOperator):
+class PrometheusToS3Operator(ClusterS3Operator):
     """
     Export one time window of a cluster's Prometheus metrics to S3 in Finout's layout.
 
@@ -85,17 +85,11 @@ class PrometheusToS3Operator(S3TargetMixin, BaseOperator):
     ``<s3_prefix>/<cluster_name>/end=YYYYMMDD/day=D/metric=NAME/<START>_NAME.json.gz``.
     Nothing is written under a metric's key unless Prometheus answered ``success`` in full.
 
-    :param cluster_name: the cluster's folder in S3 (CLUSTER_NAME). (templated)
-    :param s3_bucket: bare bucket name (S3_BUCKET). (templated)
-    :param s3_prefix: folder inside the bucket (S3_PREFIX). (templated)
     :param window_start: window start: Unix seconds, ISO-8601 or datetime. (templated)
     :param window_end: window end, exclusive. (templated)
     :param metrics: ``{name, query}`` pairs or :class:`~finout_provider.catalogue.Metric`;
         default the whole catalogue.
     :param prometheus_conn_id: connection of type ``prometheus``. (templated)
-    :param aws_conn_id: AWS connection for S3. (templated)
-    :param role_arn: role to assume for S3 (ROLE_ARN). (templated)
-    :param role_external_id: external id of that role (ROLE_EXTERNAL_ID).
     :param step_seconds: query resolution (STEP_SECONDS); must divide the window.
     :param queries_batch_size: queries in flight at once (QUERIES_BATCH_SIZE).
     :param query_delay_seconds: pause between batches (QUERY_DELAY_SECONDS).
@@ -103,6 +97,8 @@ class PrometheusToS3Operator(S3TargetMixin, BaseOperator):
         queries are then narrowed to ``cluster_label="<cluster_name>"``. (templated)
     :param compresslevel: gzip level, 1-9.
     :param allow_warnings: write answers that carry ``warnings`` (partial answers) too.
+
+    The S3 target's arguments are :class:`~finout_provider.operators.base.ClusterS3Operator`'s.
     :param split: when the server refuses a query as too heavy, run it as shorter pieces and join
         them (SPLIT ``auto``); ``False`` fails as the server did (SPLIT ``off``).
     :param min_split_seconds: the shortest piece (MIN_SPLIT_SECONDS; never below one step).
@@ -111,16 +107,8 @@ class PrometheusToS3Operator(S3TargetMixin, BaseOperator):
         the validation task fails the run: Finout would receive files with nothing in them.
     """
 
-    template_fields: Sequence[str] = (
-        "cluster_name",
-        "s3_bucket",
-        "s3_prefix",
-        "window_start",
-        "window_end",
-        "prometheus_conn_id",
-        "aws_conn_id",
-        "role_arn",
-        "cluster_label",
+    template_fields: Sequence[str] = s3_target_fields(
+        "window_start", "window_end", "prometheus_conn_id", "cluster_label"
     )
     ui_color = "#e6522c"
     operator_extra_links = (S3ExportLink(),)
@@ -128,16 +116,10 @@ class PrometheusToS3Operator(S3TargetMixin, BaseOperator):
     def __init__(
         self,
         *,
-        cluster_name: str,
-        s3_bucket: str,
-        s3_prefix: str,
         window_start: Any,
         window_end: Any,
         metrics: Sequence[Metric | Mapping[str, str]] | None = None,
         prometheus_conn_id: str = "prometheus_default",
-        aws_conn_id: str | None = "aws_default",
-        role_arn: str | None = None,
-        role_external_id: str | None = None,
         step_seconds: int = 60,
         queries_batch_size: int = 5,
         query_delay_seconds: float = 5.0,
@@ -150,16 +132,10 @@ class PrometheusToS3Operator(S3TargetMixin, BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.cluster_name = cluster_name
-        self.s3_bucket = s3_bucket
-        self.s3_prefix = s3_prefix
         self.window_start = window_start
         self.window_end = window_end
         self.metrics = metric_specs(metrics)
         self.prometheus_conn_id = prometheus_conn_id
-        self.aws_conn_id = aws_conn_id
-        self.role_arn = role_arn
-        self.role_external_id = role_external_id
         self.step_seconds = step_seconds
         self.queries_batch_size = queries_batch_size
         self.query_delay_seconds = query_delay_seconds
@@ -169,7 +145,7 @@ class PrometheusToS3Operator(S3TargetMixin, BaseOperator):
         self.expect_empty = list(expect_empty)
         self.split = split
         self.min_split_seconds = min_split_seconds
-        self.split_hints = SplitHints(cluster_name)
+        self.split_hints = SplitHints(self.cluster_name)
         self._uploads: list[Upload] = []
 
     @cached_property
