@@ -69,10 +69,6 @@ class Coverage:
     def days(self) -> list[int]:
         return sorted({start - start % DAY for start in self.windows})
 
-    def cell(self, start: int) -> tuple[int, int]:
-        """(row, column) of the window starting at ``start``."""
-        return self.days().index(start - start % DAY), (start % DAY) // self.time_frame
-
     def counts(self) -> dict[str, int]:
         return {state: sum(s == state for s in self.windows.values()) for state in SYMBOL}
 

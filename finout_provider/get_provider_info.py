@@ -24,6 +24,20 @@ CONN_FIELDS: dict[str, Any] = {
     "aws_conn_id": _field("AWS connection for SigV4", description="Credentials for SigV4 signing"),
     "region_name": _field("AWS region for SigV4", description="e.g. us-east-1"),
     "timeout": _field("Read timeout (s)", "integer", "Seconds to wait for an answer", default=300),
+    "max_retries": _field(
+        "Retries", "integer", "Retries of a failed attempt (connection errors, 429, 502-504)", default=5
+    ),
+    "retry_wait": _field(
+        "First backoff (s)", "number", "Doubled at each retry, capped at 60 s; Retry-After wins", default=1.0
+    ),
+    "headers": _field("Extra headers (JSON object)", description='e.g. {"X-Team": "finops"}, sent with every request'),
+    "accept_encoding": _field("Accept-Encoding", description="default identity (answers are streamed uncompressed)"),
+}
+# How the form shows the connection's own fields (Airflow >= 3.2 reads it here, older ones from the hook).
+UI_FIELD_BEHAVIOUR: dict[str, Any] = {
+    "hidden-fields": [],
+    "relabeling": {"schema": "Scheme (http or https)", "login": "Username", "password": "Password"},
+    "placeholders": {"host": "prometheus-server.monitoring.svc.cluster.local", "port": "9090", "schema": "http"},
 }
 
 
@@ -74,15 +88,7 @@ def get_provider_info() -> dict[str, Any]:
                 "connection-type": "prometheus",
                 "hook-name": "Prometheus",
                 "conn-fields": CONN_FIELDS,
-                "ui-field-behaviour": {
-                    "hidden-fields": [],
-                    "relabeling": {"schema": "Scheme (http or https)", "login": "Username", "password": "Password"},
-                    "placeholders": {
-                        "host": "prometheus-server.monitoring.svc.cluster.local",
-                        "port": "9090",
-                        "schema": "http",
-                    },
-                },
+                "ui-field-behaviour": UI_FIELD_BEHAVIOUR,
             }
         ],
     }

@@ -209,7 +209,7 @@ class PrometheusHook(BaseHook):
     def get_connection_form_widgets(cls) -> dict[str, Any]:
         """The extras as form fields for Airflow versions that do not read ``conn-fields``."""
         from flask_appbuilder.fieldwidgets import BS3PasswordFieldWidget, BS3TextFieldWidget
-        from wtforms import BooleanField, IntegerField, PasswordField, StringField
+        from wtforms import BooleanField, FloatField, IntegerField, PasswordField, StringField
 
         from finout_provider.get_provider_info import CONN_FIELDS
 
@@ -220,6 +220,8 @@ class PrometheusHook(BaseHook):
                 widgets[name] = BooleanField(label, default=spec["schema"].get("default", False))
             elif kind == "integer":
                 widgets[name] = IntegerField(label, widget=BS3TextFieldWidget())
+            elif kind == "number":
+                widgets[name] = FloatField(label, widget=BS3TextFieldWidget())
             elif spec["schema"].get("format") == "password":
                 widgets[name] = PasswordField(label, widget=BS3PasswordFieldWidget())
             else:
@@ -228,16 +230,10 @@ class PrometheusHook(BaseHook):
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        return {
-            "hidden_fields": [],
-            "relabeling": {"schema": "Scheme (http/https)", "login": "Username", "password": "Password"},
-            "placeholders": {
-                "host": "prometheus-server.monitoring.svc.cluster.local",
-                "port": "9090",
-                "schema": "http",
-                "extra": json.dumps({"path_prefix": "", "x_scope_orgid": "", "verify": True}),
-            },
-        }
+        """The provider info's ``ui-field-behaviour``, in the shape older Airflow versions read."""
+        from finout_provider.get_provider_info import UI_FIELD_BEHAVIOUR
+
+        return {key.replace("-", "_"): value for key, value in UI_FIELD_BEHAVIOUR.items()}
 
     # -- connection -------------------------------------------------------------------------
 
@@ -300,7 +296,10 @@ class PrometheusHook(BaseHook):
         session.mount("https://", adapter)
         session.headers["Accept-Encoding"] = str(extra.get("accept_encoding", "identity"))
         session.headers["User-Agent"] = "airflow-provider-finout"
-        for name, value in (extra.get("headers") or {}).items():
+        headers = extra.get("headers") or {}
+        if isinstance(headers, str):  # typed into the connection form as JSON text
+            headers = json.loads(headers)
+        for name, value in headers.items():
             session.headers[str(name)] = str(value)
         if extra.get("x_scope_orgid"):
             session.headers["X-Scope-OrgID"] = str(extra["x_scope_orgid"])

@@ -42,3 +42,16 @@ def test_airflow_registers_the_extra_link() -> None:
     from airflow.providers_manager import ProvidersManager
 
     assert "finout_provider.links.S3ExportLink" in ProvidersManager().extra_links_class_names
+
+
+def test_the_form_lists_every_extra_the_hook_reads() -> None:
+    import re
+
+    from finout_provider.get_provider_info import CONN_FIELDS
+    from finout_provider.hooks.prometheus import PrometheusHook
+
+    source = (Path(__file__).resolve().parents[2] / "finout_provider" / "hooks" / "prometheus.py").read_text()
+    read = set(re.findall(r'extras?(?:\.get\(|\[)"([a-z_]+)"', source))
+    assert read and read <= set(CONN_FIELDS), sorted(read - set(CONN_FIELDS))
+    behaviour = PrometheusHook.get_ui_field_behaviour()
+    assert behaviour["placeholders"]["port"] == "9090" and "hidden_fields" in behaviour
