@@ -190,3 +190,31 @@ def test_lineage_and_console_link_name_the_endpoint_queries_and_objects(
     day = build_key(PREFIX, "prod-eu", "cpu_requests", start).split("metric=")[0]
     assert url == f"https://s3.console.aws.amazon.com/s3/buckets/{BUCKET}?prefix={day}&showversions=false"
     assert link.name == "S3 export"
+
+
+def test_a_window_empty_for_every_metric_fails_validation_with_the_diagnosis(
+    s3: Any, prom_conn: str, history: HistorySpec
+) -> None:
+    """A CLUSTER_NAME the Prometheus does not hold: every answer is empty, so Finout would get files
+    with nothing in them. The export says so with preflight's reasons and validation fails; the same
+    window of a cluster the Prometheus holds passes."""
+    from airflow.providers.common.compat.sdk import AirflowFailException
+
+    from finout_provider.sensors.export import FinoutExportSensor
+
+    start = history.start + 3600
+    empty = make_operator(prom_conn, start, start + 3600, cluster_name="nobody").execute({})
+    assert empty["all_empty"] and set(empty["series"].values()) == {0}
+    assert any("no series has cluster='nobody'" in line for line in empty["diagnosis"]), empty["diagnosis"]
+    healthy = make_operator(prom_conn, start, start + 3600).execute({})
+    assert "all_empty" not in healthy and healthy["series"]["cpu_requests"] > 0
+
+    def validate(cluster: str, exports: list[dict[str, Any]]) -> Any:
+        return FinoutExportSensor(
+            task_id="validate", cluster_name=cluster, s3_bucket=BUCKET, s3_prefix=PREFIX, windows=[start],
+            metrics=[m.name for m in CATALOGUE], exports=exports, timeout=5, poke_interval=1, deferrable=False,
+        ).execute({})  # fmt: skip
+
+    with pytest.raises(AirflowFailException, match=r"(?s)cluster 'nobody': 1 windows .* came back empty.*no series"):
+        validate("nobody", [empty])
+    validate("prod-eu", [healthy])
