@@ -17,6 +17,7 @@ from pathlib import Path
 
 from devtools.history import free_port, stop_process
 
+
 def _pg_bin() -> Path:
     """Debian's PostgreSQL binaries (the newest major version installed), or ``$PG_BIN``."""
     if os.environ.get("PG_BIN"):
