@@ -187,7 +187,6 @@ def plan_run(
     limit: int,
     interval: tuple[int, int] | None = None,
     explicit: tuple[int, int] | None = None,
-    history_from: int | None = None,
     repairs: Iterable[Window] = (),
     oldest: int | None = None,
 ) -> Plan:
@@ -197,8 +196,8 @@ def plan_run(
       be in the past and fit ``limit`` (Airflow's max_map_length), else :class:`WindowError`.
     - ``interval`` (a scheduled or backfill run's data interval): the windows it closes.
     - neither: the newest window that has closed and settled.
-    - ``history_from`` (first run) and ``repairs`` (gaps found in S3) add older windows; they
-      never push the run past ``limit``: the oldest are left to later runs (``deferred``).
+    - ``repairs`` (windows missing in S3: history and gaps) add older windows; they never push
+      the run past ``limit``: the oldest are left to later runs (``deferred``).
     - ``oldest``: the oldest time Prometheus still keeps (its retention). An explicit range that
       starts before it is refused; history and repairs are cut to windows after it.
     """
@@ -226,10 +225,7 @@ def plan_run(
             f"into pieces of at most {limit * time_frame // 3600} hours, or raise [core] max_map_length"
         )
     first = min((w.start for w in main), default=now)
-    extra: list[Window] = []
-    if history_from is not None:
-        extra = windows_between(align_down(history_from, time_frame), first, time_frame)
-    extra = merge(extra, (w for w in repairs if w.start < first))
+    extra = merge(w for w in repairs if w.start < first)
     if oldest is not None:
         extra = [w for w in extra if w.start >= oldest]
     room = limit - len(main)

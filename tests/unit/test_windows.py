@@ -8,6 +8,7 @@ from finout_provider.windows import (
     DAY,
     Window,
     WindowError,
+    align_down,
     backfill_start,
     check_frame,
     plan_run,
@@ -60,7 +61,8 @@ def test_no_interval_takes_the_newest_settled_window() -> None:
 
 def test_first_run_backfill() -> None:
     now = T0 + 10 * H + 300
-    windows = plan(now=now, interval=(T0 + 9 * H, T0 + 10 * H), history_from=backfill_start(now, 3, None))
+    history = windows_between(align_down(backfill_start(now, 3, None), H), T0 + 10 * H, H)  # all missing in S3
+    windows = plan(now=now, interval=(T0 + 9 * H, T0 + 10 * H), repairs=history)
     assert len(windows) == 3 * 24  # the 3 days up to the run, its own window included
     assert windows[0] == (T0 + 10 * H - 3 * DAY, T0 + 11 * H - 3 * DAY)
     assert windows[-1] == (T0 + 9 * H, T0 + 10 * H)
@@ -106,7 +108,13 @@ def test_ranges_older_than_prometheus_retention_are_refused_or_cut() -> None:
     ]
     now = T0 + 6 * H + 300
     result = plan_run(
-        now=now, time_frame=H, settle=120, limit=100, interval=(T0 + 5 * H, T0 + 6 * H), history_from=T0, oldest=oldest
+        now=now,
+        time_frame=H,
+        settle=120,
+        limit=100,
+        interval=(T0 + 5 * H, T0 + 6 * H),
+        repairs=windows_between(T0, T0 + 6 * H, H),
+        oldest=oldest,
     )
     assert [w.start for w in result.windows] == [T0 + h * H for h in (3, 4, 5)]
 
@@ -119,7 +127,12 @@ def test_map_limit_fails_clearly_for_explicit_ranges() -> None:
 def test_map_limit_defers_automatic_history() -> None:
     now = T0 + 10 * H + 300
     result = plan_run(
-        now=now, time_frame=H, settle=120, limit=10, interval=(T0 + 9 * H, T0 + 10 * H), history_from=now - DAY
+        now=now,
+        time_frame=H,
+        settle=120,
+        limit=10,
+        interval=(T0 + 9 * H, T0 + 10 * H),
+        repairs=windows_between(align_down(now - DAY, H), T0 + 10 * H, H),
     )
     assert len(result.windows) == 10 and result.deferred == 23 - 9  # 23 history windows from 14:00 the day before
     assert result.windows[-1] == Window(T0 + 9 * H, T0 + 10 * H)  # newest kept
