@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
+from typing import Any
 
 from finout_provider.layout import parse_key
 from finout_provider.windows import DAY, Window
@@ -121,14 +122,19 @@ class Coverage:
             for slot in range(self.slots):
                 state = self.windows.get(day + slot * self.time_frame)
                 draw.rectangle(self.cell_box(row, slot), fill=COLOUR[state])
-        x, y = 4, height - BOTTOM + 10
-        for state in SYMBOL:
-            draw.rectangle((x, y, x + 10, y + 10), fill=COLOUR[state])
-            draw.text((x + 14, y), state, fill="black")
-            x += 14 + 8 * len(state) + 12
+        _legend(draw, height)
         out = Path(path)
         image.save(out, format="PNG")
         return out
+
+
+def _legend(draw: Any, height: int) -> None:
+    """The colours' legend along the bottom of a picture ``height`` pixels high."""
+    x, y = 4, height - BOTTOM + 10
+    for state in SYMBOL:
+        draw.rectangle((x, y, x + 10, y + 10), fill=COLOUR[state])
+        draw.text((x + 14, y), state, fill="black")
+        x += 14 + 8 * len(state) + 12
 
 
 # --- the fleet: clusters (rows) x windows (columns) -----------------------------------------------
@@ -166,11 +172,7 @@ def write_fleet_png(rows: Sequence[Coverage], path: str | Path) -> Path:
         draw.text((4, fleet_cell_box(number, 0)[1] + 3), row.cluster[:24], fill="black")
         for column, state in enumerate(states):
             draw.rectangle(fleet_cell_box(number, column), fill=COLOUR[state])
-    x, y = 4, image.height - BOTTOM + 10
-    for state in SYMBOL:
-        draw.rectangle((x, y, x + 10, y + 10), fill=COLOUR[state])
-        draw.text((x + 14, y), state, fill="black")
-        x += 14 + 8 * len(state) + 12
+    _legend(draw, image.height)
     out = Path(path)
     image.save(out, format="PNG")
     return out
