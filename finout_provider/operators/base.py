@@ -13,6 +13,13 @@ from finout_provider.s3_target import S3TargetMixin
 S3_TARGET_FIELDS = ("cluster_name", "s3_bucket", "s3_prefix", "aws_conn_id", "role_arn")
 
 
+def run_type(context: Any) -> str:
+    """``scheduled``, ``manual``, ``backfill``, ... of the task's DAG run ("" outside a run)."""
+    run = context.get("dag_run")
+    kind = getattr(run, "run_type", "") if run is not None else ""
+    return str(getattr(kind, "value", kind))
+
+
 def s3_target_fields(*fields: str) -> tuple[str, ...]:
     """``template_fields`` of a cluster's task: the S3 target's and ``fields``."""
     return (*S3_TARGET_FIELDS, *fields)

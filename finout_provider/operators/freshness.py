@@ -6,11 +6,11 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import AirflowFailException, Stats
+from airflow.providers.common.compat.sdk import AirflowFailException, AirflowSkipException, Stats
 
 from finout_provider.exports import STALE, Target, cluster_status
 from finout_provider.layout import normalize_prefix
-from finout_provider.operators.base import ClusterS3Operator, s3_target_fields
+from finout_provider.operators.base import ClusterS3Operator, run_type, s3_target_fields
 from finout_provider.windows import iso
 
 if TYPE_CHECKING:
@@ -20,7 +20,8 @@ if TYPE_CHECKING:
 class FinoutFreshnessOperator(ClusterS3Operator):
     """
     Fail when the cluster's newest complete window in S3 is older than ``limit_seconds``, so
-    Airflow's alerting (email, callbacks, ``on_failure_callback``) tells someone. Sends the age as
+    Airflow's alerting (email, callbacks, ``on_failure_callback``) tells someone. Scheduled runs
+    only: manual runs and backfills skip it. Sends the age as
     the metric ``finout.freshness.age_hours.<cluster>``.
 
     :param metrics: metric names a window must hold to be complete.
@@ -49,6 +50,10 @@ class FinoutFreshnessOperator(ClusterS3Operator):
         self.settle_seconds = settle_seconds
 
     def execute(self, context: Context) -> dict[str, Any]:
+        if run_type(context) not in ("", "scheduled"):
+            # Freshness is the schedule's promise; a manual re-export or backfill of old windows says
+            # nothing about it (and a trial run before unpausing would fail it).
+            raise AirflowSkipException(f"cluster {self.cluster_name!r}: checked on scheduled runs only")
         target = Target(self.cluster_name, self.s3_bucket, normalize_prefix(self.s3_prefix), self.metrics,
                         self.time_frame)  # fmt: skip
         hours = (self.limit_seconds + 2 * self.time_frame) / 3600

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import AirflowFailException, conf
 
-from finout_provider.operators.base import ClusterS3Operator, s3_target_fields
+from finout_provider.operators.base import ClusterS3Operator, run_type, s3_target_fields
 from finout_provider.planning import Planner
 from finout_provider.windows import WindowError, to_epoch
 
@@ -21,12 +21,6 @@ if TYPE_CHECKING:
 
 
 AUTOMATIC_RUN_TYPES = ("scheduled",)
-
-
-def _run_type(context: Context) -> str:
-    run = context.get("dag_run")
-    kind = getattr(run, "run_type", "") if run is not None else ""
-    return str(getattr(kind, "value", kind))
 
 
 class PlanWindowsOperator(ClusterS3Operator):
@@ -95,7 +89,7 @@ class PlanWindowsOperator(ClusterS3Operator):
                 limit=conf.getint("core", "max_map_length", fallback=1024),
                 interval=interval,
                 explicit=explicit,
-                repair=self.repair and _run_type(context) in AUTOMATIC_RUN_TYPES,
+                repair=self.repair and run_type(context) in AUTOMATIC_RUN_TYPES,
             )
         except WindowError as err:
             raise AirflowFailException(f"{where}: cannot plan this run: {err}") from None
