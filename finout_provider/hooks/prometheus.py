@@ -209,7 +209,7 @@ class PrometheusHook(BaseHook):
     def get_connection_form_widgets(cls) -> dict[str, Any]:
         """The extras as form fields for Airflow versions that do not read ``conn-fields``."""
         from flask_appbuilder.fieldwidgets import BS3PasswordFieldWidget, BS3TextFieldWidget
-        from wtforms import BooleanField, FloatField, IntegerField, PasswordField, StringField
+        from wtforms import BooleanField, IntegerField, PasswordField, StringField
 
         from finout_provider.get_provider_info import CONN_FIELDS
 
@@ -220,8 +220,6 @@ class PrometheusHook(BaseHook):
                 widgets[name] = BooleanField(label, default=spec["schema"].get("default", False))
             elif kind == "integer":
                 widgets[name] = IntegerField(label, widget=BS3TextFieldWidget())
-            elif kind == "number":
-                widgets[name] = FloatField(label, widget=BS3TextFieldWidget())
             elif spec["schema"].get("format") == "password":
                 widgets[name] = PasswordField(label, widget=BS3PasswordFieldWidget())
             else:

@@ -72,7 +72,7 @@ def test_backfill_cli_scheduler_and_clear_of_one_mapped_instance(
     bucket = "finout-airflow2"
     client: Any = s3_server.client()
     stack = AirflowStack.one_cluster(
-        {"CLUSTER_NAME": "af2", "CLUSTER_LABEL": "cluster", "BACKFILL_DAYS": 0, "METRICS": METRICS},
+        {"CLUSTER_NAME": "af2", "BACKFILL_DAYS": 0, "METRICS": METRICS},  # both clusters of the data: not empty
         prometheus.port,
         s3_server,
         bucket,

@@ -65,7 +65,7 @@ def scheduler_stack(prometheus: PrometheusServer, s3_server: S3Server) -> Iterat
     bucket = "finout-scheduler"
     port = free_port()
     stack = AirflowStack.one_cluster(
-        {"CLUSTER_NAME": "sched", "CLUSTER_LABEL": "cluster", "BACKFILL_DAYS": 0, "METRICS": METRICS},
+        {"CLUSTER_NAME": "sched", "BACKFILL_DAYS": 0, "METRICS": METRICS},  # both clusters of the data: not empty
         prometheus.port,
         s3_server,
         bucket,

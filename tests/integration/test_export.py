@@ -218,3 +218,5 @@ def test_a_window_empty_for_every_metric_fails_validation_with_the_diagnosis(
     with pytest.raises(AirflowFailException, match=r"(?s)cluster 'nobody': 1 windows .* came back empty.*no series"):
         validate("nobody", [empty])
     validate("prod-eu", [healthy])
+    older = {**empty, "window_start": start - 3600, "window_end": start}  # before the data begins: logged
+    validate("prod-eu", [older, healthy])

@@ -43,8 +43,10 @@ def export(cluster: str, starts: list[int], bucket: str) -> None:
 
 
 @pytest.fixture
-def fleet(tmp_path: Path, prometheus: PrometheusServer, s3_server: S3Server, bucket: str) -> dict[str, Any]:
-    set_connection("aws_default", **s3_server.connection())
+def fleet(
+    tmp_path: Path, prometheus: PrometheusServer, s3_server: S3Server, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, Any]:
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(s3_server.connection()))  # restored after the test
     set_connection("status_prom", conn_type="prometheus", host="127.0.0.1", port=prometheus.port)
     end = closed_before(int(time.time()), 120, H)
     windows = [end - 4 * H + i * H for i in range(4)]
