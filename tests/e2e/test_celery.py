@@ -114,6 +114,9 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, s3_server: S3Server) -> Iter
             # A killed worker's task instances are found by their missing heartbeats: quickly here.
             "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "30",
             "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
+            # Tasks the killed worker had taken from Redis but not started are delivered again after
+            # this (the default is a day); every task here takes seconds.
+            "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT": "60",
             "AIRFLOW__CORE__PARALLELISM": "8",
         },
     )  # fmt: skip
