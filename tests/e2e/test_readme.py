@@ -181,8 +181,10 @@ def scheduler_run(user: User, line: str) -> None:
     else:
         user.start("airflow scheduler --skip-serve-logs")
     deadline = time.monotonic() + 600
-    while user.run("airflow dags unpause finout_prometheus_prod-eu", check=False).returncode:
-        assert time.monotonic() < deadline, "the DAG never reached the metadata database"
+    # Airflow 2.11's DAG processor may store the DAG paused after an unpause raced its first sync
+    # (SQLite): unpause until the metadata database says it is not paused.
+    while user.run("airflow dags unpause finout_prometheus_prod-eu", check=False).returncode or _paused(user):
+        assert time.monotonic() < deadline, "the DAG never reached the metadata database unpaused"
         time.sleep(5)
     while True:
         runs = _runs(user)
@@ -192,6 +194,15 @@ def scheduler_run(user: User, line: str) -> None:
         assert not [r for r in scheduled if r["state"] == "failed"], scheduled
         assert time.monotonic() < deadline, f"no successful scheduled run: {runs}"
         time.sleep(5)
+
+
+def _paused(user: User) -> bool:
+    out = user.run("airflow dags list -o json", check=False).stdout
+    for line in reversed(out.splitlines()):
+        if line.startswith("[{"):
+            dag = next((d for d in json.loads(line) if d.get("dag_id") == "finout_prometheus_prod-eu"), {})
+            return str(dag.get("is_paused", dag.get("paused", True))).lower() == "true"
+    return True
 
 
 def _runs(user: User) -> list[dict[str, Any]]:
