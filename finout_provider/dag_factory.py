@@ -1,7 +1,11 @@
 """Build one DAG per cluster from the clusters file.
 
-    [preflight ->] plan_windows -> export_window[one mapped instance per window] -> validate_export
+    plan_windows, [preflight] -> export_window[one mapped instance per window] -> validate_export
         -> check_freshness, retention_cleanup
+
+plan_windows has no upstream: Airflow 2's BackfillJob expands a mapped task only when its mapping
+source was scheduled at the run's start (a source queued later is tracked under a stale key and
+the run deadlocks), so preflight gates the exports, not the plan.
 
 With MODE ``kubernetes_pod`` the export is the official image run by KubernetesPodOperator;
 planning, validation and retention still run in Airflow.
@@ -237,14 +241,14 @@ def build_dag(config: ClusterConfig) -> DAG:
         prometheus_conn_id=None if pod_mode else config.effective_conn_id,
         **_s3_args(config),
     )
+    export = _export_task(config, dag, plan)
     if config.preflight is not False and not pod_mode:
         PrometheusPreflightOperator(
             task_id="preflight", dag=dag, metrics=metric_specs(config.metrics),
             prometheus_conn_id=config.effective_conn_id, cluster_label=config.cluster_label,
             step_seconds=config.step_seconds, settle_seconds=SETTLE_SECONDS,
             first_run_only=config.preflight is None, retries=0, **_s3_args(config),
-        ) >> plan  # fmt: skip
-    export = _export_task(config, dag, plan)
+        ) >> export  # fmt: skip
     export >> _checks(config, dag, plan, export)[0]
     return dag
 

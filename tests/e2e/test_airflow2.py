@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from devtools.history import HistorySpec, PrometheusServer
+from devtools.history import PrometheusServer
 from devtools.s3server import S3Server
 from devtools.stack import BIN, AirflowStack, airflow_major, wait_for
 from finout_provider.layout import build_key
@@ -21,7 +21,8 @@ pytestmark = [
     pytest.mark.af2,
     pytest.mark.skipif(airflow_major() >= 3, reason="`airflow dags backfill` is Airflow 2 only"),
 ]
-H = 3600
+TF = 7_200  # 2-hour windows: the first run's look-back (one day) is 12 tasks, not 24
+DAY = 86_400
 DAG_ID = "finout_prometheus_af2"
 METRICS = ["cpu_requests", "pod_labels"]
 PREFIX = "k8s/prometheus"
@@ -35,7 +36,7 @@ CLEAR_ONE = textwrap.dedent(
     run = DagRun.find(dag_id=sys.argv[1], run_id=sys.argv[2])[0]
     count = dag.clear(
         start_date=run.execution_date, end_date=run.execution_date,
-        task_ids=[("export_window", 0)], only_failed=False, dag_run_state="queued",
+        task_ids=[("export_window", int(sys.argv[3]))], only_failed=False, dag_run_state="queued",
     )
     print("cleared", count)
     """
@@ -67,12 +68,13 @@ def expected(starts: list[int]) -> set[str]:
 
 
 def test_backfill_cli_scheduler_and_clear_of_one_mapped_instance(
-    prometheus: PrometheusServer, s3_server: S3Server, history: HistorySpec
+    prometheus: PrometheusServer, s3_server: S3Server
 ) -> None:
     bucket = "finout-airflow2"
     client: Any = s3_server.client()
     stack = AirflowStack.one_cluster(
-        {"CLUSTER_NAME": "af2", "BACKFILL_DAYS": 0, "METRICS": METRICS},  # both clusters of the data: not empty
+        # No CLUSTER_LABEL: the queries take both clusters of the data, so no window with data is empty.
+        {"CLUSTER_NAME": "af2", "BACKFILL_DAYS": 0, "TIME_FRAME": TF, "METRICS": METRICS},
         prometheus.port,
         s3_server,
         bucket,
@@ -89,29 +91,33 @@ def test_backfill_cli_scheduler_and_clear_of_one_mapped_instance(
     )
     try:
         stack.migrate()
-        # 1. The scheduler's own run of the latest interval (S3 is empty and BACKFILL_DAYS 0, so
-        #    the first run exports just its window).
+        # 1. The scheduler's own run of the latest interval. BACKFILL_DAYS is 0, yet a scheduled run
+        #    makes sure the look-back (one day) is in S3: it exports the 12 windows ending with its own.
         stack.start("scheduler", "--skip-serve-logs", log_name="scheduler")
         wait_for(
             stack,
             "the scheduled run",
             lambda: [r for r in runs(stack) if r["run_id"].startswith("scheduled__") and r["state"] == "success"],
-            timeout=400,
+            timeout=600,
             every=3,
         )
         scheduled = next(r for r in runs(stack) if r["run_id"].startswith("scheduled__"))
         window = calendar.timegm(time.strptime(scheduled["execution_date"][:19], "%Y-%m-%dT%H:%M:%S"))
-        keys = sorted(expected([window]))
-        assert set(keys) == keys_of(s3_server, bucket)
+        look_back = list(range(window + TF - DAY, window + TF, TF))
+        assert keys_of(s3_server, bucket) == expected(look_back)
 
-        # 2. Clear one mapped export_window instance, as the UI does: that window is rewritten,
-        #    byte-identical.
+        # 2. Clear one mapped export_window instance, as the UI does: the last one, the run's own
+        #    window, is rewritten byte-identical.
+        keys = sorted(expected([window]))
         before = {k: client.get_object(Bucket=bucket, Key=k) for k in keys}
         bodies = {k: v["Body"].read() for k, v in before.items()}
         time.sleep(1.1)  # LastModified has one-second resolution
         script = stack.home / "clear_one.py"
         script.write_text(CLEAR_ONE)
-        out = stack.run([str(BIN / "python"), str(script), DAG_ID, scheduled["run_id"]], retries_when_locked=5)
+        out = stack.run(
+            [str(BIN / "python"), str(script), DAG_ID, scheduled["run_id"], str(len(look_back) - 1)],
+            retries_when_locked=5,
+        )
         assert "cleared 1" in out.stdout, out.stdout + out.stderr
 
         def rerun_done() -> bool:
@@ -124,11 +130,17 @@ def test_backfill_cli_scheduler_and_clear_of_one_mapped_instance(
         stack.airflow("dags", "pause", DAG_ID, retries_when_locked=5)
         stack.stop()
 
-        # 3. `airflow dags backfill` over two hours: one run per hour, each exports its window.
-        first = history.start + H
-        stack.airflow("dags", "backfill", DAG_ID, "-s", iso(first), "-e", iso(first + H))
+        # 3. `airflow dags backfill` over the two intervals before the scheduled run's (a backfill
+        #    reuses an existing run), both holding data: one run per interval, each rewrites its window.
+        first = window - 2 * TF
+        before_backfill = {k: client.head_object(Bucket=bucket, Key=k)["LastModified"] for k in expected([first])}
+        try:
+            stack.airflow("dags", "backfill", DAG_ID, "-s", iso(first), "-e", iso(first + TF))
+        except RuntimeError as err:
+            raise RuntimeError(f"{err}\n{stack.logs()}") from None
         done = [r for r in runs(stack) if r["run_id"].startswith("backfill__")]
         assert len(done) == 2 and all(r["state"] == "success" for r in done), done
-        assert expected([first, first + H]) <= keys_of(s3_server, bucket)
+        assert expected([first, first + TF]) <= keys_of(s3_server, bucket)
+        assert all(client.head_object(Bucket=bucket, Key=k)["LastModified"] > t for k, t in before_backfill.items())
     finally:
         stack.cleanup()

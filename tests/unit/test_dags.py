@@ -61,8 +61,9 @@ def test_valid_clusters_load_and_each_invalid_entry_gives_one_error(
     assert sorted(bag.dags) == sorted(f"finout_prometheus_{c['CLUSTER_NAME']}" for c in GOOD)
     for dag in bag.dags.values():
         graph = {t.task_id: sorted(t.downstream_task_ids) for t in dag.tasks}
+        # plan_windows is a root: Airflow 2's BackfillJob expands export_window only then.
         assert graph == {
-            "preflight": ["plan_windows"],
+            "preflight": ["export_window"],
             "plan_windows": ["export_window", "validate_export"],
             "export_window": ["validate_export"],
             "validate_export": ["check_freshness", "retention_cleanup"],
@@ -107,7 +108,7 @@ def test_preflight_runs_on_first_runs_by_default_every_run_or_never(
     clusters = [{**GOOD[0], "PREFLIGHT": True}, GOOD[1], {**GOOD[2], "PREFLIGHT": "no"}]
     bag = dagbag(tmp_path, monkeypatch, clusters)
     every_run = bag.dags["finout_prometheus_prod-eu"].get_task("preflight")
-    assert sorted(every_run.downstream_task_ids) == ["plan_windows"] and every_run.retries == 0
+    assert sorted(every_run.downstream_task_ids) == ["export_window"] and every_run.retries == 0
     assert every_run.prometheus_conn_id == "finout_prometheus_prod-eu" and not every_run.first_run_only
     assert bag.dags["finout_prometheus_staging.us_1"].get_task("preflight").first_run_only
     assert "preflight" not in bag.dags["finout_prometheus_central"].task_ids
