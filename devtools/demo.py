@@ -100,6 +100,7 @@ def main() -> int:
         import os
 
         from finout_provider.config import load_file
+        from finout_provider.exports import ClusterFolder
         from finout_provider.hooks.s3 import FinoutS3Hook
         from finout_provider.windows import windows_between
 
@@ -109,9 +110,8 @@ def main() -> int:
         failed = False
         for config in load_file(stack.clusters_file).clusters:
             starts = [w.start for w in windows_between(start, stop, config.time_frame)]
-            problems = hook.export_problems(
-                BUCKET, PREFIX, config.cluster_name, [m.name for m in config.metrics], starts, config.time_frame
-            )
+            folder = ClusterFolder(hook, BUCKET, PREFIX, config.cluster_name)
+            problems = folder.problems([m.name for m in config.metrics], starts, config.time_frame)
             status = "OK" if not problems else f"{len(problems)} problems: {problems[:3]}"
             failed |= bool(problems)
             print(f"validation {config.cluster_name}: {len(starts)} windows x {len(config.metrics)} metrics: {status}")

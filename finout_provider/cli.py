@@ -196,6 +196,7 @@ def cmd_preflight(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 def cmd_coverage(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from finout_provider.coverage import COMPLETE, Coverage
+    from finout_provider.exports import ClusterFolder
 
     config = _cluster(args)
     start, end = _time(args.from_, "--from"), _time(args.to, "--to")
@@ -209,15 +210,15 @@ def cmd_coverage(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     windows = windows_between(start, min(end, settled), config.time_frame)
     if not windows:
         raise CliError(f"no whole {config.time_frame}s window between --from and --to has closed yet")
-    s3, names = _s3(config), [m.name for m in config.metrics]
+    names = [m.name for m in config.metrics]
+    folder = ClusterFolder(_s3(config), config.s3_bucket, config.s3_prefix, config.cluster_name)
     days = list(iter_days(windows[0].start, windows[-1].end))
     states: dict[str, str] = {}
     report = _progress(err, "coverage")
     for number, day in enumerate(days, 1):
         report(number, len(days), time.strftime("%Y-%m-%d", time.gmtime(day)))
         starts = [w.start for w in windows if day <= w.start < day + DAY]
-        bucket, prefix, cluster = config.s3_bucket, config.s3_prefix, config.cluster_name
-        states |= s3.object_states(bucket, prefix, cluster, names, starts, config.time_frame, deep=args.deep)
+        states |= folder.states(names, starts, config.time_frame, deep=args.deep)
     coverage = Coverage.from_states(config.cluster_name, config.s3_prefix, config.time_frame, windows, states)
     out.write(coverage.render() + "\n")
     if args.png:

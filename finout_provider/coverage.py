@@ -1,7 +1,7 @@
 """Coverage of a cluster's export: which windows are complete, partial, missing or corrupt in S3.
 
 A grid of days (rows) by windows of the day (columns), built from the states
-:meth:`~finout_provider.hooks.s3.FinoutS3Hook.object_states` gives each expected key; shown as a
+:meth:`~finout_provider.exports.ClusterFolder.states` gives each expected key; shown as a
 text table, or drawn as a PNG heatmap (needs Pillow: ``pip install airflow-provider-finout[coverage]``).
 """
 

@@ -1,25 +1,137 @@
-"""What S3 holds of a cluster's export, for the fleet view and the freshness check.
+"""What S3 holds of a cluster's export: the planner, sensor, trigger, retention, CLI and fleet view
+all read it from here.
+
+:class:`ClusterFolder` walks one cluster's folder of the key layout with delimited listings
+(``Delimiter="/"``, as the seed's IAM policy requires) through the S3 hook's primitives, and
+states each expected object: ``ok``, ``missing``, ``empty``, ``not gzip`` or, read in full, what
+is wrong with its body.
 
 A cluster's status over the last hours: the newest complete window, its age, and the windows that
-are missing, partial or corrupt (from :meth:`~finout_provider.hooks.s3.FinoutS3Hook.object_states`,
-listings with ``Delimiter="/"``). The freshness limit is FRESHNESS_HOURS, by default three windows
+are missing, partial or corrupt. The freshness limit is FRESHNESS_HOURS, by default three windows
 plus the settle time: the export is late once three windows in a row have not landed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import zlib
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from finout_provider.coverage import COMPLETE, CORRUPT, MISSING, PARTIAL, Coverage
-from finout_provider.windows import closed_before, iso, windows_between
+from finout_provider.layout import LayoutKey, build_key, cluster_root, day_of_folder, metric_folder, parse_key
+from finout_provider.windows import closed_before, iso, iter_days, windows_between
 
 if TYPE_CHECKING:
     from finout_provider.config import ClusterConfig
     from finout_provider.hooks.s3 import FinoutS3Hook
 
 OK, GAPS, STALE = "ok", "gaps", "stale"
+EMPTY_GZIP = 20  # bytes of a gzip stream holding nothing
+GZIP_MAGIC = b"\x1f\x8b\x08"
+
+
+def body_problem(chunks: Iterable[bytes]) -> str | None:
+    """``None`` if ``chunks`` are a whole gzip of a successful Prometheus answer, else what is
+    wrong. Streams: memory stays at one chunk whatever the size."""
+    inflater = zlib.decompressobj(31)
+    head = b""
+    try:
+        for chunk in chunks:
+            data = inflater.decompress(chunk)
+            if len(head) < 64:
+                head += data[: 64 - len(head)]
+            if inflater.eof:
+                break
+    except zlib.error as err:
+        return f"not gzip ({err})"
+    if not inflater.eof:
+        return "truncated gzip"
+    if not head.startswith(b'{"status":"success"'):
+        return "not a success answer"
+    return None
+
+
+@dataclass(frozen=True)
+class ClusterFolder:
+    """``s3://<bucket>/<prefix>/<cluster>/``, walked along the key layout."""
+
+    s3: FinoutS3Hook
+    bucket: str
+    prefix: str
+    cluster: str
+
+    def has_any(self) -> bool:
+        """Whether anything exists in the folder (one delimited listing)."""
+        folders, objects = self.s3.list_level(self.bucket, cluster_root(self.prefix, self.cluster))
+        return bool(folders or objects)
+
+    def objects(self, metrics: Iterable[str], start: int, end: int) -> dict[LayoutKey, int]:
+        """Layout objects (with their sizes) of ``metrics`` for windows starting in ``[start, end)``:
+        one listing per day and metric."""
+        found: dict[LayoutKey, int] = {}
+        names = list(metrics)
+        for day in iter_days(start, end):
+            for metric in names:
+                _, listed = self.s3.list_level(self.bucket, metric_folder(self.prefix, self.cluster, metric, day))
+                for obj in listed:
+                    parsed = parse_key(obj["Key"], self.prefix, self.cluster)
+                    if parsed is not None and parsed.metric == metric and start <= parsed.start < end:
+                        found[parsed] = int(obj["Size"])
+        return found
+
+    def day_folders(self) -> Iterator[tuple[int, str]]:
+        """``(midnight, folder)`` of every ``end=.../day=.../`` folder, oldest first; folders
+        outside the layout are passed over."""
+        for end_folder in sorted(self.s3.list_level(self.bucket, cluster_root(self.prefix, self.cluster))[0]):
+            days = [(day_of_folder(f), f) for f in self.s3.list_level(self.bucket, end_folder)[0]]
+            yield from sorted((d, f) for d, f in days if d is not None)
+
+    def keys_before(self, cutoff: int) -> list[str]:
+        """Layout keys whose window starts before ``cutoff`` (any metric, also retired ones)."""
+        keys: list[str] = []
+        for day, folder in self.day_folders():
+            if day >= cutoff:
+                break  # oldest first: nothing newer starts before the cutoff
+            for metric_folder_ in self.s3.list_level(self.bucket, folder)[0]:
+                for obj in self.s3.list_level(self.bucket, metric_folder_)[1]:
+                    parsed = parse_key(obj["Key"], self.prefix, self.cluster)
+                    if parsed is not None and parsed.start < cutoff:
+                        keys.append(obj["Key"])
+        return keys
+
+    def states(
+        self, metrics: Sequence[str], starts: Sequence[int], window: int, *, deep: bool = False
+    ) -> dict[str, str]:
+        """State of every expected key of windows ``starts``: ``ok``, ``missing``, ``empty``,
+        ``not gzip`` or (``deep``) what :func:`body_problem` finds.
+
+        ``ok`` means it exists, is larger than an empty gzip and starts with the gzip magic bytes
+        (a ranged GET); with ``deep``, that the whole object decompresses (CRC and length checked)
+        to a successful Prometheus answer.
+        """
+        if not starts:
+            return {}
+        found = {k.key: size for k, size in self.objects(metrics, min(starts), max(starts) + window).items()}
+        expected = sorted(build_key(self.prefix, self.cluster, m, s) for s in set(starts) for m in metrics)
+        states = {k: "missing" if k not in found else "empty" if found[k] <= EMPTY_GZIP else "ok" for k in expected}
+        to_read = [k for k, state in states.items() if state == "ok"]
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            if deep:
+                verdicts = pool.map(lambda k: body_problem(self.s3.iter_object(self.bucket, k)), to_read)
+                states |= {k: v for k, v in zip(to_read, verdicts, strict=True) if v}
+            else:
+                heads = pool.map(lambda k: self.s3.read_head(self.bucket, k, 3), to_read)
+                states |= {k: "not gzip" for k, h in zip(to_read, heads, strict=True) if h != GZIP_MAGIC}
+        return states
+
+    def problems(self, metrics: Sequence[str], starts: Sequence[int], window: int) -> list[str]:
+        """What is wrong with the objects of windows ``starts``: one line per missing or bad key."""
+        states = self.states(metrics, starts, window)
+        return [f"{state}: s3://{self.bucket}/{key}" for key, state in states.items() if state != "ok"]
+
+
 SEVERITY = {STALE: 0, GAPS: 1, OK: 2}
 
 
@@ -89,7 +201,9 @@ def cluster_status(s3: FinoutS3Hook, target: Target, now: int, hours: float, set
     start = end - int(hours * 3600)
     windows = windows_between(start, end, target.time_frame)
     starts = [w.start for w in windows]
-    states = s3.object_states(target.bucket, target.prefix, target.cluster, target.metrics, starts, target.time_frame)
+    states = ClusterFolder(s3, target.bucket, target.prefix, target.cluster).states(
+        target.metrics, starts, target.time_frame
+    )
     coverage = Coverage.from_states(target.cluster, target.prefix, target.time_frame, windows, states)
     status = ClusterStatus(target.cluster, start, end, now, limit, coverage)
     complete = [s for s, state in coverage.windows.items() if state == COMPLETE]

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
+from finout_provider.exports import ClusterFolder
 from finout_provider.windows import (
     DAY,
     Plan,
@@ -108,7 +109,7 @@ class Planner:
         history = backfill_start(now, self.backfill_days, self.initial_backfill_date)
         since = align_down(min(history, now - self.lookback_days * DAY), self.time_frame)
         end = now - now % self.time_frame
-        found = s3.layout_objects(bucket, prefix, cluster, self.metrics, since, end)
+        found = ClusterFolder(s3, bucket, prefix, cluster).objects(self.metrics, since, end)
         complete: dict[int, int] = {}
         for key, size in found.items():
             if size > 0:

@@ -1,5 +1,8 @@
 """S3 I/O of the export: role assumption, deterministic gzip uploads, delimiter-only listings.
 
+The hook knows buckets, keys and folders, not what they mean: the key layout lives in
+:mod:`finout_provider.layout` and the walks over it in :mod:`finout_provider.exports`.
+
 Every listing carries ``Delimiter="/"`` and a prefix under S3_PREFIX, as the seed's IAM policy
 requires; every write goes through :meth:`FinoutS3Hook.upload_gzip_stream`, which never leaves a
 partial object under the final key.
@@ -8,22 +11,16 @@ partial object under the final key.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
-from finout_provider.layout import LayoutKey, build_key, cluster_root, day_of_folder, metric_folder, parse_key
-from finout_provider.windows import iter_days
-
 MIN_PART = 5 << 20
 DEFAULT_PART = 8 << 20
 DELETE_BATCH = 1000
-EMPTY_GZIP = 20  # bytes of a gzip stream holding nothing
-GZIP_MAGIC = b"\x1f\x8b\x08"
 
 
 @dataclass(frozen=True)
@@ -189,102 +186,13 @@ class FinoutS3Hook(S3Hook):
             raise
         return folders, objects
 
-    def layout_objects(
-        self, bucket: str, prefix: str, cluster: str, metrics: Iterable[str], start: int, end: int
-    ) -> dict[LayoutKey, int]:
-        """Layout objects (with their sizes) of ``metrics`` for windows starting in ``[start, end)``.
-
-        Lists one ``metric=`` folder per day and metric, with ``Delimiter="/"``.
-        """
-        found: dict[LayoutKey, int] = {}
-        names = list(metrics)
-        for day in iter_days(start, end):
-            for metric in names:
-                _, objects = self.list_level(bucket, metric_folder(prefix, cluster, metric, day))
-                for obj in objects:
-                    parsed = parse_key(obj["Key"], prefix, cluster)
-                    if parsed is not None and parsed.metric == metric and start <= parsed.start < end:
-                        found[parsed] = int(obj["Size"])
-        return found
-
-    def has_any_export(self, bucket: str, prefix: str, cluster: str) -> bool:
-        """Whether anything exists under ``<prefix>/<cluster>/`` (one delimited listing)."""
-        folders, objects = self.list_level(bucket, cluster_root(prefix, cluster))
-        return bool(folders or objects)
-
-    def day_folders(self, bucket: str, prefix: str, cluster: str) -> Iterator[tuple[int, str]]:
-        """``(midnight, folder)`` of every ``end=.../day=.../`` folder of a cluster, oldest first.
-
-        Walks the two levels with delimited listings; folders outside the layout are passed over.
-        """
-        for end_folder in sorted(self.list_level(bucket, cluster_root(prefix, cluster))[0]):
-            days = [(day_of_folder(f), f) for f in self.list_level(bucket, end_folder)[0]]
-            yield from sorted((d, f) for d, f in days if d is not None)
-
-    def object_states(
-        self,
-        bucket: str,
-        prefix: str,
-        cluster: str,
-        metrics: Sequence[str],
-        starts: Sequence[int],
-        window: int,
-        *,
-        deep: bool = False,
-    ) -> dict[str, str]:
-        """State of every expected key of windows ``starts``: ``ok``, ``missing``, ``empty``,
-        ``not gzip`` or (``deep``) what :meth:`read_problem` finds.
-
-        An object is ``ok`` when it exists, is larger than an empty gzip and starts with the gzip
-        magic bytes (checked with a ranged GET of its first bytes); with ``deep``, when the whole
-        object decompresses (CRC and length checked) to a successful Prometheus answer.
-        """
-        if not starts:
-            return {}
-        found = {k.key: size for k, size in self.layout_objects(
-            bucket, prefix, cluster, metrics, min(starts), max(starts) + window
-        ).items()}  # fmt: skip
-        expected = sorted(build_key(prefix, cluster, m, s) for s in set(starts) for m in metrics)
-        states = {k: "missing" if k not in found else "empty" if found[k] <= EMPTY_GZIP else "ok" for k in expected}
-        to_read = [k for k, state in states.items() if state == "ok"]
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            if deep:
-                verdicts = pool.map(lambda k: self.read_problem(bucket, k), to_read)
-                states |= {k: v for k, v in zip(to_read, verdicts, strict=True) if v}
-            else:
-                heads = pool.map(lambda k: self.read_head(bucket, k, 3), to_read)
-                states |= {k: "not gzip" for k, h in zip(to_read, heads, strict=True) if h != GZIP_MAGIC}
-        return states
-
-    def read_problem(self, bucket: str, key: str) -> str | None:
-        """Read one object through a streaming gunzip; ``None`` if it is a whole gzip of a successful
-        Prometheus answer, else what is wrong. Memory stays at one chunk whatever the size."""
+    def iter_object(self, bucket: str, key: str, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+        """An object's bytes in chunks of ``chunk_size``; memory stays at one chunk."""
         body = self._s3().get_object(Bucket=bucket, Key=key)["Body"]
-        inflater = zlib.decompressobj(31)
-        head = b""
         try:
-            for chunk in iter(lambda: body.read(1 << 20), b""):
-                data = inflater.decompress(chunk)
-                if len(head) < 64:
-                    head += data[: 64 - len(head)]
-                if inflater.eof:
-                    break
-        except zlib.error as err:
-            return f"not gzip ({err})"
+            yield from iter(lambda: body.read(chunk_size), b"")
         finally:
             body.close()
-        if not inflater.eof:
-            return "truncated gzip"
-        if not head.startswith(b'{"status":"success"'):
-            return "not a success answer"
-        return None
-
-    def export_problems(
-        self, bucket: str, prefix: str, cluster: str, metrics: Sequence[str], starts: Sequence[int], window: int
-    ) -> list[str]:
-        """What is wrong with the objects of windows ``starts``: one line per missing or bad key."""
-        states = self.object_states(bucket, prefix, cluster, metrics, starts, window)
-        return [f"{state}: s3://{bucket}/{key}" for key, state in states.items() if state != "ok"]
 
     def delete_keys(self, bucket: str, keys: list[str]) -> None:
         """Delete ``keys`` in batches of 1000; raise naming the keys S3 refused.

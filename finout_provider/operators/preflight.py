@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.sdk import AirflowFailException, BaseOperator
 
 from finout_provider.catalogue import Metric
-from finout_provider.layout import normalize_prefix
 from finout_provider.preflight import Preflight, default_instant
 from finout_provider.s3_target import S3TargetMixin
 from finout_provider.windows import to_epoch
@@ -80,15 +79,14 @@ class PrometheusPreflightOperator(S3TargetMixin, BaseOperator):
         self.step_seconds = step_seconds
         self.settle_seconds = settle_seconds
         self.first_run_only = first_run_only
-        self.s3_bucket = s3_bucket
-        self.s3_prefix = s3_prefix
+        self.s3_bucket = s3_bucket or ""
+        self.s3_prefix = s3_prefix or ""
         self.aws_conn_id = aws_conn_id
         self.role_arn = role_arn
         self.role_external_id = role_external_id
 
     def _exported_before(self) -> bool:
-        assert self.s3_bucket and self.s3_prefix
-        return self.s3_hook.has_any_export(self.s3_bucket, normalize_prefix(self.s3_prefix), self.cluster_name)
+        return self.cluster_folder.has_any()
 
     @cached_property
     def prometheus_hook(self) -> PrometheusHook:

@@ -6,7 +6,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from finout_provider.layout import normalize_prefix, parse_key
+from finout_provider.layout import normalize_prefix
 from finout_provider.operators.base import ClusterS3Operator, s3_target_fields
 from finout_provider.windows import DAY
 
@@ -44,17 +44,7 @@ class FinoutRetentionOperator(ClusterS3Operator):
 
     def expired_keys(self, cutoff: int) -> list[str]:
         """Layout keys of this cluster whose window starts before ``cutoff``."""
-        s3, bucket, prefix = self.s3_hook, self.s3_bucket, normalize_prefix(self.s3_prefix)
-        expired: list[str] = []
-        for day, folder in s3.day_folders(bucket, prefix, self.cluster_name):
-            if day >= cutoff:
-                break  # oldest first: nothing newer can be expired
-            for metric_folder in s3.list_level(bucket, folder)[0]:
-                for obj in s3.list_level(bucket, metric_folder)[1]:
-                    parsed = parse_key(obj["Key"], prefix, self.cluster_name)
-                    if parsed is not None and parsed.start < cutoff:
-                        expired.append(obj["Key"])
-        return expired
+        return self.cluster_folder.keys_before(cutoff)
 
     def execute(self, context: Context) -> dict[str, Any]:
         cutoff = int(time.time()) - self.retention_days * DAY

@@ -13,7 +13,6 @@ from airflow.providers.common.compat.sdk import (
     conf,
 )
 
-from finout_provider.layout import normalize_prefix
 from finout_provider.operators.base import ClusterS3Sensor, s3_target_fields
 from finout_provider.triggers.export import FinoutExportTrigger
 from finout_provider.windows import Window, to_epoch
@@ -72,14 +71,7 @@ class FinoutExportSensor(ClusterS3Sensor):
         self.deferrable = deferrable
 
     def problems(self) -> list[str]:
-        return self.s3_hook.export_problems(
-            self.s3_bucket,
-            normalize_prefix(self.s3_prefix),
-            self.cluster_name,
-            self.metrics,
-            window_starts(self.windows),
-            self.time_frame,
-        )
+        return self.cluster_folder.problems(self.metrics, window_starts(self.windows), self.time_frame)
 
     def poke(self, context: Context) -> bool:
         problems = self.problems()

@@ -62,17 +62,12 @@ class FinoutExportTrigger(BaseTrigger):
         )
 
     def _problems(self) -> list[str]:
+        from finout_provider.exports import ClusterFolder
         from finout_provider.hooks.s3 import FinoutS3Hook
 
         hook = FinoutS3Hook(self.aws_conn_id, role_arn=self.role_arn, role_external_id=self.role_external_id)
-        return hook.export_problems(
-            self.s3_bucket,
-            normalize_prefix(self.s3_prefix),
-            self.cluster_name,
-            self.metrics,
-            self.starts,
-            self.time_frame,
-        )
+        folder = ClusterFolder(hook, self.s3_bucket, normalize_prefix(self.s3_prefix), self.cluster_name)
+        return folder.problems(self.metrics, self.starts, self.time_frame)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         deadline = time.monotonic() + self.timeout
