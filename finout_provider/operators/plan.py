@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +31,8 @@ class PlanWindowsOperator(ClusterS3Operator):
     within the BACKFILL_DAYS history (or from INITIAL_BACKFILL_DATE, at most 3 days back) and the
     look-back: a cluster's first scheduled run brings the history whatever manual or test runs came
     before it, and gaps heal by themselves. A manual run with params ``start``/``end`` exports
-    exactly that range. The task waits until the newest window has settled.
+    exactly that range. The task returns once the newest window has settled: deferred to the
+    triggerer when ``deferrable``, else asleep in its worker slot.
 
     :param metrics: metric names a window must have to count as present.
     :param time_frame: window length in seconds (TIME_FRAME).
@@ -42,6 +43,8 @@ class PlanWindowsOperator(ClusterS3Operator):
     :param repair: look for first-run history and gaps at all (scheduled runs only).
     :param prometheus_conn_id: when given, ranges older than Prometheus' retention are refused
         (manual runs) or cut (history, gaps) instead of exporting empty files. (templated)
+    :param deferrable: wait for the newest window to settle in the triggerer, not a worker slot
+        (default Airflow's ``[operators] default_deferrable``, as the Amazon provider does).
 
     The S3 target's arguments are :class:`~finout_provider.operators.base.ClusterS3Operator`'s.
     """
@@ -59,6 +62,7 @@ class PlanWindowsOperator(ClusterS3Operator):
         settle_seconds: int = 120,
         repair: bool = True,
         prometheus_conn_id: str | None = None,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -70,6 +74,7 @@ class PlanWindowsOperator(ClusterS3Operator):
         self.settle_seconds = settle_seconds
         self.repair = repair
         self.prometheus_conn_id = prometheus_conn_id
+        self.deferrable = deferrable
 
     def execute(self, context: Context) -> list[dict[str, int]]:
         now = int(time.time())
@@ -99,11 +104,26 @@ class PlanWindowsOperator(ClusterS3Operator):
             )
         labels = [w.label for w in plan.windows]
         self.log.info("%s: %d windows to export: %s", where, len(labels), ", ".join(labels[:5] + labels[-5:][5:]))
+        windows = [w.as_dict() for w in plan.windows]
         wait = plan.wait_until - int(time.time())
-        if plan.windows and wait > 0:
+        if windows and wait > 0:
             self.log.info("%s: waiting %ds for the newest window to settle", where, wait)
+            if self.deferrable:
+                from airflow.providers.common.compat.standard.triggers import TimeDeltaTrigger
+
+                self.defer(
+                    trigger=TimeDeltaTrigger(timedelta(seconds=wait)),
+                    method_name="execute_complete",
+                    kwargs={"windows": windows},
+                )
             time.sleep(wait)
-        return [w.as_dict() for w in plan.windows]
+        return windows
+
+    def execute_complete(
+        self, context: Context, event: Any = None, windows: list[dict[str, int]] | None = None
+    ) -> list[dict[str, int]]:
+        """The planned windows, once the newest has settled (after deferral)."""
+        return windows or []
 
     @property
     def planner(self) -> Planner:
