@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import requests
 import yaml
 
 from devtools.history import wait_http
@@ -189,6 +190,44 @@ class AirflowStack:
     def cleanup(self) -> None:
         self.stop()
         shutil.rmtree(self.home, ignore_errors=True)
+
+
+class Api:
+    """Airflow 3's REST API (``/api/v2``) of a stack whose API server lets every caller act as admin."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+
+    def get(self, path: str, **params: Any) -> Any:
+        response = requests.get(f"{self.base}/api/v2{path}", params=params, timeout=30)
+        response.raise_for_status()
+        return response.json()
+
+    def post(self, path: str, body: dict[str, Any]) -> Any:
+        # A write the API server's SQLite refused ("database is locked") is rolled back: send it again.
+        for _ in range(5):
+            response = requests.post(f"{self.base}/api/v2{path}", json=body, timeout=30)
+            if response.status_code < 500:
+                break
+            time.sleep(2)
+        response.raise_for_status()
+        return response.json()
+
+    def runs(self, dag_id: str, run_type: str | None = None) -> list[dict[str, Any]]:
+        """The DAG's runs (the API's page limit is 100), of ``run_type`` when given."""
+        runs = self.get(f"/dags/{dag_id}/dagRuns", limit=100)["dag_runs"]
+        return [r for r in runs if run_type is None or r["run_type"] == run_type]
+
+    def tis(self, state: str) -> list[dict[str, Any]]:
+        """Task instances of every DAG in ``state``."""
+        return list(self.get("/dags/~/dagRuns/~/taskInstances", state=state, limit=100)["task_instances"])
+
+    @staticmethod
+    def finished(runs: list[dict[str, Any]]) -> bool:
+        """Whether every run succeeded (and there is one); a failed run fails the test at once."""
+        failed = [r for r in runs if r["state"] == "failed"]
+        assert not failed, f"runs failed: {failed}"
+        return bool(runs) and all(r["state"] == "success" for r in runs)
 
 
 def api_server_env(port: int) -> dict[str, str]:

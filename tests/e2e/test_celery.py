@@ -25,7 +25,7 @@ import requests
 from devtools.history import HistorySpec, PrometheusServer, build_tsdb, free_port
 from devtools.s3server import S3Server
 from devtools.services import PostgresServer, RedisServer, celery_settings
-from devtools.stack import ROOT, AirflowStack, airflow_major, api_server_env, wait_for
+from devtools.stack import ROOT, AirflowStack, Api, airflow_major, api_server_env, wait_for
 from finout_provider.catalogue import render, select
 from finout_provider.hooks.prometheus import PrometheusHook
 from finout_provider.layout import build_key
@@ -50,27 +50,6 @@ with DAG("validation_probe", schedule=None, start_date=None, catchup=False):
     FinoutExportSensor(task_id="validate", cluster_name="probe", s3_bucket="{bucket}", s3_prefix="{prefix}",
                        windows=[{start}], metrics=["cpu_requests"], time_frame={frame}, poke_interval=2, timeout=300)
 '''
-
-
-class Api:
-    def __init__(self, base: str) -> None:
-        self.base = base
-
-    def get(self, path: str, **params: Any) -> Any:
-        response = requests.get(f"{self.base}/api/v2{path}", params=params, timeout=30)
-        response.raise_for_status()
-        return response.json()
-
-    def post(self, path: str, body: dict[str, Any]) -> Any:
-        response = requests.post(f"{self.base}/api/v2{path}", json=body, timeout=30)
-        response.raise_for_status()
-        return response.json()
-
-    def runs(self, dag_id: str) -> list[dict[str, Any]]:
-        return list(self.get(f"/dags/{dag_id}/dagRuns", limit=100)["dag_runs"])
-
-    def tis(self, state: str) -> list[dict[str, Any]]:
-        return list(self.get("/dags/~/dagRuns/~/taskInstances", state=state, limit=1000)["task_instances"])
 
 
 def now_aligned() -> int:

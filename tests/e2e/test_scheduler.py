@@ -12,7 +12,7 @@ import requests
 
 from devtools.history import HistorySpec, PrometheusServer, free_port
 from devtools.s3server import S3Server
-from devtools.stack import AirflowStack, airflow_major, api_server_env, wait_for
+from devtools.stack import AirflowStack, Api, airflow_major, api_server_env, wait_for
 from finout_provider.get_provider_info import CONN_FIELDS
 from finout_provider.layout import build_key
 from finout_provider.windows import to_epoch
@@ -29,35 +29,6 @@ PREFIX = "k8s/prometheus"
 
 def iso(ts: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
-
-
-class Api:
-    def __init__(self, base: str) -> None:
-        self.base = base
-
-    def get(self, path: str, **params: Any) -> Any:
-        response = requests.get(f"{self.base}/api/v2{path}", params=params, timeout=30)
-        response.raise_for_status()
-        return response.json()
-
-    def post(self, path: str, body: dict[str, Any]) -> Any:
-        # A write the API server's SQLite refused ("database is locked") is rolled back: send it again.
-        for _ in range(5):
-            response = requests.post(f"{self.base}/api/v2{path}", json=body, timeout=30)
-            if response.status_code < 500:
-                break
-            time.sleep(2)
-        response.raise_for_status()
-        return response.json()
-
-    def runs(self, run_type: str | None = None) -> list[dict[str, Any]]:
-        runs = self.get(f"/dags/{DAG_ID}/dagRuns", limit=100)["dag_runs"]
-        return [r for r in runs if run_type is None or r["run_type"] == run_type]
-
-    def finished(self, runs: list[dict[str, Any]]) -> bool:
-        failed = [r for r in runs if r["state"] == "failed"]
-        assert not failed, f"runs failed: {failed}"
-        return bool(runs) and all(r["state"] == "success" for r in runs)
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +84,10 @@ def run_windows(run: dict[str, Any]) -> list[int]:
 def test_scheduled_run_exports_its_window(scheduler_stack: tuple[AirflowStack, Api, str], s3_server: S3Server) -> None:
     stack, api, bucket = scheduler_stack
     runs = wait_for(
-        stack, "the scheduled run", lambda: api.finished(api.runs("scheduled")) and api.runs("scheduled"), 400
+        stack,
+        "the scheduled run",
+        lambda: api.finished(api.runs(DAG_ID, "scheduled")) and api.runs(DAG_ID, "scheduled"),
+        400,
     )
     starts = [s for run in runs for s in run_windows(run)]
     assert starts and expected(starts) <= keys_of(s3_server, bucket)
@@ -171,7 +145,10 @@ def test_backfill_create_exports_every_window(
             retries_when_locked=5,
         )  # fmt: skip
     runs = wait_for(
-        stack, "the backfill runs", lambda: api.finished(api.runs("backfill")) and api.runs("backfill"), 500
+        stack,
+        "the backfill runs",
+        lambda: api.finished(api.runs(DAG_ID, "backfill")) and api.runs(DAG_ID, "backfill"),
+        500,
     )
     starts = sorted(s for run in runs for s in run_windows(run))
     assert len(starts) >= 3 and starts == list(range(starts[0], starts[0] + len(starts) * H, H))
@@ -184,7 +161,7 @@ def test_clear_one_mapped_instance_reruns_just_that_window(
 ) -> None:
     stack, api, bucket = scheduler_stack
     client: Any = s3_server.client()
-    run = sorted(api.runs("backfill"), key=lambda r: r["data_interval_start"])[0]
+    run = sorted(api.runs(DAG_ID, "backfill"), key=lambda r: r["data_interval_start"])[0]
     window = run_windows(run)[0]
     keys = sorted(expected([window]))
     before = {k: client.get_object(Bucket=bucket, Key=k) for k in keys}
@@ -215,5 +192,5 @@ def test_manual_run_with_params_reexports_the_range(
     start, end = history.end - 3 * H, history.end - H
     conf = f'{{"start": "{iso(start)}", "end": "{iso(end)}"}}'
     stack.airflow("dags", "trigger", DAG_ID, "--conf", conf, retries_when_locked=5)
-    wait_for(stack, "the manual run", lambda: api.finished(api.runs("manual")), 400)
+    wait_for(stack, "the manual run", lambda: api.finished(api.runs(DAG_ID, "manual")), 400)
     assert expected([start, start + H]) <= keys_of(s3_server, bucket)
