@@ -15,7 +15,7 @@ class S3TargetMixin:
     and ``cluster_folder``, the cluster's export folder read through it."""
 
     cluster_name: str
-    s3_bucket: str  # "" when a task reads no S3 (preflight without a target)
+    s3_bucket: str  # "" when a task reads no S3 (a preflight without a target)
     s3_prefix: str
     aws_conn_id: str | None
     role_arn: str | None

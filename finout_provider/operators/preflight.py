@@ -7,11 +7,11 @@ from collections.abc import Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import AirflowFailException, BaseOperator
+from airflow.providers.common.compat.sdk import AirflowFailException
 
 from finout_provider.catalogue import Metric
+from finout_provider.operators.base import ClusterS3Operator, s3_target_fields
 from finout_provider.preflight import Preflight, default_instant
-from finout_provider.s3_target import S3TargetMixin
 from finout_provider.windows import to_epoch
 
 if TYPE_CHECKING:
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from finout_provider.hooks.prometheus import PrometheusHook
 
 
-class PrometheusPreflightOperator(S3TargetMixin, BaseOperator):
+class PrometheusPreflightOperator(ClusterS3Operator):
     """
     Run every metric query of a cluster once as an instant query and explain what is missing.
 
@@ -29,7 +29,6 @@ class PrometheusPreflightOperator(S3TargetMixin, BaseOperator):
     scraped), so a run never writes files that are empty for a reason the report names. Warnings
     (no label allowlist, no recording rule, no ``node`` label) are logged and do not fail.
 
-    :param cluster_name: the cluster (CLUSTER_NAME). (templated)
     :param metrics: ``{name, query}`` pairs or catalogue entries.
     :param prometheus_conn_id: connection of type ``prometheus``. (templated)
     :param cluster_label: CLUSTER_LABEL, if one Prometheus holds several clusters. (templated)
@@ -38,24 +37,17 @@ class PrometheusPreflightOperator(S3TargetMixin, BaseOperator):
     :param step_seconds: STEP_SECONDS, to align the instant like the export's steps.
     :param settle_seconds: how far behind now to look when the run has no data interval.
     :param first_run_only: check only while the cluster has nothing in S3 yet (PREFLIGHT unset);
-        needs ``s3_bucket`` and ``s3_prefix``.
-    :param s3_bucket: the bucket (S3_BUCKET). (templated)
-    :param s3_prefix: the folder (S3_PREFIX). (templated)
-    :param aws_conn_id: AWS connection for S3. (templated)
-    :param role_arn: role to assume for S3 (ROLE_ARN). (templated)
-    :param role_external_id: external id of that role (ROLE_EXTERNAL_ID).
+        needs ``s3_bucket`` and ``s3_prefix``, which are optional here.
+
+    The S3 target's arguments are :class:`~finout_provider.operators.base.ClusterS3Operator`'s.
     """
 
-    template_fields: Sequence[str] = (
-        "cluster_name", "prometheus_conn_id", "cluster_label", "at", "s3_bucket", "s3_prefix", "aws_conn_id",
-        "role_arn",
-    )  # fmt: skip
+    template_fields: Sequence[str] = s3_target_fields("prometheus_conn_id", "cluster_label", "at")
     ui_color = "#f4e3c1"
 
     def __init__(
         self,
         *,
-        cluster_name: str,
         metrics: Sequence[Metric | Mapping[str, str]],
         prometheus_conn_id: str,
         cluster_label: str | None = None,
@@ -63,15 +55,11 @@ class PrometheusPreflightOperator(S3TargetMixin, BaseOperator):
         step_seconds: int = 60,
         settle_seconds: int = 120,
         first_run_only: bool = False,
-        s3_bucket: str | None = None,
-        s3_prefix: str | None = None,
-        aws_conn_id: str | None = "aws_default",
-        role_arn: str | None = None,
-        role_external_id: str | None = None,
+        s3_bucket: str = "",
+        s3_prefix: str = "",
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
-        self.cluster_name = cluster_name
+        super().__init__(s3_bucket=s3_bucket, s3_prefix=s3_prefix, **kwargs)
         self.metrics = [m if isinstance(m, Metric) else Metric(m["name"], m["query"]) for m in metrics]
         self.prometheus_conn_id = prometheus_conn_id
         self.cluster_label = cluster_label
@@ -79,11 +67,6 @@ class PrometheusPreflightOperator(S3TargetMixin, BaseOperator):
         self.step_seconds = step_seconds
         self.settle_seconds = settle_seconds
         self.first_run_only = first_run_only
-        self.s3_bucket = s3_bucket or ""
-        self.s3_prefix = s3_prefix or ""
-        self.aws_conn_id = aws_conn_id
-        self.role_arn = role_arn
-        self.role_external_id = role_external_id
 
     def _exported_before(self) -> bool:
         return self.cluster_folder.has_any()
