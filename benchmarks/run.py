@@ -22,6 +22,7 @@ from typing import Any
 import requests
 import yaml
 
+from benchmarks.fleet import fleet_times
 from benchmarks.proxy import Recorder
 from devtools.history import HistorySpec, PrometheusServer, build_tsdb
 from devtools.s3server import S3Server
@@ -285,6 +286,34 @@ def scheduler_load(prom: PrometheusServer, s3: S3Server) -> dict[str, Any]:
         stack.cleanup()
 
 
+def fleet_markdown(f: dict[str, Any] | None) -> list[str]:
+    if not f:
+        return []
+    lines = [
+        "",
+        "## A fleet's first runs through the scheduler (Airflow 3, Postgres)",
+        "",
+        f"{f['active']} clusters unpaused, each first run exporting its one-day look-back at TIME_FRAME {f['frame']} "
+        f"({len(f['metrics'])} metrics), {f['slots']} executor slots; the timer runs from unpausing to the last "
+        "run's success. CPU is the whole machine's (Airflow, Postgres, Prometheus, S3 server).",
+        "",
+        "| clusters in the file | executor | windows | wall (s) | wall per window (s) | CPU per window (s) |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {v['clusters']} | {v['executor']} | {v['windows']} | {v['wall_seconds']:.0f} | "
+        f"{v['wall_per_window']:.2f} | {v['cpu_per_window']:.2f} |"
+        for v in f["variants"]
+    ]
+    base = f["variants"][0]["wall_per_window"]
+    big = next(v for v in f["variants"] if v["clusters"] > f["active"] and v["executor"] == "local")
+    lines += [
+        "",
+        f"1,000 clusters in the file / 4: **{big['wall_per_window'] / base:.2f}x** per window (target <= 1.2x).",
+    ]
+    return lines
+
+
 def write_markdown(results: dict[str, Any]) -> None:
     e, m = results["export"], results["memory"]
     lines = [
@@ -336,6 +365,7 @@ def write_markdown(results: dict[str, Any]) -> None:
             f"{s['export_task_instances']} export task instances (one per window, not per metric) plus "
             f"{s['other_task_instances']} others (plan, validate, retention) in {s['runs']} DAG run."
         ]
+    lines += fleet_markdown(results.get("fleet"))
     p = results["prometheus"]
     lines += [
         "",
@@ -391,9 +421,11 @@ def main() -> int:
             "parse": parse_times,
             "prometheus": lambda: prometheus_load(prom.port, s3.url),
             "scheduler": lambda: scheduler_load(prom, s3),
+            "fleet": lambda: fleet_times(s3),
         }
         if os.environ.get("BENCH_SCHEDULER", "1") != "1":
             sections.pop("scheduler")
+            sections.pop("fleet")
         for number, (name, measure) in enumerate(sections.items(), 1):
             if not only or name in only:
                 log(f"{number}/{len(sections)} {name}")

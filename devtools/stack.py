@@ -213,6 +213,11 @@ class Api:
         response.raise_for_status()
         return response.json()
 
+    def patch(self, path: str, body: dict[str, Any]) -> Any:
+        response = requests.patch(f"{self.base}/api/v2{path}", json=body, timeout=30)
+        response.raise_for_status()
+        return response.json()
+
     def runs(self, dag_id: str, run_type: str | None = None) -> list[dict[str, Any]]:
         """The DAG's runs (the API's page limit is 100), of ``run_type`` when given."""
         runs = self.get(f"/dags/{dag_id}/dagRuns", limit=100)["dag_runs"]

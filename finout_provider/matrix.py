@@ -5,8 +5,9 @@ Each piece's answer is a Prometheus matrix whose series are sorted by label set.
 k-way merge over the pieces, read one series at a time from disk: a label set
 found in several pieces becomes one series whose values are the pieces' values in time order; a
 series of only some pieces keeps only its own points. Series come out sorted by label set, as
-Prometheus sorts a range result, and numbers are written as Prometheus writes them, so equal
-answers give equal bytes. Memory holds one series per piece, whatever the size of the answers.
+Prometheus sorts a range result, and labels and values are copied as Prometheus wrote them, so
+equal answers give equal bytes. Memory holds one series per piece, whatever the size of the
+answers.
 """
 
 from __future__ import annotations
@@ -21,16 +22,50 @@ from typing import Any, BinaryIO
 
 HEAD = b'{"status":"success","data":{"resultType":"matrix","result":['
 TAIL = b"]}}"
-Series = tuple[tuple[tuple[str, str], ...], int, list[Any]]  # (label key, piece index, values)
-
+Labels = tuple[tuple[str, str], ...]
+Series = tuple[Labels, int, str, str]  # (label key, piece index, metric as written, values as written)
 
 _DECODER = json.JSONDecoder()
 _RESULT = '"result":['
+_METRIC, _VALUES, _VALUES_END = '{"metric":', ',"values":[', '"]]'
 
 
-def _objects(stream: BinaryIO, block: int = 1 << 20) -> Iterator[dict[str, Any]]:
-    """The series objects of one answer's ``result`` array, decoded one at a time (C-speed
-    ``raw_decode`` on a buffer that holds at least the current series)."""
+def _read_series(text: str, pos: int) -> tuple[Series, int] | None:
+    """The series object at ``text[pos]``, or ``None`` if the buffer does not hold all of it yet.
+
+    Prometheus writes ``{"metric":{...},"values":[[t,"v"],...]}``: only the label set is decoded,
+    the values are kept as written (their strings hold no quote or bracket), so the join copies
+    them and costs about what reading them does. Any other shape is decoded whole and re-encoded.
+    """
+    if text.startswith(_METRIC, pos):
+        try:
+            metric, after = _DECODER.raw_decode(text, pos + len(_METRIC))
+        except json.JSONDecodeError:
+            return None
+        if text.startswith(_VALUES, after) and text[after + len(_VALUES) : after + len(_VALUES) + 1] == "[":
+            close = text.find(_VALUES_END, after)  # the last point's closing quote and brackets
+            if close < 0 or close + len(_VALUES_END) >= len(text):
+                return None
+            if text[close + len(_VALUES_END)] == "}":
+                values = text[after + len(_VALUES) : close + 2]
+                return (_label_key(metric), 0, text[pos + len(_METRIC) : after], values), close + len(_VALUES_END) + 1
+    try:
+        item, end = _DECODER.raw_decode(text, pos)
+    except json.JSONDecodeError:
+        return None
+    metric = item.get("metric") or {}
+    written = json.dumps(metric, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
+    values = json.dumps(item.get("values") or [], separators=(",", ":"), ensure_ascii=False)[1:-1]
+    return (_label_key(metric), 0, written, values), end
+
+
+def _label_key(metric: dict[str, Any]) -> Labels:
+    return tuple(sorted((str(k), str(v)) for k, v in metric.items()))
+
+
+def _objects(stream: BinaryIO, block: int = 1 << 20) -> Iterator[Series]:
+    """The series of one answer's ``result`` array, one at a time, from a buffer that holds at
+    least the current series."""
     decoder = codecs.getincrementaldecoder("utf-8")()
     text, pos, done = "", -1, False
     while True:
@@ -45,15 +80,13 @@ def _objects(stream: BinaryIO, block: int = 1 << 20) -> Iterator[dict[str, Any]]
             if pos < len(text) and text[pos] == "]":
                 return
             if pos < len(text):
-                try:
-                    item, end = _DECODER.raw_decode(text, pos)
-                except json.JSONDecodeError:
-                    if done:
-                        raise ValueError("a spooled piece of the answer is not whole JSON") from None
-                else:
-                    yield item
-                    pos = end
+                read = _read_series(text, pos)
+                if read is not None:
+                    yield read[0]
+                    pos = read[1]
                     continue
+                if done:
+                    raise ValueError("a spooled piece of the answer is not whole JSON")
         if done:
             raise ValueError("a spooled piece of the answer has no whole result array")
         data = stream.read(block)
@@ -63,22 +96,15 @@ def _objects(stream: BinaryIO, block: int = 1 << 20) -> Iterator[dict[str, Any]]
 
 
 def _series(stream: BinaryIO, piece: int) -> Iterator[Series]:
-    previous: tuple[tuple[str, str], ...] | None = None
-    for item in _objects(stream):
-        labels = tuple(sorted((str(k), str(v)) for k, v in (item.get("metric") or {}).items()))
+    previous: Labels | None = None
+    for labels, _, metric, values in _objects(stream):
         if previous is not None and labels <= previous:
             raise ValueError(
                 f"piece {piece + 1} of the split answer is not sorted by label set, so it cannot be joined "
                 "exactly; set SPLIT: off and lower TIME_FRAME instead"
             )
         previous = labels
-        yield labels, piece, item.get("values") or []
-
-
-def _encode(labels: tuple[tuple[str, str], ...], values: Sequence[Any]) -> bytes:
-    metric = json.dumps(dict(labels), separators=(",", ":"), ensure_ascii=False)
-    points = json.dumps(values, separators=(",", ":"), ensure_ascii=False)
-    return f'{{"metric":{metric},"values":{points}}}'.encode()
+        yield labels, piece, metric, values
 
 
 class JoinedBody:
@@ -101,11 +127,12 @@ class JoinedBody:
         try:
             merged = heapq.merge(*(_series(f, i) for i, f in enumerate(files)), key=lambda s: (s[0], s[1]))
             buffer = bytearray(HEAD)
-            for labels, group in groupby(merged, key=lambda s: s[0]):
-                values = [point for _, _, piece_values in group for point in piece_values]
+            for _, group in groupby(merged, key=lambda s: s[0]):
+                parts = list(group)
+                values = ",".join(values for _, _, _, values in parts if values)
                 if self.series:
                     buffer += b","
-                buffer += _encode(labels, values)
+                buffer += f'{{"metric":{parts[0][2]},"values":[{values}]}}'.encode()
                 self.series += 1
                 if len(buffer) >= self.chunk_size:
                     yield bytes(buffer)
