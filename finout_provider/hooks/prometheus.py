@@ -485,12 +485,11 @@ class PrometheusHook(BaseHook):
                 refusal, pieces = err, 2
         ranges = split_range(int(start), int(end), step, pieces)
         with tempfile.TemporaryDirectory(prefix="finout-split-") as folder:
-            spooled: list[tuple[Path, int]] = []  # each piece's answer and its retries
-            fetch = self._fetch_piece
-            depth = max(fetch(query, a, b, step, allow_warnings, min_split_seconds, Path(folder), spooled, 1)
-                        for a, b in ranges)  # fmt: skip
-            body = JoinedBody([path for path, _ in spooled])
-            body.pieces, body.depth, body.retries = len(spooled), depth, sum(r for _, r in spooled)
+            spool = _Spool(self, query, step, allow_warnings, min_split_seconds, Path(folder))
+            spool.refused = int(end - start) + step if refusal else 0
+            depth = max(spool.fetch(a, b, 1) for a, b in ranges)
+            body = JoinedBody([path for path, _ in spool.pieces])
+            body.pieces, body.depth, body.retries = len(spool.pieces), depth, sum(r for _, r in spool.pieces)
             body.refusal = str(refusal.refusal.limit) if refusal else "hint from earlier windows"
             try:
                 return consume(body)
@@ -517,37 +516,6 @@ class PrometheusHook(BaseHook):
             return self._attempt("/api/v1/query_range", params, what, "POST", use)
 
         return self._with_retries(what, attempt)
-
-    def _fetch_piece(
-        self,
-        query: str,
-        start: int,
-        end: int,
-        step: int,
-        allow_warnings: bool,
-        floor: int,
-        folder: Path,
-        spooled: list[tuple[Path, int]],
-        depth: int,
-    ) -> int:
-        """Spool ``[start, end]``'s answer to ``folder`` (appended to ``spooled``, in time order),
-        halving it while the server refuses it as too heavy; return the depth reached."""
-        path = folder / f"{len(spooled):05d}.json"  # in time order: the left half is fetched first
-        try:
-            retried = self._stream_whole(query, start, end, step, lambda body: _spool(body, path), allow_warnings)
-        except HeavyQueryError as err:
-            length = end - start + step
-            if not err.refusal.splittable or length <= max(floor, step) or end == start:
-                raise HeavyQueryError(
-                    f"{err}; even a piece of {length}s is refused, so splitting in time cannot help: {err.refusal.fix}",
-                    err.refusal,
-                    err.status,
-                ) from None
-            halves = split_range(start, end, step, 2)
-            return max(self._fetch_piece(query, a, b, step, allow_warnings, floor, folder, spooled, depth + 1)
-                       for a, b in halves)  # fmt: skip
-        spooled.append((path, retried))
-        return depth
 
     def query_range(self, query: str, start: float, end: float, step: int, **options: Any) -> dict[str, Any]:
         """``query_range`` parsed as JSON (for small answers: checks, tests, preflight)."""
@@ -650,6 +618,48 @@ class CheckedBody:
             raise type(err)(
                 f"{what}: {err}", status=err.status, retryable=isinstance(err, IncompleteBodyError)
             ) from None
+
+
+@dataclass
+class _Spool:
+    """The pieces of one split query, spooled to ``folder`` in time order with their retries."""
+
+    hook: PrometheusHook
+    query: str
+    step: int
+    allow_warnings: bool
+    floor: int
+    folder: Path
+    pieces: list[tuple[Path, int]] = field(default_factory=list)
+    refused: int = 0  # seconds of the shortest piece refused so far: a piece as long is not tried
+
+    def fetch(self, start: int, end: int, depth: int) -> int:
+        """Spool ``[start, end]``'s answer, halving it while the server refuses it as too heavy (a
+        piece as long as one already refused is halved unasked: its sibling is as heavy, most
+        likely); return the depth reached."""
+        length = end - start + self.step
+        can_halve = length > max(self.floor, self.step) and end > start
+        if can_halve and self.refused and length >= self.refused:
+            return self._halve(start, end, depth)
+        path = self.folder / f"{len(self.pieces):05d}.json"  # in time order: the left half comes first
+        try:
+            retried = self.hook._stream_whole(
+                self.query, start, end, self.step, lambda body: _spool(body, path), self.allow_warnings
+            )
+        except HeavyQueryError as err:
+            if not err.refusal.splittable or not can_halve:
+                raise HeavyQueryError(
+                    f"{err}; even a piece of {length}s is refused, so splitting in time cannot help: {err.refusal.fix}",
+                    err.refusal,
+                    err.status,
+                ) from None
+            self.refused = min(self.refused or length, length)
+            return self._halve(start, end, depth)
+        self.pieces.append((path, retried))
+        return depth
+
+    def _halve(self, start: int, end: int, depth: int) -> int:
+        return max(self.fetch(a, b, depth + 1) for a, b in split_range(start, end, self.step, 2))
 
 
 def _spool(body: CheckedBody, path: Path) -> int:
