@@ -296,8 +296,6 @@ KEYS: tuple[Key, ...] = (
 )  # fmt: skip
 KEYS_BY_NAME = {key.name: key for key in KEYS}
 KNOWN_KEYS = tuple(KEYS_BY_NAME)
-SECRET_KEYS = tuple(key.name for key in KEYS if key.secret)
-POD_ONLY = ("IMAGE", "NAMESPACE", "KUBERNETES_CONN_ID", "K8S_SECRET_NAME")
 NOT_IN_POD = ("METRICS", "EXTRA_QUERIES", "CLUSTER_LABEL", "PROMETHEUS_CONN_ID", "PREFLIGHT", "SPLIT", "EXPECT_EMPTY")
 
 
@@ -362,7 +360,9 @@ class ClusterConfig:
 
     @property
     def secrets(self) -> tuple[str, ...]:
-        return tuple(s for s in (self.prometheus_password, self.prometheus_bearer_auth_token) if s)
+        """The values of the keys marked secret in :data:`KEYS` (masked in logs)."""
+        values = (getattr(self, key.attribute) for key in KEYS if key.secret and key.attribute)
+        return tuple(value for value in values if value)
 
     def setting(self, key: str) -> Any:
         """The value of a key of :data:`KEYS` by its name."""
