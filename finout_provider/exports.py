@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from finout_provider.hooks.s3 import FinoutS3Hook
 
 OK, GAPS, STALE = "ok", "gaps", "stale"
+SEVERITY = {STALE: 0, GAPS: 1, OK: 2}
 EMPTY_GZIP = 20  # bytes of a gzip stream holding nothing
 GZIP_MAGIC = b"\x1f\x8b\x08"
 
@@ -130,9 +131,6 @@ class ClusterFolder:
         """What is wrong with the objects of windows ``starts``: one line per missing or bad key."""
         states = self.states(metrics, starts, window)
         return [f"{state}: s3://{self.bucket}/{key}" for key, state in states.items() if state != "ok"]
-
-
-SEVERITY = {STALE: 0, GAPS: 1, OK: 2}
 
 
 def freshness_limit(config: ClusterConfig, settle: int) -> int:
