@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import requests
 
-from devtools.history import HistorySpec, PrometheusServer, free_port
+from devtools.history import HistorySpec, PrometheusServer, build_tsdb, free_port
 from devtools.s3server import S3Server
 from devtools.stack import AirflowStack, Api, airflow_major, api_server_env, wait_for
 from finout_provider.get_provider_info import CONN_FIELDS
@@ -29,6 +29,22 @@ PREFIX = "k8s/prometheus"
 
 def iso(ts: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+@pytest.fixture(scope="module")
+def history() -> HistorySpec:
+    """Data reaching an hour past the module's start: the scheduler's newest window always holds
+    some (the session's history ends when the session began, an hour boundary may lie between)."""
+    now = int(time.time())
+    end = now - now % H + H
+    return HistorySpec(clusters=("prod-eu", "staging"), start=end - 9 * H, end=end, cluster_label="cluster")
+
+
+@pytest.fixture(scope="module")
+def prometheus(history: HistorySpec, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusServer]:
+    server = PrometheusServer(build_tsdb(history, tmp_path_factory.mktemp("scheduler-history"))).start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -189,7 +205,7 @@ def test_manual_run_with_params_reexports_the_range(
     scheduler_stack: tuple[AirflowStack, Api, str], s3_server: S3Server, history: HistorySpec
 ) -> None:
     stack, api, bucket = scheduler_stack
-    start, end = history.end - 3 * H, history.end - H
+    start, end = history.end - 4 * H, history.end - 2 * H  # closed: the data reaches past now
     conf = f'{{"start": "{iso(start)}", "end": "{iso(end)}"}}'
     stack.airflow("dags", "trigger", DAG_ID, "--conf", conf, retries_when_locked=5)
     wait_for(stack, "the manual run", lambda: api.finished(api.runs(DAG_ID, "manual")), 400)
