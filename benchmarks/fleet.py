@@ -142,9 +142,7 @@ def fleet_variant(
         stack.migrate()
         api = Api(stack.start_airflow3(port))
         if redis is not None:
-            for number in (1, 2):
-                stack.start("celery", "worker", "--skip-serve-logs", "--concurrency", str(SLOTS // 2),
-                            "--celery-hostname", f"worker{number}@%h", log_name=f"worker-{number}")  # fmt: skip
+            stack.start_celery_workers(2, SLOTS // 2)
         _wait("every DAG stored", lambda: api.get("/dags", limit=1)["total_entries"] >= total, 900)
         dag_ids = [f"finout_prometheus_{c['CLUSTER_NAME']}" for c in stack.clusters[:ACTIVE]]
         measured = _first_runs(stack, api, dag_ids)

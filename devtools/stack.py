@@ -151,6 +151,12 @@ class AirflowStack:
         wait_http(f"{base}/api/v2/monitor/health", timeout=120)
         return base
 
+    def start_celery_workers(self, count: int, concurrency: int) -> None:
+        """``count`` Celery workers (logs ``worker-1``, ...) of ``concurrency`` slots each."""
+        for number in range(1, count + 1):
+            self.start("celery", "worker", "--skip-serve-logs", "--concurrency", str(concurrency),
+                       "--celery-hostname", f"worker{number}@%h", log_name=f"worker-{number}")  # fmt: skip
+
     def stop(self, *names: str) -> None:
         """Stop the named components (default: all): SIGTERM to their process groups, SIGKILL after 20 s."""
         chosen = {n: p for n, p in self.processes.items() if not names or n in names}

@@ -9,10 +9,10 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from finout_provider.layout import normalize_prefix
+from finout_provider.s3_target import S3TargetMixin
 
 
-class FinoutExportTrigger(BaseTrigger):
+class FinoutExportTrigger(S3TargetMixin, BaseTrigger):
     """Polls S3 until every expected object of the windows is a non-empty gzip, or times out."""
 
     def __init__(
@@ -62,12 +62,7 @@ class FinoutExportTrigger(BaseTrigger):
         )
 
     def _problems(self) -> list[str]:
-        from finout_provider.exports import ClusterFolder
-        from finout_provider.hooks.s3 import FinoutS3Hook
-
-        hook = FinoutS3Hook(self.aws_conn_id, role_arn=self.role_arn, role_external_id=self.role_external_id)
-        folder = ClusterFolder(hook, self.s3_bucket, normalize_prefix(self.s3_prefix), self.cluster_name)
-        return folder.problems(self.metrics, self.starts, self.time_frame)
+        return self.cluster_folder.problems(self.metrics, self.starts, self.time_frame)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         deadline = time.monotonic() + self.timeout

@@ -103,9 +103,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, s3_server: S3Server) -> Iter
         stack.migrate()
         api = Api(stack.start_airflow3(port))
         stack.start("triggerer", "--skip-serve-logs", log_name="triggerer")
-        for number in (1, 2):
-            stack.start("celery", "worker", "--skip-serve-logs", "--concurrency", "2",
-                        "--celery-hostname", f"worker{number}@%h", log_name=f"worker-{number}")  # fmt: skip
+        stack.start_celery_workers(2, 2)
         yield {"stack": stack, "api": api, "servers": servers, "dags": dags, "postgres": postgres}
     except BaseException:
         print(stack.logs())
