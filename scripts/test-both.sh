@@ -9,10 +9,10 @@ venv3=${VENV:-.venv}
 venv2=${VENV2:-.venv-af2}
 log2=$(mktemp)
 trap 'rm -f "$log2"' EXIT
-PATH="$PWD/$venv2/bin:$PATH" "$venv2/bin/pytest" -q -p no:cacheprovider -m "not e2e or af2" "$@" >"$log2" 2>&1 &
+PATH="$PWD/$venv2/bin:$PATH" "$venv2/bin/pytest" -q -p no:cacheprovider --durations=15 -m "not e2e or af2" "$@" >"$log2" 2>&1 &
 pid2=$!
 echo "== Airflow 3 ($venv3): full suite"
-PATH="$PWD/$venv3/bin:$PATH" "$venv3/bin/pytest" -q -p no:cacheprovider "$@"
+PATH="$PWD/$venv3/bin:$PATH" "$venv3/bin/pytest" -q -p no:cacheprovider --durations=15 "$@"
 rc3=$?
 wait "$pid2"
 rc2=$?
