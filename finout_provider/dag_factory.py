@@ -147,6 +147,22 @@ def check_buildable(config: ClusterConfig) -> None:
             ) from None
 
 
+def _declare_params(dag: DAG) -> None:
+    """The trigger form's fields, declared once the tasks exist.
+
+    A task takes a copy of its DAG's params when it is created, and serializing a copy costs a JSON
+    Schema check per param and task: most of the DAG processor's time for a fleet. Tasks need no
+    copy: at run time Airflow merges the DAG's params, then the run's conf, into every task's
+    ``params`` (``process_params``), and the form and the trigger's validation read the DAG's.
+    """
+    dag.params.update(
+        {
+            "start": Param(None, type=["null", "string"], description="Re-export from (ISO-8601, UTC)"),
+            "end": Param(None, type=["null", "string"], description="Re-export until (ISO-8601, UTC, exclusive)"),
+        }
+    )
+
+
 def _new_dag(config: ClusterConfig) -> DAG:
     return DAG(
         dag_id=config.dag_id,
@@ -160,10 +176,6 @@ def _new_dag(config: ClusterConfig) -> DAG:
             "retries": 3,  # after [core] default_task_retry_delay, doubling each time
             "retry_exponential_backoff": True,
             "max_retry_delay": timedelta(minutes=30),
-        },
-        params={
-            "start": Param(None, type=["null", "string"], description="Re-export from (ISO-8601, UTC)"),
-            "end": Param(None, type=["null", "string"], description="Re-export until (ISO-8601, UTC, exclusive)"),
         },
         tags=["finout", "prometheus", config.cluster_name],
         doc_md=(
@@ -250,6 +262,7 @@ def build_dag(config: ClusterConfig) -> DAG:
             first_run_only=config.preflight is None, retries=0, **_s3_args(config),
         ) >> export  # fmt: skip
     export >> _checks(config, dag, plan, export)[0]
+    _declare_params(dag)
     return dag
 
 

@@ -90,6 +90,39 @@ def test_valid_clusters_load_and_each_invalid_entry_gives_one_error(
         assert len(matching) == 1 and hint in matching[0], (name, lines)
 
 
+def test_trigger_params_are_the_dags_alone_and_reach_the_plan_from_the_runs_conf(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tasks carry no copy of the DAG's params (serializing copies is most of a fleet's parse time);
+    the trigger form is the DAG's, and at run time the DAG's params and the run's conf reach every task."""
+    try:
+        from airflow.sdk.definitions.param import process_params
+    except ImportError:  # Airflow 2
+        from airflow.models.param import process_params  # type: ignore[no-redef]
+    from airflow.serialization import serialized_objects
+
+    serializer = getattr(serialized_objects, "DagSerialization", None) or serialized_objects.SerializedDAG
+    dag = dagbag(tmp_path, monkeypatch, [GOOD[0]]).dags["finout_prometheus_prod-eu"]
+    serialized = serializer.to_dict(dag)["dag"]
+    assert [name for name, _ in serialized["params"]] == ["start", "end"]
+    assert "Re-export from" in str(serialized["params"])
+    assert [t["__var"]["task_id"] for t in serialized["tasks"] if "params" in t["__var"]] == []
+
+    def run_params(conf: dict[str, str]) -> dict[str, Any]:
+        run = conf if _airflow3() else type("DagRun", (), {"conf": conf})()  # Airflow 2 takes the run
+        return dict(process_params(dag, dag.get_task("plan_windows"), run, suppress_exception=False))
+
+    assert run_params({}) == {"start": None, "end": None}
+    conf = {"start": "2025-10-01T00:00:00Z", "end": "2025-10-01T06:00:00Z"}
+    assert run_params(conf) == conf
+
+
+def _airflow3() -> bool:
+    from airflow import __version__
+
+    return int(__version__.split(".")[0]) >= 3
+
+
 def test_all_valid_gives_no_import_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     bag = dagbag(tmp_path, monkeypatch, GOOD)
     assert not bag.import_errors and len(bag.dags) == 3
