@@ -184,11 +184,11 @@ class AirflowStack:
             for name in names:
                 self.start(*self.commands[name], log_name=name)
 
-    def logs(self, tail: int = 3000) -> str:
-        """The end of every log under ``AIRFLOW_HOME`` (components, DAG processor, tasks), for a
-        failing test to print."""
+    def logs(self, tail: int = 3000, match: str = "") -> str:
+        """The end of every log under ``AIRFLOW_HOME`` (components, DAG processor, tasks) whose path
+        holds ``match`` (e.g. ``dag_id=...``), for a failing test to print."""
         parts = []
-        for path in sorted(self.home.rglob("*.log")):
+        for path in sorted(p for p in self.home.rglob("*.log") if match in str(p)):
             text = path.read_text(errors="replace")
             parts.append(f"==> {path.relative_to(self.home)} <==\n{text[-tail:]}")
         return "\n".join(parts)

@@ -145,7 +145,7 @@ def test_a_fleet_on_celery_survives_a_killed_worker_and_a_restarted_scheduler(
     def all_done() -> bool:
         runs = [r for d in dag_ids for r in api.runs(d)]
         failed = [r["dag_id"] for r in runs if r["state"] == "failed"]
-        assert not failed, failed
+        assert not failed, "\n".join([f"runs failed: {failed}"] + [stack.logs(match=f"dag_id={d}/") for d in failed])
         return len(runs) >= len(dag_ids) and all(r["state"] == "success" for r in runs)
 
     wait_for(stack, "every first run to succeed on the remaining worker", all_done, 900, every=5)
