@@ -173,6 +173,8 @@ def _new_dag(config: ClusterConfig) -> DAG:
         max_active_runs=1,
         default_args={
             "owner": "finout",
+            # Every task: one lost with its worker runs again. A verdict (preflight, validation,
+            # freshness) raises AirflowFailException or AirflowSensorTimeout, which are not retried.
             "retries": 3,  # after [core] default_task_retry_delay, doubling each time
             "retry_exponential_backoff": True,
             "max_retry_delay": timedelta(minutes=30),
@@ -218,13 +220,13 @@ def _checks(config: ClusterConfig, dag: DAG, plan: BaseOperator, export: Any) ->
     validate = FinoutExportSensor(
         task_id="validate_export", dag=dag, windows=plan.output, exports=None if pod_mode else export.output,
         metrics=names, time_frame=config.time_frame, poke_interval=30, timeout=900, mode="reschedule",
-        trigger_rule="none_failed", retries=0, **_s3_args(config),
+        trigger_rule="none_failed", **_s3_args(config),
     )  # fmt: skip
     freshness = FinoutFreshnessOperator(
         task_id="check_freshness", dag=dag, metrics=names, time_frame=config.time_frame,
         limit_seconds=freshness_limit(config, SETTLE_SECONDS), settle_seconds=SETTLE_SECONDS,
         trigger_rule="all_done",  # staleness matters most when the exports failed
-        retries=0, **_s3_args(config),
+        **_s3_args(config),
     )  # fmt: skip
     retention = FinoutRetentionOperator(
         task_id="retention_cleanup", dag=dag, retention_days=config.retention_days, trigger_rule="none_failed",
@@ -259,7 +261,7 @@ def build_dag(config: ClusterConfig) -> DAG:
             task_id="preflight", dag=dag, metrics=metric_specs(config.metrics),
             prometheus_conn_id=config.effective_conn_id, cluster_label=config.cluster_label,
             step_seconds=config.step_seconds, settle_seconds=SETTLE_SECONDS,
-            first_run_only=config.preflight is None, retries=0, **_s3_args(config),
+            first_run_only=config.preflight is None, **_s3_args(config),
         ) >> export  # fmt: skip
     export >> _checks(config, dag, plan, export)[0]
     _declare_params(dag)

@@ -7,11 +7,12 @@ import calendar
 import json
 import textwrap
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from devtools.history import PrometheusServer
+from devtools.history import HistorySpec, PrometheusServer, build_tsdb
 from devtools.s3server import S3Server
 from devtools.stack import BIN, AirflowStack, airflow_major, wait_for
 from finout_provider.layout import build_key
@@ -21,7 +22,8 @@ pytestmark = [
     pytest.mark.af2,
     pytest.mark.skipif(airflow_major() >= 3, reason="`airflow dags backfill` is Airflow 2 only"),
 ]
-TF = 7_200  # 2-hour windows: the first run's look-back (one day) is 12 tasks, not 24
+H = 3_600
+TF = 6 * H  # the first run's look-back (one day) is 4 windows: SequentialExecutor runs one task at a time
 DAY = 86_400
 DAG_ID = "finout_prometheus_af2"
 METRICS = ["cpu_requests", "pod_labels"]
@@ -67,6 +69,19 @@ def expected(starts: list[int]) -> set[str]:
     return {build_key(PREFIX, "af2", m, s) for m in METRICS for s in starts}
 
 
+@pytest.fixture(scope="module")
+def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusServer]:
+    """Data from 36 hours back (the backfilled intervals lie up to 30 hours back) to an hour past now."""
+    now = int(time.time())
+    end = now - now % H + H
+    spec = HistorySpec(clusters=("prod-eu", "staging"), start=end - 36 * H, end=end, cluster_label="cluster",
+                       nodes=1, pods_per_node=3, containers_per_pod=1)  # fmt: skip
+    server = PrometheusServer(build_tsdb(spec, tmp_path_factory.mktemp("af2-history"))).start()
+    yield server
+    server.stop()
+
+
+@pytest.mark.timeout(1500)  # about 25 task processes, one at a time: 20 s each on a loaded machine
 def test_backfill_cli_scheduler_and_clear_of_one_mapped_instance(
     prometheus: PrometheusServer, s3_server: S3Server
 ) -> None:
@@ -92,7 +107,7 @@ def test_backfill_cli_scheduler_and_clear_of_one_mapped_instance(
     try:
         stack.migrate()
         # 1. The scheduler's own run of the latest interval. BACKFILL_DAYS is 0, yet a scheduled run
-        #    makes sure the look-back (one day) is in S3: it exports the 12 windows ending with its own.
+        #    makes sure the look-back (one day) is in S3: it exports the 4 windows ending with its own.
         stack.start("scheduler", "--skip-serve-logs", log_name="scheduler")
         wait_for(
             stack,
