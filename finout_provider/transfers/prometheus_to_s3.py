@@ -16,7 +16,7 @@ from finout_provider.catalogue import CATALOGUE, Metric, render
 from finout_provider.layout import build_key, normalize_prefix, validate_bucket
 from finout_provider.links import S3ExportLink
 from finout_provider.operators.base import ClusterS3Operator, s3_target_fields
-from finout_provider.windows import Window, check_frame, to_epoch
+from finout_provider.windows import DAY, Window, check_frame, to_epoch
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -41,7 +41,10 @@ Exported = tuple["Upload", int, dict[str, Any] | None]
 class SplitHints:
     """How many pieces each metric of a cluster needed in earlier windows (an Airflow Variable,
     ``finout_split_hints_<cluster>``), so the next window starts split instead of being refused
-    first. Best effort: where no Variable can be read or written, each window finds out again."""
+    first. The window that starts a UTC day tries half the hinted pieces and keeps what it needed,
+    so a hint outlives a raised server limit or a shrunk cluster by a day at most, for at most one
+    refused query a day per split metric. Best effort: where no Variable can be read or written,
+    each window finds out again."""
 
     def __init__(self, cluster: str) -> None:
         self.key = f"finout_split_hints_{cluster}"
@@ -58,20 +61,23 @@ class SplitHints:
                 self._known = {}
         return self._known
 
-    def pieces(self, metric: str) -> int:
-        return self.load().get(metric, 1)
+    def pieces(self, metric: str, window_start: int) -> int:
+        hinted = self.load().get(metric, 1)
+        return max(1, hinted // 2) if window_start % DAY == 0 else hinted
 
-    def save(self, pieces: Mapping[str, int], log: Any) -> None:
+    def save(self, used: Mapping[str, int], window_start: int, log: Any) -> None:
+        """Keep the pieces each metric ``used``: more than hinted, or fewer on the day's first window."""
         known = self.load()
-        grown = {name: n for name, n in pieces.items() if n > known.get(name, 1)}
-        if not grown:
+        probe = window_start % DAY == 0
+        changed = {name: n for name, n in used.items() if n > known.get(name, 1) or (probe and n < known.get(name, 1))}
+        if not changed:
             return
-        known.update(grown)
+        self._known = {name: n for name, n in (known | changed).items() if n > 1}
         try:
             from airflow.providers.common.compat.sdk import Variable
 
-            Variable.set(self.key, json.dumps(known, sort_keys=True))
-            log.info("split hints %s: %s", self.key, known)
+            Variable.set(self.key, json.dumps(self._known, sort_keys=True))
+            log.info("split hints %s: %s", self.key, self._known)
         except Exception as err:  # noqa: BLE001 - hints save time, they are not needed
             log.info("split hints not saved (%s); the next window finds out again", err)
 
@@ -213,7 +219,8 @@ class PrometheusToS3Operator(ClusterS3Operator):
             "series": dict(sorted(series.items())),
             "split": dict(sorted(splits.items())),
         }
-        self.split_hints.save({name: s["pieces"] for name, s in splits.items()}, self.log)
+        used = {name: splits[name]["pieces"] if name in splits else 1 for name in series}
+        self.split_hints.save(used, window.start, self.log)
         required = [name for name in series if name not in self.expect_empty]
         if required and not any(series[name] for name in required):
             result |= {"all_empty": True, "diagnosis": self._diagnose(window)}
@@ -289,7 +296,7 @@ class PrometheusToS3Operator(ClusterS3Operator):
         try:
             done, series, split = self.prometheus_hook.stream_query_range(
                 query, start, end, self.step_seconds, upload, allow_warnings=self.allow_warnings, split=self.split,
-                min_split_seconds=self.min_split_seconds, pieces=self.split_hints.pieces(name),
+                min_split_seconds=self.min_split_seconds, pieces=self.split_hints.pieces(name, window.start),
             )  # fmt: skip
         except HeavyQueryError as err:
             raise HeavyQueryError(

@@ -24,6 +24,7 @@ from finout_provider.hooks.prometheus import PrometheusHook
 from finout_provider.layout import build_key
 from finout_provider.matrix import JoinedBody
 from finout_provider.refusals import REFUSALS
+from finout_provider.windows import DAY
 from tests.conftest import PREFIX, set_connection
 from tests.integration.test_export import all_keys, make_operator, read
 
@@ -201,7 +202,29 @@ def test_a_split_hint_starts_the_next_window_split(
         assert json.loads(store["finout_split_hints_prod-eu"]) == {"cpu_requests": 4}
         server.requests.clear()
         second = make_operator("p_hint", history.start + H, history.start + 2 * H, metrics=[CATALOGUE[0]]).execute({})
-    assert second["split"]["cpu_requests"]["pieces"] == 4 and len(server.requests) == 4  # no refusal first
+        assert second["split"]["cpu_requests"]["pieces"] == 4 and len(server.requests) == 4  # no refusal first
+
+        # A day's first window tries half the hint: refused, it needs 4 again, and the hint stays.
+        midnight = history.start - history.start % DAY
+        server.requests.clear()
+        third = make_operator("p_hint", midnight, midnight + H, metrics=[CATALOGUE[0]]).execute({})
+        # 1 refused + 2 + 2 ranges (the window lies before the data: its emptiness is diagnosed too)
+        assert third["split"]["cpu_requests"]["pieces"] == 4 and ranges(server) == 5
+        assert json.loads(store["finout_split_hints_prod-eu"]) == {"cpu_requests": 4}
+
+    # The server's limit raised: the first window of another day needs half the pieces, of a third none.
+    with FaultServer(refusing(prometheus.url, 422, text, longest=H // 2)) as server:
+        set_connection("p_hint", conn_type="prometheus", host="127.0.0.1", port=server.port)
+        fourth = make_operator("p_hint", midnight - DAY, midnight - DAY + H, metrics=[CATALOGUE[0]]).execute({})
+        assert fourth["split"]["cpu_requests"]["pieces"] == 2 and ranges(server) == 2
+        assert json.loads(store["finout_split_hints_prod-eu"]) == {"cpu_requests": 2}
+    set_connection("p_hint", conn_type="prometheus", host="127.0.0.1", port=prometheus.port)
+    fifth = make_operator("p_hint", midnight - 2 * DAY, midnight - 2 * DAY + H, metrics=[CATALOGUE[0]]).execute({})
+    assert fifth["split"] == {} and json.loads(store["finout_split_hints_prod-eu"]) == {}
+
+
+def ranges(server: FaultServer) -> int:
+    return sum(b"step=" in r.body for r in server.requests)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
