@@ -117,13 +117,19 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, s3_server: S3Server) -> Iter
         postgres.stop()
 
 
-def first_run_windows(run: dict[str, Any]) -> list[int]:
-    """The windows a first scheduled run exports: its interval's and the day of history before it."""
+def first_run_windows(api: Api, dag_id: str) -> list[list[int]]:
+    """The windows the DAG's first scheduled run exports: its interval's and the day before it,
+    counted from when its plan ran. Two candidates, from the plan's start and end: they differ when
+    a window boundary passed while it ran (the look-back is then one window shorter)."""
     from finout_provider.windows import to_epoch
 
-    now = to_epoch(run["start_date"])
-    since = now - 86400
-    return list(range(since - since % FRAME, now - now % FRAME, FRAME))
+    run = min(api.runs(dag_id, "scheduled"), key=lambda r: r["data_interval_start"])
+    plan = api.get(f"/dags/{dag_id}/dagRuns/{run['dag_run_id']}/taskInstances/plan_windows")
+    candidates = []
+    for now in (to_epoch(plan["start_date"]), to_epoch(plan["end_date"])):
+        since = now - 86400
+        candidates.append(list(range(since - since % FRAME, now - now % FRAME, FRAME)))
+    return candidates
 
 
 @pytest.mark.timeout(1500)  # the fleet's start (about 100 s) and first runs, on one worker once the other dies
@@ -157,19 +163,23 @@ def test_a_fleet_on_celery_survives_a_killed_worker_and_a_restarted_scheduler(
     assert any(t["try_number"] > 1 for t in again), "the killed worker's task instances were not run again"
 
     # Every window of every cluster's first run is in S3, whole and exactly what Prometheus answers.
-    expected: set[str] = set()
-    for dag_id in dag_ids:
-        run = api.runs(dag_id)[0]
-        cluster = dag_id.removeprefix("finout_prometheus_")
-        expected |= {build_key(PREFIX, cluster, m, s) for s in first_run_windows(run) for m in METRICS}
     client: Any = s3_server.client()
     pages = client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET)
     present = {o["Key"] for page in pages for o in page.get("Contents", [])}
+    expected: set[str] = set()
+    windows: dict[str, list[int]] = {}
+    for dag_id in dag_ids:
+        cluster = dag_id.removeprefix("finout_prometheus_")
+        candidates = [{build_key(PREFIX, cluster, m, s) for s in c for m in METRICS}
+                      for c in first_run_windows(api, dag_id)]  # fmt: skip
+        keys = next((c for c in candidates if c <= present), candidates[0])
+        windows[cluster] = first_run_windows(api, dag_id)[candidates.index(keys)]
+        expected |= keys
     assert expected <= present, sorted(expected - present)[:5]
     for key in sorted(expected)[:: max(1, len(expected) // 24)]:
         assert_exact(client, key, fleet["servers"])
     coverage = stack.run([str(Path(sys.executable).parent / "finout-provider"), "coverage", "--cluster", OWN[0],
-                          "--from", str(min(first_run_windows(api.runs(dag_ids[-1])[0]))),
+                          "--from", str(min(windows[OWN[0]])),
                           "--to", str(now_aligned()), "--deep"], check=False)  # fmt: skip
     assert "0 partial, 0 missing, 0 corrupt" in coverage.stdout, coverage.stdout + coverage.stderr
 
