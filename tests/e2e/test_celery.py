@@ -170,11 +170,11 @@ def test_a_fleet_on_celery_survives_a_killed_worker_and_a_restarted_scheduler(
     windows: dict[str, list[int]] = {}
     for dag_id in dag_ids:
         cluster = dag_id.removeprefix("finout_prometheus_")
-        candidates = [{build_key(PREFIX, cluster, m, s) for s in c for m in METRICS}
-                      for c in first_run_windows(api, dag_id)]  # fmt: skip
-        keys = next((c for c in candidates if c <= present), candidates[0])
-        windows[cluster] = first_run_windows(api, dag_id)[candidates.index(keys)]
-        expected |= keys
+        candidates = first_run_windows(api, dag_id)
+        keys = [{build_key(PREFIX, cluster, m, s) for s in c for m in METRICS} for c in candidates]
+        chosen = next((i for i, k in enumerate(keys) if k <= present), 0)
+        windows[cluster] = candidates[chosen]
+        expected |= keys[chosen]
     assert expected <= present, sorted(expected - present)[:5]
     for key in sorted(expected)[:: max(1, len(expected) // 24)]:
         assert_exact(client, key, fleet["servers"])
