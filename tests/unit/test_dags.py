@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
+from devtools.stack import airflow_major
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.af2
@@ -111,18 +112,12 @@ def test_trigger_params_are_the_dags_alone_and_reach_the_plan_from_the_runs_conf
     assert [t["__var"]["task_id"] for t in serialized["tasks"] if "params" in t["__var"]] == []
 
     def run_params(conf: dict[str, str]) -> dict[str, Any]:
-        run = conf if _airflow3() else type("DagRun", (), {"conf": conf})()  # Airflow 2 takes the run
+        run = conf if airflow_major() >= 3 else type("DagRun", (), {"conf": conf})()  # Airflow 2 takes the run
         return dict(process_params(dag, dag.get_task("plan_windows"), run, suppress_exception=False))
 
     assert run_params({}) == {"start": None, "end": None}
     conf = {"start": "2025-10-01T00:00:00Z", "end": "2025-10-01T06:00:00Z"}
     assert run_params(conf) == conf
-
-
-def _airflow3() -> bool:
-    from airflow import __version__
-
-    return int(__version__.split(".")[0]) >= 3
 
 
 def test_all_valid_gives_no_import_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
