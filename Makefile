@@ -8,7 +8,7 @@ VENV2 ?= .venv-af2
 UV := $(VENV)/bin/uv
 PYTEST_ARGS ?=
 
-.PHONY: test demo lint typecheck unit system-deps venv venv2 bench clean services
+.PHONY: test demo lint typecheck unit system-deps venv venv2 lines bench clean services
 
 # Debian's packages the tests run as the project's own processes, on free loopback ports.
 # Installing a package must not start its services: a policy-rc.d forbids it for the install
@@ -44,6 +44,11 @@ $(VENV2)/.done: pyproject.toml $(VENV)/.done
 venv: $(VENV)/.done
 venv2: $(VENV2)/.done
 
+# The dated lines (devtools/lines.py): Airflow and a managed image's providers as PyPI had them on a
+# date, then the provider and the test tools held to them; built side by side, from uv's cache.
+lines: venv
+	$(VENV)/bin/python -m devtools.lines build-dated
+
 lint: venv
 	$(VENV)/bin/ruff check finout_provider dags devtools tests benchmarks
 	$(VENV)/bin/ruff format --check finout_provider dags devtools tests benchmarks
@@ -54,8 +59,9 @@ typecheck: venv
 unit: venv
 	$(VENV)/bin/pytest -q tests/unit $(PYTEST_ARGS)
 
-test: system-deps venv venv2 lint typecheck
-	VENV=$(VENV) VENV2=$(VENV2) scripts/test-both.sh $(PYTEST_ARGS)
+# Every line of devtools/lines.py: the full suite on the newest Airflow 3, two lines at a time.
+test: system-deps venv venv2 lines lint typecheck
+	$(VENV)/bin/python -m devtools.lines test $(PYTEST_ARGS)
 
 demo: system-deps venv
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/python -m devtools.demo
@@ -68,4 +74,4 @@ bench: system-deps venv
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/python -m benchmarks.run
 
 clean:
-	rm -rf $(VENV) $(VENV2) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(VENV2) .venv-[0-9]* build *.egg-info .pytest_cache .mypy_cache .ruff_cache

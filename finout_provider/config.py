@@ -249,6 +249,8 @@ KEYS: tuple[Key, ...] = (
     Key("S3_PREFIX", _layout(normalize_prefix), "folder inside the bucket, e.g. `k8s/prometheus`", shown="required"),
     Key("ROLE_ARN", _text, "role assumed on top of the AWS connection for S3"),
     Key("ROLE_EXTERNAL_ID", _text, "external id of that role"),
+    Key("S3_KMS_KEY_ID", _text, "KMS key (id, ARN or `alias/...`): uploads use SSE-KMS with it, as a bucket policy "
+        "requiring `aws:kms` demands"),
     Key("SCHEME", _choice("http", "https"), "the Prometheus endpoint's scheme (or PROMETHEUS_CONN_ID)", "http"),
     Key("HOSTNAME", _hostname, "the Prometheus host, without scheme, port or path", "localhost"),
     Key("PORT", _whole(1, 65535), "the Prometheus port", 9090),
@@ -296,7 +298,16 @@ KEYS: tuple[Key, ...] = (
 )  # fmt: skip
 KEYS_BY_NAME = {key.name: key for key in KEYS}
 KNOWN_KEYS = tuple(KEYS_BY_NAME)
-NOT_IN_POD = ("METRICS", "EXTRA_QUERIES", "CLUSTER_LABEL", "PROMETHEUS_CONN_ID", "PREFLIGHT", "SPLIT", "EXPECT_EMPTY")
+NOT_IN_POD = (
+    "S3_KMS_KEY_ID",
+    "METRICS",
+    "EXTRA_QUERIES",
+    "CLUSTER_LABEL",
+    "PROMETHEUS_CONN_ID",
+    "PREFLIGHT",
+    "SPLIT",
+    "EXPECT_EMPTY",
+)
 
 
 def keys_table() -> str:
@@ -317,6 +328,7 @@ class ClusterConfig:
     s3_prefix: str
     role_arn: str | None
     role_external_id: str | None
+    s3_kms_key_id: str | None
     scheme: str
     hostname: str
     port: int

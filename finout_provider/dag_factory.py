@@ -21,9 +21,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from airflow.providers.common.compat.sdk import DAG, Asset, BaseOperator, Param, mask_secret
-
 from finout_provider import exporter_env
+from finout_provider.compat import DAG, Asset, BaseOperator, Param, mask_secret
 from finout_provider.config import DAG_ID_PREFIX, ClusterConfig, ClustersFile, ConfigError, default_path, load_file
 from finout_provider.exports import freshness_limit
 from finout_provider.layout import cluster_root
@@ -89,6 +88,7 @@ def _s3_args(config: ClusterConfig) -> dict[str, Any]:
         "aws_conn_id": config.aws_conn_id,
         "role_arn": config.role_arn,
         "role_external_id": config.role_external_id,
+        "s3_kms_key_id": config.s3_kms_key_id,
     }
 
 
@@ -287,10 +287,8 @@ def dags_of_file(dag_folder: str) -> dict[str, DAG]:
 
 def requested_dag_id() -> str | None:
     """The DAG Airflow parses the file for (a task starting), ``None`` when it wants them all."""
-    try:
-        from airflow.sdk import get_parsing_context
-    except ImportError:  # Airflow 2
-        from airflow.utils.dag_parsing_context import get_parsing_context  # type: ignore[no-redef]
+    from finout_provider.compat import get_parsing_context
+
     return get_parsing_context().dag_id
 
 

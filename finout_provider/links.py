@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-from airflow.providers.common.compat.sdk import BaseOperatorLink
-
+from finout_provider.compat import BaseOperatorLink
 from finout_provider.layout import LayoutError, cluster_root, day_folder
 from finout_provider.windows import WindowError, to_epoch
 

@@ -20,6 +20,7 @@ class S3TargetMixin:
     aws_conn_id: str | None
     role_arn: str | None
     role_external_id: str | None
+    s3_kms_key_id: str | None = None  # uploads only: a reader (the trigger) has none
 
     @property
     def cluster_folder(self) -> ClusterFolder:
@@ -35,4 +36,9 @@ class S3TargetMixin:
     def s3_hook(self) -> FinoutS3Hook:
         from finout_provider.hooks.s3 import FinoutS3Hook
 
-        return FinoutS3Hook(self.aws_conn_id, role_arn=self.role_arn, role_external_id=self.role_external_id)
+        encryption = (
+            {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": self.s3_kms_key_id} if self.s3_kms_key_id else {}
+        )
+        return FinoutS3Hook(
+            self.aws_conn_id, role_arn=self.role_arn, role_external_id=self.role_external_id, extra_args=encryption
+        )

@@ -18,9 +18,9 @@ from urllib.parse import urlsplit
 
 import requests
 import tenacity
-from airflow.providers.common.compat.sdk import BaseHook
 from requests.adapters import HTTPAdapter
 
+from finout_provider.compat import BaseHook
 from finout_provider.matrix import JoinedBody, split_range
 from finout_provider.refusals import Refusal, recognise
 
@@ -356,7 +356,7 @@ class PrometheusHook(BaseHook):
     @staticmethod
     def _mask(secret: str) -> None:
         try:
-            from airflow.providers.common.compat.sdk import mask_secret
+            from finout_provider.compat import mask_secret
         except ImportError:  # pragma: no cover - outside Airflow
             return
         mask_secret(secret)

@@ -18,6 +18,8 @@ from typing import Any
 
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
+# What a part of a multipart upload must repeat of the upload's arguments (SSE-C keys, payer).
+PART_ARGS = ("SSECustomerAlgorithm", "SSECustomerKey", "SSECustomerKeyMD5", "RequestPayer", "ExpectedBucketOwner")
 MIN_PART = 5 << 20
 DEFAULT_PART = 8 << 20
 DELETE_BATCH = 1000
@@ -75,6 +77,8 @@ class FinoutS3Hook(S3Hook):
     :param aws_conn_id: the AWS connection (keys, region, ``endpoint_url``...).
     :param role_arn: role to assume on top of the connection (ROLE_ARN), optional.
     :param role_external_id: external id for that role (ROLE_EXTERNAL_ID), optional.
+    :param extra_args: the S3 hook's upload arguments (``ServerSideEncryption``, ``SSEKMSKeyId``,
+        ``ACL``...), put on every single and multipart upload.
     """
 
     def __init__(
@@ -120,6 +124,8 @@ class FinoutS3Hook(S3Hook):
         """
         part_size = max(part_size, MIN_PART)
         client: Any = self.get_conn()
+        extra = self.upload_args()
+        per_part = {name: value for name, value in extra.items() if name in PART_ARGS}
         raw = 0
 
         def counted() -> Iterator[bytes]:
@@ -138,24 +144,24 @@ class FinoutS3Hook(S3Hook):
                 while len(buffer) >= part_size:
                     if upload_id is None:
                         upload_id = client.create_multipart_upload(
-                            Bucket=bucket, Key=key, ContentType="application/gzip"
+                            Bucket=bucket, Key=key, ContentType="application/gzip", **extra
                         )["UploadId"]
                     body = bytes(buffer[:part_size])
                     del buffer[:part_size]
                     total += len(body)
                     number = len(parts) + 1
-                    etag = client.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body)[
-                        "ETag"
-                    ]
+                    etag = client.upload_part(
+                        Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body, **per_part
+                    )["ETag"]
                     parts.append({"ETag": etag, "PartNumber": number})
             total += len(buffer)
             if upload_id is None:
-                client.put_object(Bucket=bucket, Key=key, Body=bytes(buffer), ContentType="application/gzip")
+                client.put_object(Bucket=bucket, Key=key, Body=bytes(buffer), ContentType="application/gzip", **extra)
             else:
                 if buffer:
                     number = len(parts) + 1
                     etag = client.upload_part(
-                        Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=bytes(buffer)
+                        Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=bytes(buffer), **per_part
                     )["ETag"]
                     parts.append({"ETag": etag, "PartNumber": number})
                 client.complete_multipart_upload(
@@ -168,6 +174,18 @@ class FinoutS3Hook(S3Hook):
                 raise explain(err, "s3:PutObject", bucket, key) from None
             raise
         return Upload(key, raw, total)
+
+    def upload_args(self) -> dict[str, Any]:
+        """The hook's ``extra_args``, which must be upload arguments (boto3's list) other than the
+        content type and encoding: the objects are gzip files, stored as such."""
+        from boto3.s3.transfer import S3Transfer
+
+        allowed = set(S3Transfer.ALLOWED_UPLOAD_ARGS) - {"ContentType", "ContentEncoding"}
+        extra: dict[str, Any] = self.extra_args
+        unknown = sorted(set(extra) - allowed)
+        if unknown:
+            raise ValueError(f"S3 extra_args {unknown} cannot be used for the export's uploads; use {sorted(allowed)}")
+        return extra
 
     # -- listing (always with Delimiter="/") -------------------------------------------------
 

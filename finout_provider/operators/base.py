@@ -6,11 +6,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from airflow.providers.common.compat.sdk import BaseOperator, BaseSensorOperator
-
+from finout_provider.compat import BaseOperator, BaseSensorOperator
 from finout_provider.s3_target import S3TargetMixin
 
-S3_TARGET_FIELDS = ("cluster_name", "s3_bucket", "s3_prefix", "aws_conn_id", "role_arn")
+S3_TARGET_FIELDS = ("cluster_name", "s3_bucket", "s3_prefix", "aws_conn_id", "role_arn", "s3_kms_key_id")
 
 
 def run_type(context: Any) -> str:
@@ -35,6 +34,7 @@ class ClusterS3Operator(S3TargetMixin, BaseOperator):
     :param aws_conn_id: AWS connection for S3. (templated)
     :param role_arn: role to assume for S3 (ROLE_ARN). (templated)
     :param role_external_id: external id of that role (ROLE_EXTERNAL_ID).
+    :param s3_kms_key_id: KMS key the uploads are encrypted with, SSE-KMS (S3_KMS_KEY_ID). (templated)
     """
 
     template_fields: Sequence[str] = s3_target_fields()
@@ -48,6 +48,7 @@ class ClusterS3Operator(S3TargetMixin, BaseOperator):
         aws_conn_id: str | None = "aws_default",
         role_arn: str | None = None,
         role_external_id: str | None = None,
+        s3_kms_key_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -57,6 +58,7 @@ class ClusterS3Operator(S3TargetMixin, BaseOperator):
         self.aws_conn_id = aws_conn_id
         self.role_arn = role_arn
         self.role_external_id = role_external_id
+        self.s3_kms_key_id = s3_kms_key_id
 
 
 class ClusterS3Sensor(ClusterS3Operator, BaseSensorOperator):

@@ -6,15 +6,14 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import AirflowFailException, AirflowSkipException, Stats
-
+from finout_provider.compat import AirflowFailException, AirflowSkipException, Stats
 from finout_provider.exports import STALE, Target, cluster_status
 from finout_provider.layout import normalize_prefix
 from finout_provider.operators.base import ClusterS3Operator, run_type, s3_target_fields
 from finout_provider.windows import iso
 
 if TYPE_CHECKING:
-    from airflow.providers.common.compat.sdk import Context
+    from finout_provider.compat import Context
 
 
 class FinoutFreshnessOperator(ClusterS3Operator):

@@ -8,15 +8,13 @@ from datetime import date, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import AirflowFailException, conf
-
+from finout_provider.compat import AirflowFailException, conf
 from finout_provider.operators.base import ClusterS3Operator, run_type, s3_target_fields
 from finout_provider.planning import Planner
 from finout_provider.windows import WindowError, to_epoch
 
 if TYPE_CHECKING:
-    from airflow.providers.common.compat.sdk import Context
-
+    from finout_provider.compat import Context
     from finout_provider.hooks.prometheus import PrometheusHook
 
 
@@ -109,7 +107,7 @@ class PlanWindowsOperator(ClusterS3Operator):
         if windows and wait > 0:
             self.log.info("%s: waiting %ds for the newest window to settle", where, wait)
             if self.deferrable:
-                from airflow.providers.common.compat.standard.triggers import TimeDeltaTrigger
+                from finout_provider.compat import TimeDeltaTrigger
 
                 self.defer(
                     trigger=TimeDeltaTrigger(timedelta(seconds=wait)),

@@ -7,16 +7,14 @@ from collections.abc import Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import AirflowFailException
-
 from finout_provider.catalogue import Metric
+from finout_provider.compat import AirflowFailException
 from finout_provider.operators.base import ClusterS3Operator, s3_target_fields
 from finout_provider.preflight import Preflight, default_instant
 from finout_provider.windows import to_epoch
 
 if TYPE_CHECKING:
-    from airflow.providers.common.compat.sdk import Context
-
+    from finout_provider.compat import Context
     from finout_provider.hooks.prometheus import PrometheusHook
 
 

@@ -11,7 +11,7 @@ from finout_provider.operators.base import ClusterS3Operator, s3_target_fields
 from finout_provider.windows import DAY
 
 if TYPE_CHECKING:
-    from airflow.providers.common.compat.sdk import Context
+    from finout_provider.compat import Context
 
 
 class FinoutRetentionOperator(ClusterS3Operator):

@@ -6,19 +6,18 @@ from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import (
+from finout_provider.compat import (
     AirflowException,
     AirflowFailException,
     AirflowSensorTimeout,
     conf,
 )
-
 from finout_provider.operators.base import ClusterS3Sensor, s3_target_fields
 from finout_provider.triggers.export import FinoutExportTrigger
 from finout_provider.windows import Window, to_epoch
 
 if TYPE_CHECKING:
-    from airflow.providers.common.compat.sdk import Context
+    from finout_provider.compat import Context
 
 
 SHOWN = 20

@@ -10,17 +10,15 @@ from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import AirflowException, Stats
-
 from finout_provider.catalogue import CATALOGUE, Metric, render
+from finout_provider.compat import AirflowException, Stats
 from finout_provider.layout import build_key, normalize_prefix, validate_bucket
 from finout_provider.links import S3ExportLink
 from finout_provider.operators.base import ClusterS3Operator, s3_target_fields
 from finout_provider.windows import DAY, Window, check_frame, to_epoch
 
 if TYPE_CHECKING:
-    from airflow.providers.common.compat.sdk import Context
-
+    from finout_provider.compat import Context
     from finout_provider.hooks.prometheus import PrometheusHook
     from finout_provider.hooks.s3 import Upload
 
@@ -53,7 +51,7 @@ class SplitHints:
     def load(self) -> dict[str, int]:
         if self._known is None:
             try:
-                from airflow.providers.common.compat.sdk import Variable
+                from finout_provider.compat import Variable
 
                 loaded = json.loads(Variable.get(self.key, "{}"))
                 self._known = {str(k): int(v) for k, v in loaded.items()} if isinstance(loaded, dict) else {}
@@ -74,7 +72,7 @@ class SplitHints:
             return
         self._known = {name: n for name, n in (known | changed).items() if n > 1}
         try:
-            from airflow.providers.common.compat.sdk import Variable
+            from finout_provider.compat import Variable
 
             Variable.set(self.key, json.dumps(self._known, sort_keys=True))
             log.info("split hints %s: %s", self.key, self._known)

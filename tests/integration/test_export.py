@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import random
 from typing import Any
 
 import pytest
@@ -198,8 +199,7 @@ def test_a_window_empty_for_every_metric_fails_validation_with_the_diagnosis(
     """A CLUSTER_NAME the Prometheus does not hold: every answer is empty, so Finout would get files
     with nothing in them. The export says so with preflight's reasons and validation fails; the same
     window of a cluster the Prometheus holds passes."""
-    from airflow.providers.common.compat.sdk import AirflowFailException
-
+    from finout_provider.compat import AirflowFailException
     from finout_provider.sensors.export import FinoutExportSensor
 
     start = history.start + 3600
@@ -220,3 +220,38 @@ def test_a_window_empty_for_every_metric_fails_validation_with_the_diagnosis(
     validate("prod-eu", [healthy])
     older = {**empty, "window_start": start - 3600, "window_end": start}  # before the data begins: logged
     validate("prod-eu", [older, healthy])
+
+
+KMS_KEY = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+
+
+def test_sse_kms_key_reaches_single_and_multipart_uploads(s3: Any, prom_conn: str, history: HistorySpec) -> None:
+    """A bucket whose policy requires `s3:x-amz-server-side-encryption = aws:kms` with a given key
+    accepts only uploads that carry both headers: S3 (moto) records what each upload sent."""
+    from finout_provider.config import parse_document
+    from finout_provider.dag_factory import build_dag
+    from finout_provider.hooks.s3 import FinoutS3Hook
+
+    entry = {"CLUSTER_NAME": "prod-eu", "S3_BUCKET": BUCKET, "S3_PREFIX": PREFIX, "S3_KMS_KEY_ID": KMS_KEY}
+    dag = build_dag(parse_document({"clusters": [entry]}).clusters[0])
+    assert {dag.get_task(t).s3_kms_key_id for t in ("plan_windows", "validate_export")} == {KMS_KEY}  # type: ignore[attr-defined]
+    assert dag.get_task("export_window").partial_kwargs["s3_kms_key_id"] == KMS_KEY  # type: ignore[attr-defined]
+
+    start = history.start
+    metric = next(m for m in CATALOGUE if m.name == "cpu_requests")
+    make_operator(prom_conn, start, start + 3600, metrics=[metric], s3_kms_key_id=KMS_KEY).execute({})
+    head = s3.head_object(Bucket=BUCKET, Key=build_key(PREFIX, "prod-eu", "cpu_requests", start))
+    assert (head["ServerSideEncryption"], head["SSEKMSKeyId"]) == ("aws:kms", KMS_KEY)
+
+    hook = FinoutS3Hook("aws_default", extra_args={"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": KMS_KEY})
+    chunks = [random.Random(i).randbytes(1 << 20) for i in range(11)]  # incompressible: 3 parts of 5 MiB
+    hook.upload_gzip_stream(iter(chunks), BUCKET, "k8s/prometheus/kms-big.json.gz", part_size=5 << 20)
+    head = s3.head_object(Bucket=BUCKET, Key="k8s/prometheus/kms-big.json.gz")
+    assert head["ETag"].endswith('-3"')  # it went up in parts
+    assert (head["ServerSideEncryption"], head["SSEKMSKeyId"]) == ("aws:kms", KMS_KEY)
+
+    make_operator(prom_conn, start + 3600, start + 7200, metrics=[metric]).execute({})
+    head = s3.head_object(Bucket=BUCKET, Key=build_key(PREFIX, "prod-eu", "cpu_requests", start + 3600))
+    assert head.get("ServerSideEncryption") != "aws:kms"  # without the key, as before
+    with pytest.raises(ValueError, match="ContentType"):
+        FinoutS3Hook("aws_default", extra_args={"ContentType": "text/plain"}).upload_args()

@@ -133,8 +133,7 @@ def test_nothing_scraped_names_the_missing_exporters(prometheus: PrometheusServe
 def test_the_dag_task_fails_a_run_that_would_export_empty_files(
     prometheus: PrometheusServer, history: HistorySpec
 ) -> None:
-    from airflow.providers.common.compat.sdk import AirflowFailException
-
+    from finout_provider.compat import AirflowFailException
     from finout_provider.operators.preflight import PrometheusPreflightOperator
 
     hook_for(prometheus, "pf_task")

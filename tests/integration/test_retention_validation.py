@@ -119,7 +119,7 @@ def sensor(windows: list[Any], **kwargs: Any) -> FinoutExportSensor:
 
 
 def test_validation_lists_what_is_missing_or_corrupt(s3: Any) -> None:
-    from airflow.providers.common.compat.sdk import AirflowSensorTimeout
+    from finout_provider.compat import AirflowSensorTimeout
 
     starts = [aligned(NOW - 3 * H), aligned(NOW - 2 * H)]
     windows = [{"window_start": s, "window_end": s + H} for s in starts]

@@ -179,7 +179,7 @@ def test_overload_without_a_heavy_reason_is_retried_not_split(
 def test_a_split_hint_starts_the_next_window_split(
     s3: Any, prometheus: PrometheusServer, history: HistorySpec, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from airflow.providers.common.compat import sdk
+    from finout_provider import compat
 
     store: dict[str, str] = {}
 
@@ -192,7 +192,7 @@ def test_a_split_hint_starts_the_next_window_split(
         def set(key: str, value: str) -> None:
             store[key] = value
 
-    monkeypatch.setattr(sdk, "Variable", Variables, raising=False)
+    monkeypatch.setattr(compat, "Variable", Variables, raising=False)
     text = "query processing would load too many samples into memory in query execution"
     with FaultServer(refusing(prometheus.url, 422, text, longest=H // 4)) as server:
         set_connection("p_hint", conn_type="prometheus", host="127.0.0.1", port=server.port)

@@ -113,8 +113,7 @@ def assert_html_grid(html: Path, folder: Path) -> None:
 
 
 def test_freshness_task_fails_on_a_stale_cluster_and_passes_on_a_fresh_one(fleet: dict[str, Any]) -> None:
-    from airflow.providers.common.compat.sdk import AirflowFailException
-
+    from finout_provider.compat import AirflowFailException
     from finout_provider.operators.freshness import FinoutFreshnessOperator
 
     bucket = yaml.safe_load(fleet["path"].read_text())["defaults"]["S3_BUCKET"]

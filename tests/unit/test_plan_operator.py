@@ -30,7 +30,7 @@ def interval_context() -> dict[str, object]:
 
 
 def test_deferrable_plan_defers_until_the_newest_window_settles_then_returns_its_windows() -> None:
-    from airflow.providers.common.compat.sdk import TaskDeferred
+    from finout_provider.compat import TaskDeferred
 
     context = interval_context()
     end = int(context["data_interval_end"].timestamp())  # type: ignore[attr-defined]
