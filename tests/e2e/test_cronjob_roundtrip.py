@@ -63,7 +63,7 @@ def test_seed_cronjob_imports_to_a_dag_that_loads_and_runs(
         assert "finout_prometheus" not in errors, errors
         logical = history.end - 2 * H
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(logical))
-        run = stack.airflow("dags", "test", "finout_prometheus_prod-eu", stamp)
+        run = stack.dags_test("finout_prometheus_prod-eu", stamp)
         output = run.stdout + run.stderr
         client: Any = s3_server.client()
         pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket)

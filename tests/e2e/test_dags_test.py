@@ -45,7 +45,7 @@ def test_dags_test_exports_every_window_and_validates(
         stack.migrate()
         logical = history.end - 2 * H
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(logical))
-        result = stack.airflow("dags", "test", "finout_prometheus_prod-eu", stamp)
+        result = stack.dags_test("finout_prometheus_prod-eu", stamp)
         output = result.stdout + result.stderr
         client = s3_server.client()
         keys = keys_of(client, bucket)

@@ -174,6 +174,17 @@ def test_secrets_are_kept_out_of_error_messages() -> None:
             assert base64.b64encode(f"u:{secret}".encode()).decode() not in str(err.value)
 
 
+def airflow_echo_removed(output: str) -> str:
+    """``output`` less Airflow 3.0's own echo of the values it is asked to mask: 3.0's in-process
+    supervisor (``airflow dags test`` only; fixed in 3.1) logs every request at debug level, the
+    connection secrets Airflow masks among them. Nothing of ours prints them."""
+    from importlib.metadata import version
+
+    if not version("apache-airflow").startswith("3.0."):
+        return output
+    return "\n".join(line for line in output.splitlines() if "type='MaskSecret'" not in line)
+
+
 @pytest.mark.af2
 def test_secrets_never_reach_logs_xcom_rendered_fields_or_the_database(
     prometheus: Any, history: HistorySpec, s3_server: Any
@@ -208,8 +219,8 @@ def test_secrets_never_reach_logs_xcom_rendered_fields_or_the_database(
     try:
         stack.migrate()
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(history.end - H))
-        outputs = [stack.airflow("dags", "test", f"finout_prometheus_{name}", stamp) for name in ("sec", "sec-basic")]
-        texts = {"dags test output": "".join(o.stdout + o.stderr for o in outputs)}
+        outputs = [stack.dags_test(f"finout_prometheus_{name}", stamp) for name in ("sec", "sec-basic")]
+        texts = {"dags test output": airflow_echo_removed("".join(o.stdout + o.stderr for o in outputs))}
         for path in stack.home.rglob("*"):
             if path.is_file() and path.name not in ("clusters.yaml",):  # the user's own file holds them
                 texts[str(path)] = path.read_bytes().decode("utf-8", "replace")
