@@ -16,6 +16,8 @@ DAY = 86_400
 MAX_POINTS_PER_SERIES = 11_000
 # INITIAL_BACKFILL_DATE reaches back at most this many days (the official exporter's limit).
 MAX_INITIAL_BACKFILL_DAYS = 3
+# The times a window can have: the Unix epoch to the end of year 9999 (what a datetime can hold).
+LATEST = 253_402_300_799
 
 
 class WindowError(ValueError):
@@ -114,7 +116,15 @@ def iso(ts: int) -> str:
 
 
 def to_epoch(value: object) -> int:
-    """Unix seconds from an int, a numeric string, an ISO-8601 string or an aware datetime."""
+    """Unix seconds from an int, a numeric string, an ISO-8601 string or an aware datetime, between
+    the epoch and the end of year 9999."""
+    seconds = _seconds(value)
+    if not 0 <= seconds <= LATEST:
+        raise WindowError(f"{value!r} is not a time between 1970-01-01 and 9999-12-31 (as Unix seconds or ISO-8601)")
+    return seconds
+
+
+def _seconds(value: object) -> int:
     if isinstance(value, bool):
         raise WindowError(f"{value!r} is not a time")
     if isinstance(value, int):
@@ -128,7 +138,7 @@ def to_epoch(value: object) -> int:
     if isinstance(value, str):
         text = value.strip()
         if text.lstrip("-").isdigit():
-            return int(text)
+            return int(text) if len(text) <= 20 else LATEST + 1
         try:
             parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
         except ValueError:
@@ -168,6 +178,13 @@ def backfill_start(now: int, backfill_days: int, initial_date: date | None) -> i
         wanted = int(datetime(initial_date.year, initial_date.month, initial_date.day, tzinfo=UTC).timestamp())
         return max(wanted, now - MAX_INITIAL_BACKFILL_DAYS * DAY)
     return now - backfill_days * DAY
+
+
+def _too_many(count: int, limit: int, time_frame: int) -> str:
+    return (
+        f"the run covers {count} windows, more than Airflow's max_map_length ({limit}): split the range "
+        f"into pieces of at most {limit * time_frame // 3600} hours, or raise [core] max_map_length"
+    )
 
 
 @dataclass(frozen=True)
@@ -213,6 +230,9 @@ def plan_run(
                 f"{iso(oldest)}): the export would write empty files; start at {iso(align_up(oldest, time_frame))} "
                 "or later"
             )
+        count = (align_up(end, time_frame) - align_down(start, time_frame)) // time_frame
+        if count > limit:  # said before a window is built: a range can hold billions
+            raise WindowError(_too_many(count, limit, time_frame))
         main = windows_covering(start, end, time_frame)
     elif interval is not None:
         main = [w for w in windows_ending_in(*interval, time_frame) if w.end <= now]
@@ -220,10 +240,7 @@ def plan_run(
         last_end = closed_before(now, settle, time_frame)
         main = [Window(last_end - time_frame, last_end)]
     if len(main) > limit:
-        raise WindowError(
-            f"the run covers {len(main)} windows, more than Airflow's max_map_length ({limit}): split the range "
-            f"into pieces of at most {limit * time_frame // 3600} hours, or raise [core] max_map_length"
-        )
+        raise WindowError(_too_many(len(main), limit, time_frame))
     first = min((w.start for w in main), default=now)
     extra = merge(w for w in repairs if w.start < first)
     if oldest is not None:

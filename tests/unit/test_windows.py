@@ -124,6 +124,21 @@ def test_map_limit_fails_clearly_for_explicit_ranges() -> None:
         plan(explicit=(T0 - 2 * DAY, T0), limit=24)
 
 
+def test_a_range_reaching_far_back_is_refused_before_a_window_is_built() -> None:
+    """A start of -99999999999 (or 0) would be billions of windows: refused by count, at once."""
+    with pytest.raises(WindowError, match=r"not a time between 1970-01-01 and 9999-12-31"):
+        to_epoch("-99999999999")
+    with pytest.raises(WindowError, match=r"covers 488784 windows, more than Airflow's max_map_length \(1024\)"):
+        plan(explicit=(0, T0))
+
+
+@pytest.mark.parametrize("value", ["99999999999999999999", "9" * 400, 10**30, "253402300800"])
+def test_times_past_year_9999_are_refused_not_overflowed(value: object) -> None:
+    with pytest.raises(WindowError, match=r"not a time between"):
+        to_epoch(value)
+    assert to_epoch("253402300799") == 253402300799
+
+
 def test_map_limit_defers_automatic_history() -> None:
     now = T0 + 10 * H + 300
     result = plan_run(
