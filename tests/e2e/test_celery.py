@@ -44,7 +44,7 @@ METRICS = ["cpu_requests", "pod_info", "cpu_usage_v2"]
 BUCKET = "finout-fleet"
 PREFIX = "k8s/prometheus"
 PROBE = '''"""Validation of one window through FinoutExportSensor, deferrable by [operators] default_deferrable."""
-from finout_provider.compat import DAG
+from airflow.sdk import DAG
 from finout_provider.sensors.export import FinoutExportSensor
 
 with DAG("validation_probe", schedule=None, start_date=None, catchup=False):
