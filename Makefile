@@ -1,8 +1,9 @@
 # Everything a fresh Debian machine needs, as root: `make demo` and `make test`.
 SHELL := /bin/bash
 PYTHON ?= python3
-AIRFLOW3 ?= 3.3.2
-AIRFLOW2 ?= 2.11.*
+# The newest lines' Airflow, from devtools/lines.py (the one table of tested lines; stdlib only).
+AIRFLOW3 ?= $(shell $(PYTHON) -m devtools.lines airflow 3)
+AIRFLOW2 ?= $(shell $(PYTHON) -m devtools.lines airflow af2)
 VENV ?= .venv
 VENV2 ?= .venv-af2
 UV := $(VENV)/bin/uv

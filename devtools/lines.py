@@ -190,6 +190,8 @@ def main(argv: list[str]) -> int:
     command, *rest = argv
     if command == "build":
         build(rest[0])
+    elif command == "airflow":  # the Makefile's version of a newest line
+        print(line(rest[0]).airflow)
     elif command == "build-dated":
         build_missing()
     elif command == "stream":
@@ -198,7 +200,7 @@ def main(argv: list[str]) -> int:
     elif command == "test":
         return test_all(rest)
     else:
-        raise SystemExit(f"unknown command {command!r}: build NAME, build-dated, stream LOG NAMES, test")
+        raise SystemExit(f"unknown command {command!r}: airflow NAME, build NAME, build-dated, stream LOG NAMES, test")
     return 0
 
 

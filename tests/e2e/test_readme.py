@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from devtools import lines
 from devtools.history import HistorySpec, PrometheusServer, build_tsdb, free_port, wait_http
 from devtools.s3server import S3Server
 from devtools.stack import ROOT, airflow_major
@@ -33,7 +34,7 @@ pytestmark = [
 ]
 H = 3600
 UV = Path(sys.executable).parent / "uv"
-LINES = {"3": "apache-airflow==3.3.2", "2": "apache-airflow==2.11.*"}
+LINES = {"3": f"apache-airflow=={lines.line('3').airflow}", "2": f"apache-airflow=={lines.line('af2').airflow}"}
 
 
 @pytest.fixture(scope="module")
