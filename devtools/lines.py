@@ -23,13 +23,14 @@ from typing import TextIO
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# What a managed image ships besides Airflow (every line has the ones the provider needs).
-IMAGE_PROVIDERS = (
+# The providers the package requires (README's compatibility table shows their versions).
+REQUIRED_PROVIDERS = (
     "apache-airflow-providers-amazon",
     "apache-airflow-providers-common-compat",
     "apache-airflow-providers-cncf-kubernetes",
-    "apache-airflow-providers-standard",
 )
+# What a managed image ships besides Airflow (every line has the ones the provider needs).
+IMAGE_PROVIDERS = (*REQUIRED_PROVIDERS, "apache-airflow-providers-standard")
 # Airflow 3.0 and 3.1 build connection forms with Flask-AppBuilder, which the FAB provider brings
 # (managed images have it); from 3.2 the provider's own form description is used.
 FORM_PROVIDERS = ("apache-airflow-providers-fab",)
@@ -78,17 +79,9 @@ def line(name: str) -> Line:
     return next(candidate for candidate in LINES if candidate.name == name)
 
 
-# README's compatibility table shows these providers' versions on each line.
-SHOWN = (
-    "apache-airflow-providers-amazon",
-    "apache-airflow-providers-common-compat",
-    "apache-airflow-providers-cncf-kubernetes",
-)
-
-
 def readme_row(the_line: Line, versions: dict[str, str]) -> str:
     """The line's row of README's compatibility table, from the versions its venv holds."""
-    shown = [versions[name] if the_line.as_of else "newest" for name in SHOWN]
+    shown = [versions[name] if the_line.as_of else "newest" for name in REQUIRED_PROVIDERS]
     tested = "whole suite" if the_line.suites == FULL else "unit, integration, `airflow dags test`"
     if the_line.markers:
         tested += ", `airflow dags backfill` and scheduler e2e"
@@ -104,6 +97,11 @@ def freeze(python: Path) -> list[str]:
     """``pip freeze`` of an environment, without the editable/local provider itself."""
     out = subprocess.run([uv(), "pip", "freeze", "-p", str(python)], check=True, capture_output=True, text=True).stdout
     return sorted(row for row in out.splitlines() if row and not row.startswith("airflow-provider-finout"))
+
+
+def versions(python: Path) -> dict[str, str]:
+    """Each installed distribution's version, from :func:`freeze`."""
+    return dict(row.split("==", 1) for row in freeze(python) if "==" in row)
 
 
 def install_image(the_line: Line, venv: Path) -> None:

@@ -25,10 +25,15 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
 
-def airflow_major() -> int:
+def airflow_version() -> str:
+    """The installed Airflow's version, e.g. ``3.0.6``."""
     from importlib.metadata import version
 
-    return int(version("apache-airflow").split(".")[0])
+    return version("apache-airflow")
+
+
+def airflow_major() -> int:
+    return int(airflow_version().split(".")[0])
 
 
 @dataclass
@@ -134,9 +139,7 @@ class AirflowStack:
         """``airflow dags test``. On Airflow 3.0 the DAG is first stored as a DAG processor stores it
         (``dags reserialize``): 3.0's ``dags test`` does not register the DAG's assets, so a task with
         an outlet fails ("inactive assets") in a database that never saw the DAG parsed."""
-        from importlib.metadata import version
-
-        if version("apache-airflow").startswith("3.0."):
+        if airflow_version().startswith("3.0."):
             self.airflow("dags", "reserialize")
         return self.airflow("dags", "test", dag_id, logical_date)
 

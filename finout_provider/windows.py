@@ -138,7 +138,7 @@ def _seconds(value: object) -> int:
     if isinstance(value, str):
         text = value.strip()
         if text.lstrip("-").isdigit():
-            return int(text) if len(text) <= 20 else LATEST + 1
+            return int(text) if len(text) <= 20 else LATEST + 1  # out of range, without int() of a huge text
         try:
             parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
         except ValueError:

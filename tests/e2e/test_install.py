@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from devtools.lines import LINES, ROOT, Line, freeze, install_image, line, readme_row, uv
+from devtools.lines import LINES, REQUIRED_PROVIDERS, ROOT, Line, freeze, install_image, line, readme_row, uv, versions
 from devtools.stack import airflow_major
 
 pytestmark = [
@@ -62,12 +62,8 @@ def test_the_floors_are_what_the_oldest_line_ships() -> None:
     floors = dict(re.findall(r'"(apache-airflow-providers-[a-z-]+)>=([0-9.]+)"', pyproject))
     oldest = min((ln for ln in LINES if ln.as_of), key=lambda ln: str(ln.as_of))
     assert oldest is line("2.11.0")
-    shipped = dict(row.split("==") for row in freeze(oldest.venv / "bin" / "python") if "==" in row)
-    for name in (
-        "apache-airflow-providers-amazon",
-        "apache-airflow-providers-common-compat",
-        "apache-airflow-providers-cncf-kubernetes",
-    ):
+    shipped = versions(oldest.venv / "bin" / "python")
+    for name in REQUIRED_PROVIDERS:
         assert floors[name] == shipped[name], (name, floors[name], shipped[name])
     assert '"apache-airflow>=2.11"' in pyproject
 
@@ -75,5 +71,5 @@ def test_the_floors_are_what_the_oldest_line_ships() -> None:
 def test_readme_compatibility_table_is_what_each_line_holds() -> None:
     readme = (ROOT / "README.md").read_text()
     for the_line in LINES:
-        versions = dict(row.split("==") for row in freeze(the_line.venv / "bin" / "python") if "==" in row)
-        assert readme_row(the_line, versions) in readme, readme_row(the_line, versions)
+        row = readme_row(the_line, versions(the_line.venv / "bin" / "python"))
+        assert row in readme, row

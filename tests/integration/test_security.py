@@ -12,6 +12,7 @@ import pytest
 
 from devtools.faults import SUCCESS, FaultServer, Seen, make_ca_and_server_cert, reply
 from devtools.history import HistorySpec
+from devtools.stack import airflow_version
 from finout_provider.catalogue import CATALOGUE
 from finout_provider.hooks.prometheus import PrometheusError, PrometheusHook
 from finout_provider.layout import build_key
@@ -178,9 +179,7 @@ def airflow_echo_removed(output: str) -> str:
     """``output`` less Airflow 3.0's own echo of the values it is asked to mask: 3.0's in-process
     supervisor (``airflow dags test`` only; fixed in 3.1) logs every request at debug level, the
     connection secrets Airflow masks among them. Nothing of ours prints them."""
-    from importlib.metadata import version
-
-    if not version("apache-airflow").startswith("3.0."):
+    if not airflow_version().startswith("3.0."):
         return output
     return "\n".join(line for line in output.splitlines() if "type='MaskSecret'" not in line)
 
