@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from finout_provider import __version__
+from finout_provider.answers import ANSWER_TIMEOUT
 
 
 def _field(label: str, kind: str = "string", description: str = "", **schema: Any) -> dict[str, Any]:
@@ -23,7 +24,11 @@ CONN_FIELDS: dict[str, Any] = {
     "sigv4": _field("SigV4 (Amazon Managed Prometheus)", "boolean", "Sign requests with AWS SigV4", default=False),
     "aws_conn_id": _field("AWS connection for SigV4", description="Credentials for SigV4 signing"),
     "region_name": _field("AWS region for SigV4", description="e.g. us-east-1"),
-    "timeout": _field("Read timeout (s)", "integer", "Seconds to wait for an answer", default=300),
+    "timeout": _field("Read timeout (s)", "integer", "Seconds one read of an answer may wait", default=300),
+    "answer_timeout": _field(
+        "Answer timeout (s)", "integer", "Seconds a whole answer may take; past it the try fails and is retried",
+        default=ANSWER_TIMEOUT,
+    ),
     "max_retries": _field(
         "Retries", "integer", "Retries of a failed attempt (connection errors, 429, 502-504)", default=5
     ),

@@ -6,62 +6,49 @@ import base64
 import json
 import random
 import re
+import socket
 import tempfile
-from collections import deque
+import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import requests
 import tenacity
 from requests.adapters import HTTPAdapter
 
+from finout_provider.answers import (
+    ANSWER_TIMEOUT,
+    AnswerCheck,
+    HeavyQueryError,
+    IncompleteBodyError,
+    Measures,
+    PrometheusError,
+    judge_envelope,
+    judge_refusal,
+)
 from finout_provider.compat import BaseHook
 from finout_provider.matrix import JoinedBody, split_range
-from finout_provider.refusals import Refusal, recognise
 
 T = TypeVar("T")
 
-RETRY_STATUS = frozenset({429, 502, 503, 504})
-# Amazon Managed Prometheus throttles with a 400 whose body names the exception.
-THROTTLE_RE = re.compile(rb"Throttl(?:e|ing)Exception")
 CHUNK_SIZE = 1 << 20
-SMALL_BODY = 1 << 20  # bodies up to this size are parsed in full as JSON
-HEAD_SIZE = 1 << 16
 ERROR_BODY = 1 << 16  # bytes of an error answer read, redacted, then cut for the message
-_STATUS_FIRST_RE = re.compile(rb'^\s*\{\s*"status"\s*:\s*"(?P<status>[A-Za-z]+)"')
-# Label values are always strings, so `"data":{` and `"warnings":[` can only be top-level keys.
-_MATRIX_RE = re.compile(rb'"data"\s*:\s*\{\s*"resultType"\s*:\s*"matrix"')
-SERIES_MARK = b'{"metric":'
-_WARNINGS_RE = re.compile(rb'"warnings"\s*:\s*\[')
-
-
-class PrometheusError(Exception):
-    """A request to Prometheus failed; the message quotes the query, window and server's text."""
-
-    def __init__(
-        self, message: str, *, status: int | None = None, retryable: bool = False, retry_after: float | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.retryable = retryable
-        self.retry_after = retry_after
-
-
-class HeavyQueryError(PrometheusError):
-    """The server refused the query as too heavy (:data:`~finout_provider.refusals.REFUSALS`)."""
-
-    def __init__(self, message: str, refusal: Refusal, status: int | None = None) -> None:
-        super().__init__(message, status=status)
-        self.refusal = refusal
-
-
-class IncompleteBodyError(PrometheusError):
-    """The response body ended early, stalled, or is not a whole successful matrix answer."""
+SMALL_ANSWER = 64 << 20  # the most read of an answer parsed whole (instant queries, status pages)
+# What a server may echo of any request's credentials, whichever connection sent them.
+_ECHOED = (
+    (re.compile(r"(?i)\b(Basic|Bearer|Token)(\s+)[A-Za-z0-9._~+/=-]{6,}"), r"\1\2***"),
+    (re.compile(r"(?i)(Signature=)[0-9a-f]{16,}"), r"\1***"),
+    (re.compile(r"(?i)(Credential=)[A-Za-z0-9]{8,}"), r"\1***"),
+    (re.compile(r"(?i)(x-amz-security-token[\"']?\s*[:=]\s*[\"']?)[^\s\"',&;]+"), r"\1***"),
+    (re.compile(r"(?i)(password|passwd|secret|token|api[_-]?key)([\"']?\s*[:=]\s*[\"']?)[^\s\"',&;]+"), r"\1\2***"),
+    (re.compile(r"://[^/\s:@]+:[^/\s@]+@"), "://***@"),
+)
 
 
 def _iso(ts: float) -> str:
@@ -70,80 +57,6 @@ def _iso(ts: float) -> str:
 
 def describe_range(query: str, start: float, end: float, step: int) -> str:
     return f"query_range {_iso(start)}..{_iso(end)} step {step}s of {query!r}"
-
-
-@dataclass
-class BodyCheck:
-    """Streaming check that a ``query_range`` body is a whole successful matrix answer.
-
-    Bodies up to 1 MiB are parsed as JSON in full. Larger ones are checked without holding them:
-    the top-level ``status`` is ``success``, a ``matrix`` ``data`` object opens the body, no
-    top-level ``warnings`` (partial answers) appear, and the body ends with ``}``. HTTP framing
-    (Content-Length or chunked encoding) catches bodies cut short in transit.
-    """
-
-    allow_warnings: bool = False
-    size: int = 0
-    # Series in the answer: exact for bodies parsed in full, else the count of `{"metric":` (which
-    # cannot occur inside a JSON string, where every quote is escaped).
-    series: int = 0
-    _carry: bytes = b""
-    _head: bytearray = field(default_factory=bytearray)
-    # The last chunks, at least HEAD_SIZE bytes of them: kept by reference, never copied, since a
-    # chunked answer arrives in pieces of a few KiB.
-    _last: deque[bytes] = field(default_factory=deque)
-    _last_size: int = 0
-
-    def feed(self, chunk: bytes) -> None:
-        if len(self._head) < SMALL_BODY:
-            self._head += chunk[: SMALL_BODY + 1 - len(self._head)]
-        self._last.append(chunk)
-        self._last_size += len(chunk)
-        while self._last_size - len(self._last[0]) >= HEAD_SIZE:
-            self._last_size -= len(self._last.popleft())
-        self.size += len(chunk)
-        self.series += chunk.count(SERIES_MARK) + (self._carry + chunk[: len(SERIES_MARK) - 1]).count(SERIES_MARK)
-        self._carry = chunk[-(len(SERIES_MARK) - 1) :]
-
-    @property
-    def _tail(self) -> bytes:
-        return b"".join(self._last)[-HEAD_SIZE:]
-
-    def finish(self) -> None:
-        """Raise :class:`IncompleteBodyError` unless the body is a whole successful answer."""
-        if self.size <= SMALL_BODY:
-            self._check_small(bytes(self._head))
-            return
-        head = bytes(self._head[:HEAD_SIZE])
-        status = _STATUS_FIRST_RE.match(head)
-        if status is None or status["status"] != b"success":
-            raise IncompleteBodyError(f"response is not a success answer: {head[:200]!r}")
-        if not _MATRIX_RE.search(head):
-            raise IncompleteBodyError("response does not hold a matrix result (resultType 'matrix')")
-        tail = self._tail
-        if not tail.rstrip().endswith(b"}"):
-            raise IncompleteBodyError(f"response body ends early ({self.size} bytes, ends {tail[-40:]!r})")
-        if not self.allow_warnings and _WARNINGS_RE.search(tail):
-            raise IncompleteBodyError("response carries warnings (a partial answer); not written")
-
-    def _check_small(self, body: bytes) -> None:
-        try:
-            doc = json.loads(body)
-        except ValueError as err:
-            raise IncompleteBodyError(
-                f"response is not valid JSON ({err}; {len(body)} bytes, starts {body[:80]!r})"
-            ) from None
-        if not isinstance(doc, dict) or doc.get("status") != "success":
-            error = doc.get("error") if isinstance(doc, dict) else None
-            raise PrometheusError(
-                f"Prometheus answered status {doc.get('status') if isinstance(doc, dict) else None!r}: {error}"
-            )
-        data = doc.get("data")
-        if not isinstance(data, dict) or data.get("resultType") != "matrix" or not isinstance(data.get("result"), list):
-            raise IncompleteBodyError("response does not hold a matrix result (data.resultType 'matrix')")
-        self.series = len(data["result"])
-        if doc.get("warnings") and not self.allow_warnings:
-            raise IncompleteBodyError(f"response carries warnings (a partial answer): {doc['warnings']!r}")
 
 
 class _SigV4(requests.auth.AuthBase):
@@ -176,7 +89,9 @@ class PrometheusHook(BaseHook):
     ``https``), ``login``/``password`` (basic auth). Extras: ``path_prefix``, ``bearer_token``,
     ``x_scope_orgid``, ``headers`` (a mapping), ``verify`` (bool), ``ca_bundle`` (path),
     ``client_cert``/``client_key`` (paths), ``sigv4`` (bool), ``aws_conn_id``, ``region_name``,
-    ``timeout`` (read timeout, seconds), ``max_retries``, ``retry_wait`` (seconds, first backoff).
+    ``timeout`` (one read, seconds), ``answer_timeout`` (a whole answer, seconds, default 1800),
+    ``max_retries``, ``retry_wait`` (seconds, first backoff). Credentials in the host's URL
+    (``https://user:password@host``) are used as basic auth when login is empty.
 
     :param prometheus_conn_id: the Airflow connection of type ``prometheus``.
     :param max_retries: retries of a request on connection errors, 429, 502, 503 and 504
@@ -279,7 +194,20 @@ class PrometheusHook(BaseHook):
 
     @property
     def timeout(self) -> tuple[float, float]:
-        return (10.0, float(self.extras.get("timeout", 300)))
+        return (10.0, min(float(self.extras.get("timeout", 300)), self.answer_timeout))
+
+    @property
+    def answer_timeout(self) -> float:
+        """Seconds a whole answer may take, from the request to its last byte."""
+        return float(self.extras.get("answer_timeout", ANSWER_TIMEOUT))
+
+    @cached_property
+    def _url_credentials(self) -> tuple[str, str] | None:
+        host = (self.connection.host or "").strip()
+        parts = urlsplit(host) if "://" in host else None
+        if parts is None or parts.username is None:
+            return None
+        return unquote(parts.username), unquote(parts.password or "")
 
     def get_conn(self) -> requests.Session:
         return self.session
@@ -287,11 +215,17 @@ class PrometheusHook(BaseHook):
     @cached_property
     def session(self) -> requests.Session:
         """A session with the connection's auth, headers and TLS settings."""
-        conn, extra = self.connection, self.extras
         session = requests.Session()
         adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max(self.pool_size, 1), max_retries=0)
         session.mount("http://", adapter)
         session.mount("https://", adapter)
+        self._configure_headers(session)
+        self._configure_auth(session)
+        self._configure_tls(session)
+        return session
+
+    def _configure_headers(self, session: requests.Session) -> None:
+        extra = self.extras
         session.headers["Accept-Encoding"] = str(extra.get("accept_encoding", "identity"))
         session.headers["User-Agent"] = "airflow-provider-finout"
         headers = extra.get("headers") or {}
@@ -301,20 +235,28 @@ class PrometheusHook(BaseHook):
             session.headers[str(name)] = str(value)
         if extra.get("x_scope_orgid"):
             session.headers["X-Scope-OrgID"] = str(extra["x_scope_orgid"])
+
+    def _configure_auth(self, session: requests.Session) -> None:
+        conn, extra = self.connection, self.extras
         if extra.get("bearer_token"):
             self._mask(str(extra["bearer_token"]))
             session.headers["Authorization"] = f"Bearer {extra['bearer_token']}"
         elif conn.login:
             session.auth = (conn.login, conn.password or "")
+        elif self._url_credentials:
+            self._mask(self._url_credentials[1])
+            session.auth = self._url_credentials
         if _truthy(extra.get("sigv4")):
             session.auth = self._sigv4_auth()
+
+    def _configure_tls(self, session: requests.Session) -> None:
+        extra = self.extras
         verify = extra.get("verify", True)
         session.verify = extra.get("ca_bundle") or _truthy(verify)
         if extra.get("client_cert"):
             session.cert = (
                 (extra["client_cert"], extra["client_key"]) if extra.get("client_key") else extra["client_cert"]
             )
-        return session
 
     def _sigv4_auth(self) -> _SigV4:
         from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
@@ -332,9 +274,10 @@ class PrometheusHook(BaseHook):
         """Every form in which this connection's secrets travel: as written, and basic auth's base64
         in the Latin-1 requests sends (and UTF-8), longest first."""
         conn, extra = self.connection, self.extras
-        forms = [conn.password, extra.get("bearer_token"), extra.get("x_scope_orgid")]
-        if conn.password:
-            pair = f"{conn.login or ''}:{conn.password}"
+        login, password = (conn.login, conn.password) if conn.login else self._url_credentials or (None, None)
+        forms = [password, extra.get("bearer_token"), extra.get("x_scope_orgid")]
+        if password:
+            pair = f"{login or ''}:{password}"
             for encoding in ("latin-1", "utf-8"):
                 try:
                     forms.append(base64.b64encode(pair.encode(encoding)).decode())
@@ -344,9 +287,13 @@ class PrometheusHook(BaseHook):
 
     def _redact(self, text: str) -> str:
         """``text`` with this connection's secrets replaced (a server may echo what it was sent),
-        including a secret's beginning where ``text`` ends in the middle of it."""
+        including a secret's beginning where ``text`` ends in the middle of it, and whatever looks
+        like a credential of any request (an ``Authorization`` value, a SigV4 signature, a password
+        in a URL)."""
         for secret in self._secret_forms:
             text = text.replace(secret, "***")
+        for pattern, replacement in _ECHOED:
+            text = pattern.sub(replacement, text)
         for secret in self._secret_forms:
             for size in range(min(len(secret) - 1, len(text)), 3, -1):
                 if text.endswith(secret[:size]):
@@ -395,12 +342,23 @@ class PrometheusHook(BaseHook):
             raise type(err)(f"{err} (after {tries} attempts)", status=err.status, retryable=True) from None
 
     def _attempt(self, path: str, params: dict[str, Any], what: str, method: str, use: Callable[[Any], T]) -> T:
-        """One request to ``path`` and ``use`` of its 200 answer; failures as :class:`PrometheusError`."""
+        """One request to ``path`` and ``use`` of its 200 answer; failures as :class:`PrometheusError`
+        whose message holds no credential, whatever the server echoed."""
+        try:
+            with self._send(path, params, what, method) as response:
+                if response.status_code != 200:
+                    raise self._refused(response, what, path)
+                return use(response)
+        except PrometheusError as err:
+            err.args = (self._redact(str(err)),)
+            raise
+
+    def _send(self, path: str, params: dict[str, Any], what: str, method: str) -> requests.Response:
         url = f"{self.base_url}{path}"
         form, query = (params, None) if method == "POST" else (None, params)
         try:
             # verify is passed per request: requests lets REQUESTS_CA_BUNDLE override a session's setting.
-            response = self.session.request(
+            return self.session.request(
                 method, url, data=form, params=query, timeout=self.timeout, stream=True, verify=self.session.verify
             )
         except requests.exceptions.SSLError as err:
@@ -415,32 +373,35 @@ class PrometheusHook(BaseHook):
                 f"{self.prometheus_conn_id!r} and that the server is up",
                 retryable=True,
             ) from None
-        with response:
-            if response.status_code != 200:
-                raise self._refused(response, what, path)
-            return use(response)
 
     def _refused(self, response: requests.Response, what: str, path: str) -> PrometheusError:
-        """The error for a non-200 answer: too heavy (split it), retryable overload, or final."""
-        status = response.status_code
+        """The error for a non-200 answer (:func:`~finout_provider.answers.judge_refusal` decides)."""
         body = response.raw.read(ERROR_BODY, decode_content=True) if response.raw else b""
         text = self._redact(_error_text(self._redact(body.decode("utf-8", "replace"))))
-        message = f"{what}: HTTP {status} from {self.base_url}{path}: {text}"
-        refusal = recognise(status, text)
-        if refusal is not None:
-            return HeavyQueryError(f"{message}; the server's {refusal.backend} limit {refusal.limit}", refusal, status)
-        throttled = status == 400 and THROTTLE_RE.search(body) is not None
-        after = response.headers.get("Retry-After", "").strip()
-        return PrometheusError(
-            message,
-            status=status,
-            retryable=status in RETRY_STATUS or throttled,
-            retry_after=float(after) if after.isdigit() else None,
-        )
+        err = judge_refusal(response.status_code, text, response.headers.get("Retry-After", ""))
+        err.args = (f"{what}: HTTP {response.status_code} from {self.base_url}{path}: {err}",)
+        return err
 
-    def _request(self, path: str, params: dict[str, Any], what: str, method: str = "POST") -> Any:
-        """A small answer's JSON, with retries."""
-        return self._with_retries(what, lambda: self._attempt(path, params, what, method, lambda r: r.json()))
+    def _request(self, path: str, params: dict[str, Any], what: str, method: str = "POST") -> dict[str, Any]:
+        """A small answer's JSON object (status ``success``), with retries."""
+        return self._with_retries(what, lambda: self._attempt(path, params, what, method, self._small_answer))
+
+    def _small_answer(self, response: requests.Response) -> dict[str, Any]:
+        body = response.raw.read(SMALL_ANSWER + 1, decode_content=True) if response.raw else b""
+        where = f"the answer of {self.base_url}"
+        try:
+            doc = json.loads(body)
+        except ValueError:
+            start = self._redact(body[:80].decode("utf-8", "replace"))
+            raise PrometheusError(
+                f"{where} is not Prometheus' JSON ({len(body)} bytes, starts {start!r}): is the connection's host, "
+                f"port and path_prefix the Prometheus API (a login page or proxy answers HTML)?"
+            ) from None
+        try:
+            judge_envelope(doc, matrix=False)
+        except PrometheusError as err:
+            raise type(err)(f"{where}: {err}") from None
+        return dict(doc)
 
     def stream_query_range(
         self,
@@ -507,9 +468,11 @@ class PrometheusHook(BaseHook):
         def attempt() -> T:
             nonlocal tries
             tries += 1
+            began = time.monotonic()
 
             def use(response: requests.Response) -> T:
-                body = CheckedBody(response, what, allow_warnings)
+                check = AnswerCheck(step, allow_warnings=allow_warnings)
+                body = CheckedBody(response, what, check, self.answer_timeout - (time.monotonic() - began))
                 body.retries = tries - 1
                 return consume(body)
 
@@ -526,14 +489,14 @@ class PrometheusHook(BaseHook):
         params: dict[str, Any] = {"query": query}
         if at is not None:
             params["time"] = str(at)
-        doc = self._request("/api/v1/query", params, f"instant query {query!r}")
-        if doc.get("status") != "success":
-            raise PrometheusError(f"instant query {query!r}: {doc.get('error')}")
-        return dict(doc)
+        return self._request("/api/v1/query", params, f"instant query {query!r}")
 
     def instant(self, query: str, at: float) -> list[dict[str, Any]]:
         """The series (``data.result``) of an instant query at ``at``: what preflight reads."""
-        return list(self.query(query, at)["data"]["result"])
+        result = _data(self.query(query, at)).get("result")
+        if not isinstance(result, list):
+            raise PrometheusError(f"instant query {query!r}: the answer of {self.base_url} holds no result list")
+        return result
 
     def check_ready(self) -> None:
         """Raise unless the query API answers under the configured path prefix.
@@ -546,7 +509,7 @@ class PrometheusHook(BaseHook):
     def build_info(self) -> dict[str, Any]:
         """``/api/v1/status/buildinfo`` ``data`` (empty where the backend does not offer it)."""
         try:
-            return dict(self._request("/api/v1/status/buildinfo", {}, "buildinfo", method="GET").get("data") or {})
+            return _data(self._request("/api/v1/status/buildinfo", {}, "buildinfo", method="GET"))
         except PrometheusError as err:
             if err.status in (404, 405):
                 return {}
@@ -555,7 +518,7 @@ class PrometheusHook(BaseHook):
     def max_samples(self) -> int | None:
         """The server's ``--query.max-samples`` (``/api/v1/status/flags``), where it says."""
         try:
-            flags = self._request("/api/v1/status/flags", {}, "flags", method="GET").get("data") or {}
+            flags = _data(self._request("/api/v1/status/flags", {}, "flags", method="GET"))
         except PrometheusError as err:
             if err.status in (404, 405):
                 return None
@@ -569,7 +532,7 @@ class PrometheusHook(BaseHook):
         a size-only retention)."""
         try:
             info = self._request("/api/v1/status/runtimeinfo", {}, "runtimeinfo", method="GET")
-            retention = str((info.get("data") or {}).get("storageRetention") or "")
+            retention = str(_data(info).get("storageRetention") or "")
         except PrometheusError as err:
             if err.status in (404, 405):
                 return None
@@ -587,37 +550,74 @@ class PrometheusHook(BaseHook):
 
 class CheckedBody:
     """A ``query_range`` answer's chunks as they arrive; iterating raises
-    :class:`IncompleteBodyError` at the end unless the body is a whole successful answer, after
-    which ``series`` says how many series it held."""
+    :class:`IncompleteBodyError` at the end unless the body is a whole successful answer
+    (:class:`~finout_provider.answers.AnswerCheck`), after which ``measures`` say what it held.
+    The whole answer has ``deadline`` seconds (from its request): past it, the connection is shut
+    and the answer fails as a retryable error."""
 
     pieces, depth, refusal = 1, 0, ""  # an answer in one piece
     retries = 0  # failed attempts before this one
 
-    def __init__(self, response: requests.Response, what: str, allow_warnings: bool) -> None:
+    def __init__(
+        self, response: requests.Response, what: str, check: AnswerCheck, deadline: float = ANSWER_TIMEOUT
+    ) -> None:
         self._response = response
         self._what = what
-        self._check = BodyCheck(allow_warnings=allow_warnings)
+        self._check = check
+        self._deadline = deadline
+        self._expired = False
 
     @property
     def series(self) -> int:
-        return self._check.series
+        return self._check.measures.series
+
+    @property
+    def measures(self) -> Measures:
+        return self._check.measures
+
+    @property
+    def annotations(self) -> list[str]:
+        return self._check.annotations
 
     def __iter__(self) -> Iterator[bytes]:
         check, what = self._check, self._what
+        watchdog = threading.Timer(max(self._deadline, 0.0), self._expire)
+        watchdog.daemon = True
+        watchdog.start()
         try:
             for chunk in self._response.iter_content(chunk_size=CHUNK_SIZE):
+                if self._expired:
+                    break
                 check.feed(chunk)
                 yield chunk
+            if not self._expired:
+                check.finish()
         except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as err:
-            raise IncompleteBodyError(
-                f"{what}: the response broke off after {check.size} bytes ({type(err).__name__})", retryable=True
-            ) from None
-        try:
-            check.finish()
+            if not self._expired:
+                raise IncompleteBodyError(
+                    f"{what}: the response broke off after {check.size} bytes ({type(err).__name__})"
+                ) from None
         except PrometheusError as err:
-            raise type(err)(
-                f"{what}: {err}", status=err.status, retryable=isinstance(err, IncompleteBodyError)
-            ) from None
+            if not self._expired:
+                raise type(err)(f"{what}: {err}", status=err.status, retryable=err.retryable) from None
+        finally:
+            watchdog.cancel()
+        if self._expired:
+            raise IncompleteBodyError(
+                f"{what}: the answer took longer than answer_timeout ({self._deadline:.0f}s; {check.size} bytes "
+                "read); raise answer_timeout in the connection's extras if the server is slow but sound"
+            )
+
+    def _expire(self) -> None:
+        """Shut the answer's socket: a read blocked on a trickling server returns at once."""
+        self._expired = True
+        connection = getattr(self._response.raw, "connection", None)
+        sock = getattr(connection, "sock", None)
+        try:
+            if sock is not None:
+                sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
 
 @dataclass
@@ -691,6 +691,12 @@ def _error_text(body: str) -> str:
     if isinstance(doc, dict) and doc.get("error"):
         return f"{doc.get('errorType', 'error')}: {doc['error']}"
     return json.dumps(doc)[:500]
+
+
+def _data(doc: dict[str, Any]) -> dict[str, Any]:
+    """An answer's ``data`` object (empty where it holds none)."""
+    data = doc.get("data")
+    return data if isinstance(data, dict) else {}
 
 
 def _truthy(value: Any) -> bool:

@@ -282,14 +282,15 @@ def test_a_worker_killed_mid_export_leaves_no_object_and_the_rerun_finishes(
     """SIGKILL while a multipart upload is under way: nothing appears under the key; a rerun completes."""
     client = s3_server.client()
     client.create_bucket(Bucket="finout-kill")
-    noise = os.urandom(4 << 20).hex().encode()  # 8 MiB of text that gzip cannot shrink much
+    # 8 MiB of valid series that gzip cannot shrink much (random label values)
+    noise = b"".join(b',{"metric":{"x":"%s"},"values":[[1,"1"]]}' % os.urandom(32 << 10).hex().encode() for _ in range(128))
 
     def endless(seen: Seen, request: Any) -> None:
         request.send_response(200)
         request.send_header("Content-Type", "application/json")
         request.send_header("Transfer-Encoding", "chunked")
         request.end_headers()
-        head = b'{"status":"success","data":{"resultType":"matrix","result":[{"metric":{"x":"'
+        head = b'{"status":"success","data":{"resultType":"matrix","result":[{"metric":{},"values":[[1,"1"]]}'
         for piece in (head, noise, noise, noise):
             request.wfile.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
         request.wfile.flush()
