@@ -23,6 +23,8 @@ from typing import Any
 from finout_provider.refusals import Refusal, recognise
 
 ANSWER_TIMEOUT = 1800  # seconds a whole answer may take (the connection's ``answer_timeout``)
+MAX_RETRIES = 5  # retries of a failed attempt (the connection's ``max_retries``)
+BACKOFF_CAP = 60.0  # the longest pause between attempts without a Retry-After
 RETRY_STATUS = frozenset({429, 502, 503, 504})
 # Amazon Managed Prometheus throttles with a 400 whose body names the exception.
 THROTTLE_RE = re.compile(r"Throttl(?:e|ing)Exception")

@@ -394,7 +394,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout, err: TextI
         message = str(error)
     except Exception as error:  # noqa: BLE001 - expected failures become one line, see _expected
         message = _expected(error)
-    err.write(f"finout-provider {args.command}: {message}\n")
+    cluster = getattr(args, "cluster", None)
+    err.write(f"finout-provider {args.command}{f' (cluster {cluster})' if cluster else ''}: {message}\n")
     return 2
 
 

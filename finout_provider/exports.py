@@ -3,8 +3,11 @@ all read it from here.
 
 :class:`ClusterFolder` walks one cluster's folder of the key layout with delimited listings
 (``Delimiter="/"``, as the seed's IAM policy requires) through the S3 hook's primitives, and
-states each expected object: ``ok``, ``missing``, ``empty``, ``not gzip`` or, read in full, what
-is wrong with its body.
+states each expected object: ``ok``, ``missing``, ``empty``, or what is wrong with its body.
+
+An object is proven whole when the export wrote it: an upload completes only after its answer was
+validated in full, and carries :data:`PROVEN` as user metadata (one HEAD reads it). Any other object
+(written by an older version, or by anything else) is read whole and validated before it counts.
 
 A cluster's status over the last hours: the newest complete window, its age, and the windows that
 are missing, partial or corrupt. The freshness limit is FRESHNESS_HOURS, by default three windows
@@ -19,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from finout_provider.answers import AnswerCheck, PrometheusError
 from finout_provider.coverage import COMPLETE, CORRUPT, MISSING, PARTIAL, Coverage
 from finout_provider.layout import LayoutKey, build_key, cluster_root, day_of_folder, metric_folder, parse_key
 from finout_provider.windows import closed_before, iso, iter_days, windows_between
@@ -30,27 +34,30 @@ if TYPE_CHECKING:
 OK, GAPS, STALE = "ok", "gaps", "stale"
 SEVERITY = {STALE: 0, GAPS: 1, OK: 2}
 EMPTY_GZIP = 20  # bytes of a gzip stream holding nothing
-GZIP_MAGIC = b"\x1f\x8b\x08"
+# User metadata of an object whose answer was proven whole before it was written.
+PROVEN = {"finout-answer": "whole"}
 
 
 def body_problem(chunks: Iterable[bytes]) -> str | None:
-    """``None`` if ``chunks`` are a whole gzip of a successful Prometheus answer, else what is
-    wrong. Streams: memory stays at one chunk whatever the size."""
+    """``None`` if ``chunks`` are a whole gzip of a whole successful Prometheus answer (its JSON
+    validated in full), else what is wrong. Streams: memory stays at one chunk whatever the size."""
     inflater = zlib.decompressobj(31)
-    head = b""
+    check = AnswerCheck()
     try:
         for chunk in chunks:
-            data = inflater.decompress(chunk)
-            if len(head) < 64:
-                head += data[: 64 - len(head)]
+            check.feed(inflater.decompress(chunk))
             if inflater.eof:
                 break
     except zlib.error as err:
         return f"not gzip ({err})"
+    except PrometheusError as err:
+        return f"not a whole answer ({err})"
     if not inflater.eof:
         return "truncated gzip"
-    if not head.startswith(b'{"status":"success"'):
-        return "not a success answer"
+    try:
+        check.finish()
+    except PrometheusError as err:
+        return f"not a whole answer ({err})"
     return None
 
 
@@ -68,10 +75,10 @@ class ClusterFolder:
         folders, objects = self.s3.list_level(self.bucket, cluster_root(self.prefix, self.cluster))
         return bool(folders or objects)
 
-    def objects(self, metrics: Iterable[str], start: int, end: int) -> dict[LayoutKey, int]:
-        """Layout objects (with their sizes) of ``metrics`` for windows starting in ``[start, end)``:
-        one listing per day and metric."""
-        found: dict[LayoutKey, int] = {}
+    def objects(self, metrics: Iterable[str], start: int, end: int) -> dict[LayoutKey, dict[str, Any]]:
+        """Layout objects (their listing: Size, LastModified) of ``metrics`` for windows starting in
+        ``[start, end)``: one listing per day and metric."""
+        found: dict[LayoutKey, dict[str, Any]] = {}
         names = list(metrics)
         for day in iter_days(start, end):
             for metric in names:
@@ -79,7 +86,7 @@ class ClusterFolder:
                 for obj in listed:
                     parsed = parse_key(obj["Key"], self.prefix, self.cluster)
                     if parsed is not None and parsed.metric == metric and start <= parsed.start < end:
-                        found[parsed] = int(obj["Size"])
+                        found[parsed] = obj
         return found
 
     def day_folders(self) -> Iterator[tuple[int, str]]:
@@ -105,27 +112,29 @@ class ClusterFolder:
     def states(
         self, metrics: Sequence[str], starts: Sequence[int], window: int, *, deep: bool = False
     ) -> dict[str, str]:
-        """State of every expected key of windows ``starts``: ``ok``, ``missing``, ``empty``,
-        ``not gzip`` or (``deep``) what :func:`body_problem` finds.
-
-        ``ok`` means it exists, is larger than an empty gzip and starts with the gzip magic bytes
-        (a ranged GET); with ``deep``, that the whole object decompresses (CRC and length checked)
-        to a successful Prometheus answer.
-        """
+        """State of every expected key of windows ``starts``: ``ok``, ``missing``, ``empty`` or
+        what :meth:`problems_of` finds (``deep``: every object read whole)."""
         if not starts:
             return {}
-        found = {k.key: size for k, size in self.objects(metrics, min(starts), max(starts) + window).items()}
+        listed = self.objects(metrics, min(starts), max(starts) + window)
+        found = {k.key: int(obj["Size"]) for k, obj in listed.items()}
         expected = sorted(build_key(self.prefix, self.cluster, m, s) for s in set(starts) for m in metrics)
         states = {k: "missing" if k not in found else "empty" if found[k] <= EMPTY_GZIP else "ok" for k in expected}
-        to_read = [k for k, state in states.items() if state == "ok"]
+        return states | self.problems_of([k for k, state in states.items() if state == "ok"], deep=deep)
+
+    def problems_of(self, keys: Sequence[str], *, deep: bool = False) -> dict[str, str]:
+        """What is wrong with each of ``keys`` (objects that exist), for those not whole: an object
+        the export marked :data:`PROVEN` is whole (a HEAD), any other is read whole and validated;
+        ``deep`` reads every one whole."""
+
+        def problem(key: str) -> str | None:
+            if not deep and self.s3.object_metadata(self.bucket, key).items() >= PROVEN.items():
+                return None
+            return body_problem(self.s3.iter_object(self.bucket, key))
+
         with ThreadPoolExecutor(max_workers=8) as pool:
-            if deep:
-                verdicts = pool.map(lambda k: body_problem(self.s3.iter_object(self.bucket, k)), to_read)
-                states |= {k: v for k, v in zip(to_read, verdicts, strict=True) if v}
-            else:
-                heads = pool.map(lambda k: self.s3.read_head(self.bucket, k, 3), to_read)
-                states |= {k: "not gzip" for k, h in zip(to_read, heads, strict=True) if h != GZIP_MAGIC}
-        return states
+            verdicts = list(pool.map(problem, keys))
+        return {key: verdict for key, verdict in zip(keys, verdicts, strict=True) if verdict}
 
     def problems(self, metrics: Sequence[str], starts: Sequence[int], window: int) -> list[str]:
         """What is wrong with the objects of windows ``starts``: one line per missing or bad key."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from finout_provider import __version__
-from finout_provider.answers import ANSWER_TIMEOUT
+from finout_provider.answers import ANSWER_TIMEOUT, MAX_RETRIES
 
 
 def _field(label: str, kind: str = "string", description: str = "", **schema: Any) -> dict[str, Any]:
@@ -26,11 +26,13 @@ CONN_FIELDS: dict[str, Any] = {
     "region_name": _field("AWS region for SigV4", description="e.g. us-east-1"),
     "timeout": _field("Read timeout (s)", "integer", "Seconds one read of an answer may wait", default=300),
     "answer_timeout": _field(
-        "Answer timeout (s)", "integer", "Seconds a whole answer may take; past it the try fails and is retried",
+        "Answer timeout (s)",
+        "integer",
+        "Seconds a whole answer may take; past it the try fails and is retried",
         default=ANSWER_TIMEOUT,
     ),
     "max_retries": _field(
-        "Retries", "integer", "Retries of a failed attempt (connection errors, 429, 502-504)", default=5
+        "Retries", "integer", "Retries of a failed attempt (connection errors, 429, 502-504)", default=MAX_RETRIES
     ),
     "retry_wait": _field(
         "First backoff (s)", "number", "Doubled at each retry, capped at 60 s; Retry-After wins", default=1.0

@@ -102,17 +102,33 @@ class Planner:
             return None
         return None if retention is None else now - retention
 
+    def _recheck(self, listed: dict[str, Any], now: int) -> bool:
+        """Whether gap repair proves this object whole: every object on the day's first run (the
+        run within one window of midnight UTC), else those written since the run before last."""
+        if now % DAY < self.time_frame:
+            return True
+        modified = listed.get("LastModified")
+        return modified is None or modified.timestamp() >= now - 3 * self.time_frame
+
     def gaps(self, now: int) -> list[Window]:
         """The windows missing in S3 within the history (BACKFILL_DAYS or INITIAL_BACKFILL_DATE) and
-        the look-back, whatever runs came before: a first run finds them all missing."""
+        the look-back, whatever runs came before: a first run finds them all missing. A window
+        whose object is not a whole answer (:meth:`_recheck`) is missing too."""
         s3, bucket, prefix, cluster = self.s3, self.s3_bucket, self.s3_prefix, self.cluster_name
         history = backfill_start(now, self.backfill_days, self.initial_backfill_date)
         since = align_down(min(history, now - self.lookback_days * DAY), self.time_frame)
         end = now - now % self.time_frame
-        found = ClusterFolder(s3, bucket, prefix, cluster).objects(self.metrics, since, end)
+        folder = ClusterFolder(s3, bucket, prefix, cluster)
+        found = {key: obj for key, obj in folder.objects(self.metrics, since, end).items() if obj["Size"] > 0}
+        unproven = folder.problems_of([key.key for key, obj in found.items() if self._recheck(obj, now)])
+        if unproven:
+            self.log.warning(
+                "cluster %r: %d objects are not whole answers; exporting their windows again:\n%s",
+                cluster, len(unproven), "\n".join(f"{key}: {what}" for key, what in sorted(unproven.items())[:10]),
+            )  # fmt: skip
         complete: dict[int, int] = {}
-        for key, size in found.items():
-            if size > 0:
+        for key in found:
+            if key.key not in unproven:
                 complete[key.start] = complete.get(key.start, 0) + 1
         expected = windows_between(since, end, self.time_frame)
         gaps = missing(expected, (s for s, n in complete.items() if n == len(self.metrics)))

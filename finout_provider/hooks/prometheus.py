@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import contextlib
+import functools
 import json
 import random
 import re
@@ -11,7 +13,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
@@ -24,6 +25,8 @@ from requests.adapters import HTTPAdapter
 
 from finout_provider.answers import (
     ANSWER_TIMEOUT,
+    BACKOFF_CAP,
+    MAX_RETRIES,
     AnswerCheck,
     HeavyQueryError,
     IncompleteBodyError,
@@ -34,6 +37,7 @@ from finout_provider.answers import (
 )
 from finout_provider.compat import BaseHook
 from finout_provider.matrix import JoinedBody, split_range
+from finout_provider.splitting import Spool
 
 T = TypeVar("T")
 
@@ -184,7 +188,7 @@ class PrometheusHook(BaseHook):
     def max_retries(self) -> int:
         if self._max_retries is not None:
             return self._max_retries
-        return int(self.extras.get("max_retries", 5))
+        return int(self.extras.get("max_retries", MAX_RETRIES))
 
     @property
     def retry_wait(self) -> float:
@@ -316,7 +320,7 @@ class PrometheusHook(BaseHook):
         error = state.outcome.exception() if state.outcome else None
         if isinstance(error, PrometheusError) and error.retry_after is not None:
             return min(error.retry_after, 300.0)
-        return min(self.retry_wait * 2 ** (state.attempt_number - 1), 60.0) * (0.5 + random.random() / 2)
+        return min(self.retry_wait * 2 ** (state.attempt_number - 1), BACKOFF_CAP) * (0.5 + random.random() / 2)
 
     def _log_retry(self, what: str, state: tenacity.RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None
@@ -432,7 +436,7 @@ class PrometheusHook(BaseHook):
         refusal: HeavyQueryError | None = None
         if pieces <= 1:
             try:
-                return self._stream_whole(query, start, end, step, consume, allow_warnings)
+                return self._stream_whole(query, start, end, consume, step=step, allow_warnings=allow_warnings)
             except HeavyQueryError as err:
                 if not err.refusal.splittable:
                     raise HeavyQueryError(
@@ -446,7 +450,8 @@ class PrometheusHook(BaseHook):
                 refusal, pieces = err, 2
         ranges = split_range(int(start), int(end), step, pieces)
         with tempfile.TemporaryDirectory(prefix="finout-split-") as folder:
-            spool = _Spool(self, query, step, allow_warnings, min_split_seconds, Path(folder))
+            fetch = functools.partial(self._stream_whole, query, step=step, allow_warnings=allow_warnings)
+            spool = Spool(fetch, step, min_split_seconds, Path(folder))
             spool.refused = int(end - start) + step if refusal else 0
             depth = max(spool.fetch(a, b, 1) for a, b in ranges)
             body = JoinedBody([path for path, _ in spool.pieces])
@@ -458,7 +463,7 @@ class PrometheusHook(BaseHook):
                 raise PrometheusError(f"{describe_range(query, start, end, step)}: {err}") from None
 
     def _stream_whole(
-        self, query: str, start: float, end: float, step: int, consume: Callable[[Any], T], allow_warnings: bool
+        self, query: str, start: float, end: float, consume: Callable[[Any], T], *, step: int, allow_warnings: bool
     ) -> T:
         what = describe_range(query, start, end, step)
         params = {"query": query, "start": str(start), "end": str(end), "step": str(step)}
@@ -599,7 +604,8 @@ class CheckedBody:
                 ) from None
         except PrometheusError as err:
             if not self._expired:
-                raise type(err)(f"{what}: {err}", status=err.status, retryable=err.retryable) from None
+                message = f"{what}: {err} (the answer of {self._response.url})"
+                raise type(err)(message, status=err.status, retryable=err.retryable) from None
         finally:
             watchdog.cancel()
         if self._expired:
@@ -611,63 +617,16 @@ class CheckedBody:
     def _expire(self) -> None:
         """Shut the answer's socket: a read blocked on a trickling server returns at once."""
         self._expired = True
-        connection = getattr(self._response.raw, "connection", None)
-        sock = getattr(connection, "sock", None)
-        try:
-            if sock is not None:
-                sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-
-
-@dataclass
-class _Spool:
-    """The pieces of one split query, spooled to ``folder`` in time order with their retries."""
-
-    hook: PrometheusHook
-    query: str
-    step: int
-    allow_warnings: bool
-    floor: int
-    folder: Path
-    pieces: list[tuple[Path, int]] = field(default_factory=list)
-    refused: int = 0  # seconds of the shortest piece refused so far: a piece as long is not tried
-
-    def fetch(self, start: int, end: int, depth: int) -> int:
-        """Spool ``[start, end]``'s answer, halving it while the server refuses it as too heavy (a
-        piece as long as one already refused is halved unasked: its sibling is as heavy, most
-        likely); return the depth reached."""
-        length = end - start + self.step
-        can_halve = length > max(self.floor, self.step) and end > start
-        if can_halve and self.refused and length >= self.refused:
-            return self._halve(start, end, depth)
-        path = self.folder / f"{len(self.pieces):05d}.json"  # in time order: the left half comes first
-        try:
-            retried = self.hook._stream_whole(
-                self.query, start, end, self.step, lambda body: _spool(body, path), self.allow_warnings
-            )
-        except HeavyQueryError as err:
-            if not err.refusal.splittable or not can_halve:
-                raise HeavyQueryError(
-                    f"{err}; even a piece of {length}s is refused, so splitting in time cannot help: {err.refusal.fix}",
-                    err.refusal,
-                    err.status,
-                ) from None
-            self.refused = min(self.refused or length, length)
-            return self._halve(start, end, depth)
-        self.pieces.append((path, retried))
-        return depth
-
-    def _halve(self, start: int, end: int, depth: int) -> int:
-        return max(self.fetch(a, b, depth + 1) for a, b in split_range(start, end, self.step, 2))
-
-
-def _spool(body: CheckedBody, path: Path) -> int:
-    """Write an answer to ``path`` as it arrives (a split query's piece); return its retries."""
-    with path.open("wb") as out:
-        for chunk in body:
-            out.write(chunk)
-    return body.retries
+        # The pooled connection's socket, or (an answer that closes its connection, which
+        # http.client hands over to the response) the socket under the response's file.
+        for path in (("connection", "sock"), ("_fp", "fp", "raw", "_sock")):
+            sock: Any = self._response.raw
+            for attr in path:
+                sock = getattr(sock, attr, None)
+            if isinstance(sock, socket.socket):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                return
 
 
 _DURATION_UNITS = {"y": 365 * 86400, "w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1, "ms": 0.001}

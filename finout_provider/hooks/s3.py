@@ -115,16 +115,18 @@ class FinoutS3Hook(S3Hook):
         *,
         level: int = 6,
         part_size: int = DEFAULT_PART,
+        metadata: dict[str, str] | None = None,
     ) -> Upload:
         """Gzip ``chunks`` into ``s3://bucket/key`` without holding the whole body.
 
         Small results go up in one PUT; larger ones as a multipart upload whose parts are sent
         while the body is still arriving. If ``chunks`` raises (a failed or partial answer) the
-        upload is aborted, so nothing appears under ``key``.
+        upload is aborted, so nothing appears under ``key``. ``metadata`` is the object's user
+        metadata (``x-amz-meta-*``).
         """
         part_size = max(part_size, MIN_PART)
         client: Any = self.get_conn()
-        extra = self.upload_args()
+        extra = self.upload_args() | ({"Metadata": dict(metadata)} if metadata else {})
         per_part = {name: value for name, value in extra.items() if name in PART_ARGS}
         raw = 0
 
@@ -190,14 +192,17 @@ class FinoutS3Hook(S3Hook):
     # -- listing (always with Delimiter="/") -------------------------------------------------
 
     def list_level(self, bucket: str, prefix: str) -> tuple[list[str], list[dict[str, Any]]]:
-        """One level below ``prefix``: (common prefixes, objects with Key and Size)."""
+        """One level below ``prefix``: (common prefixes, objects with Key, Size and LastModified)."""
         paginator = self._s3().get_paginator("list_objects_v2")
         folders: list[str] = []
         objects: list[dict[str, Any]] = []
         try:
             for page in paginator.paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
                 folders.extend(p["Prefix"] for p in page.get("CommonPrefixes", []))
-                objects.extend({"Key": o["Key"], "Size": o["Size"]} for o in page.get("Contents", []))
+                objects.extend(
+                    {"Key": o["Key"], "Size": o["Size"], "LastModified": o.get("LastModified")}
+                    for o in page.get("Contents", [])
+                )
         except Exception as err:
             if _is_client_error(err):
                 raise explain(err, "s3:ListBucket", bucket, prefix) from None
@@ -240,10 +245,14 @@ class FinoutS3Hook(S3Hook):
                 + POLICY_HINT.format(bucket=bucket)
             )
 
-    def read_head(self, bucket: str, key: str, size: int = 10) -> bytes:
-        """The first ``size`` bytes of an object (a ranged GET)."""
-        answer = self._s3().get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{size - 1}")
-        return bytes(answer["Body"].read())
+    def object_metadata(self, bucket: str, key: str) -> dict[str, str]:
+        """An object's user metadata (a HEAD request; s3:GetObject), or raise."""
+        try:
+            return dict(self._s3().head_object(Bucket=bucket, Key=key).get("Metadata") or {})
+        except Exception as err:
+            if _is_client_error(err):
+                raise explain(err, "s3:GetObject", bucket, key) from None
+            raise
 
     def _s3(self) -> Any:
         return self.get_conn()

@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from finout_provider.answers import ANSWER_TIMEOUT, BACKOFF_CAP, MAX_RETRIES
 from finout_provider.catalogue import CATALOGUE, Metric, render
 from finout_provider.compat import AirflowException, Stats
+from finout_provider.exports import PROVEN
 from finout_provider.layout import build_key, normalize_prefix, validate_bucket
 from finout_provider.links import S3ExportLink
 from finout_provider.operators.base import ClusterS3Operator, s3_target_fields
@@ -30,6 +32,15 @@ def metric_specs(metrics: Sequence[Metric | Mapping[str, str]] | None) -> list[d
         {"name": m.name, "query": m.query} if isinstance(m, Metric) else {"name": m["name"], "query": m["query"]}
         for m in chosen
     ]
+
+
+def window_deadline(metrics: int, batch_size: int, delay: float) -> timedelta:
+    """How long a window may take when every query uses all its attempts to their deadline
+    (answer_timeout, max_retries and backoffs at their defaults): the export task's
+    ``execution_timeout`` unless one is given, so no worker slot is held past it."""
+    batches = -(-metrics // max(batch_size, 1))
+    per_query = ANSWER_TIMEOUT * (MAX_RETRIES + 1) + BACKOFF_CAP * MAX_RETRIES
+    return timedelta(seconds=batches * (per_query + delay))
 
 
 # What one metric's export gives: the upload, the series in the answer, how it was split (or None).
@@ -109,6 +120,8 @@ class PrometheusToS3Operator(ClusterS3Operator):
     :param expect_empty: metrics that may come back empty (EXPECT_EMPTY). When every other metric
         came back empty, the return value says so (``all_empty``) with preflight's diagnosis, and
         the validation task fails the run: Finout would receive files with nothing in them.
+
+    Without an ``execution_timeout``, the task gets :func:`window_deadline`'s.
     """
 
     template_fields: Sequence[str] = s3_target_fields(
@@ -135,6 +148,10 @@ class PrometheusToS3Operator(ClusterS3Operator):
         min_split_seconds: int = 60,
         **kwargs: Any,
     ) -> None:
+        if kwargs.get("execution_timeout") is None:
+            kwargs["execution_timeout"] = window_deadline(
+                len(metric_specs(metrics)), queries_batch_size, query_delay_seconds
+            )
         super().__init__(**kwargs)
         self.window_start = window_start
         self.window_end = window_end
@@ -171,41 +188,48 @@ class PrometheusToS3Operator(ClusterS3Operator):
         self.log.info(
             "%s: exporting %d metrics to s3://%s/%s/%s/", where, len(self.metrics), bucket, prefix, self.cluster_name
         )
-
-        uploads: list[Upload] = []
-        series: dict[str, int] = {}
-        splits: dict[str, dict[str, Any]] = {}
-        failures: list[str] = []
-        size = max(1, self.queries_batch_size)
-        self._resolve_before_threads()
-        with ThreadPoolExecutor(max_workers=size, thread_name_prefix="finout-export") as pool:
-            batches = (
-                [self.metrics]
-                if not self.query_delay_seconds
-                else [self.metrics[i : i + size] for i in range(0, len(self.metrics), size)]
-            )
-            for number, batch in enumerate(batches):
-                if number:
-                    time.sleep(self.query_delay_seconds)
-                futures: list[tuple[str, Future[Exported]]] = [
-                    (m["name"], pool.submit(self._export_metric, window, bucket, prefix, m)) for m in batch
-                ]
-                for name, future in futures:
-                    try:
-                        upload, series[name], split = future.result()
-                        uploads.append(upload)
-                        if split:
-                            splits[name] = split
-                    except Exception as err:  # noqa: BLE001 - every metric is reported below
-                        failures.append(f"metric {name!r}: {err}")
-                        self.log.error("%s metric %r failed: %s", where, name, err)
-        self._uploads = uploads
+        exported, failures = self._export_all(window, bucket, prefix, where)
         if failures:
             raise AirflowException(
                 f"{where}: {len(failures)} of {len(self.metrics)} metrics failed; nothing was written "
                 "under their keys. Fix the cause and clear this task to export the window again.\n"
                 + "\n".join(failures)
             )
+        return self._summarize(window, exported, where)
+
+    def _export_all(
+        self, window: Window, bucket: str, prefix: str, where: str
+    ) -> tuple[dict[str, Exported], list[str]]:
+        """Every metric's export, QUERIES_BATCH_SIZE at a time (batches QUERY_DELAY_SECONDS apart),
+        and what failed."""
+        exported: dict[str, Exported] = {}
+        failures: list[str] = []
+        size = max(1, self.queries_batch_size)
+        batches = (
+            [self.metrics]
+            if not self.query_delay_seconds
+            else [self.metrics[i : i + size] for i in range(0, len(self.metrics), size)]
+        )
+        self._resolve_before_threads()
+        with ThreadPoolExecutor(max_workers=size, thread_name_prefix="finout-export") as pool:
+            for number, batch in enumerate(batches):
+                if number:
+                    time.sleep(self.query_delay_seconds)
+                futures = [(m["name"], pool.submit(self._export_metric, window, bucket, prefix, m)) for m in batch]
+                for name, future in futures:
+                    try:
+                        exported[name] = future.result()
+                    except Exception as err:  # noqa: BLE001 - every metric is reported by the caller
+                        failures.append(f"metric {name!r}: {err}")
+                        self.log.error("%s metric %r failed: %s", where, name, err)
+        self._uploads = [upload for upload, _, _ in exported.values()]
+        return exported, failures
+
+    def _summarize(self, window: Window, exported: dict[str, Exported], where: str) -> dict[str, Any]:
+        """The task's return value; keeps the split hints; says when every required metric was empty."""
+        uploads = [upload for upload, _, _ in exported.values()]
+        series = {name: count for name, (_, count, _) in exported.items()}
+        splits = {name: split for name, (_, _, split) in exported.items() if split}
         result: dict[str, Any] = {
             "cluster": self.cluster_name,
             "window_start": window.start,
@@ -286,7 +310,8 @@ class PrometheusToS3Operator(ClusterS3Operator):
         name = metric["name"]
 
         def upload(body: Any) -> Exported:
-            done = self.s3_hook.upload_gzip_stream(body, bucket, key, level=self.compresslevel)
+            # The upload completes only once the body proved whole: the mark is true of what lands.
+            done = self.s3_hook.upload_gzip_stream(body, bucket, key, level=self.compresslevel, metadata=PROVEN)
             split = {"pieces": body.pieces, "depth": body.depth, "refused_by": body.refusal}
             self._emit_stats(name, done, body, time.monotonic() - began)
             return done, body.series, split if body.pieces > 1 else None

@@ -283,7 +283,9 @@ def test_a_worker_killed_mid_export_leaves_no_object_and_the_rerun_finishes(
     client = s3_server.client()
     client.create_bucket(Bucket="finout-kill")
     # 8 MiB of valid series that gzip cannot shrink much (random label values)
-    noise = b"".join(b',{"metric":{"x":"%s"},"values":[[1,"1"]]}' % os.urandom(32 << 10).hex().encode() for _ in range(128))
+    noise = b"".join(
+        b',{"metric":{"x":"%s"},"values":[[1,"1"]]}' % os.urandom(32 << 10).hex().encode() for _ in range(128)
+    )
 
     def endless(seen: Seen, request: Any) -> None:
         request.send_response(200)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import gzip
+import re
 import time
 from typing import Any
 
 import pytest
 
+from devtools.faults import SUCCESS
+from finout_provider.exports import PROVEN
 from finout_provider.layout import build_key
 from finout_provider.operators.retention import FinoutRetentionOperator
 from finout_provider.sensors.export import FinoutExportSensor
@@ -47,7 +50,8 @@ def assert_within_policy(seen: list[tuple[str, dict[str, Any]]]) -> None:
 
 
 def put(s3: Any, key: str) -> None:
-    s3.put_object(Bucket=BUCKET, Key=key, Body=gzip.compress(b"{}"))
+    """An object as the export writes it: a whole answer, marked proven."""
+    s3.put_object(Bucket=BUCKET, Key=key, Body=gzip.compress(SUCCESS), Metadata=PROVEN)
 
 
 def test_retention_deletes_exactly_the_old_layout_keys_of_this_cluster(s3: Any) -> None:
@@ -131,7 +135,8 @@ def test_validation_lists_what_is_missing_or_corrupt(s3: Any) -> None:
     seen = record_requests(check.s3_hook.get_conn())
     with pytest.raises(AirflowSensorTimeout) as err:
         check.execute({})
-    assert f"not gzip: s3://{BUCKET}/{build_key(PREFIX, 'prod-eu', 'pod_labels', starts[1])}" in str(err.value)
+    corrupt = f"s3://{BUCKET}/{build_key(PREFIX, 'prod-eu', 'pod_labels', starts[1])}"
+    assert re.search(rf"not gzip \(.*\): {re.escape(corrupt)}", str(err.value)), err.value
     assert "1 expected objects are missing or corrupt" in str(err.value)
     assert_within_policy(seen)
 

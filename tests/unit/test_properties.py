@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import string
 from datetime import UTC, datetime
+from unittest import mock
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -68,7 +70,9 @@ def test_retention_deletes_exactly_old_layout_keys_of_its_cluster(keys: list[str
 
     from finout_provider.operators.retention import FinoutRetentionOperator
 
-    with mock_aws():
+    # moto's in-process S3, whatever aws_default an earlier test in this process pointed elsewhere
+    environ = {k: v for k, v in os.environ.items() if k != "AIRFLOW_CONN_AWS_DEFAULT"}
+    with mock.patch.dict(os.environ, environ, clear=True), mock_aws():
         import boto3
 
         s3 = boto3.client("s3", region_name="us-east-1")
