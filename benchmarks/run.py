@@ -93,6 +93,7 @@ def export_comparison(prom: str, s3: str) -> dict[str, Any]:
     result = {
         mode: {
             "seconds": median(r, "seconds"),
+            "cpu_seconds": median(r, "cpu_seconds"),
             "growth_mb": median(r, "growth_mb"),
             "raw_bytes": r[0]["raw_bytes"],
             "all_seconds": [x["seconds"] for x in r],
@@ -327,6 +328,29 @@ def fleet_markdown(f: dict[str, Any] | None) -> list[str]:
     return lines
 
 
+def validation_lines(v: dict[str, Any] | None) -> list[str]:
+    """The cost of validating every answer's JSON in full, measured before and after it came."""
+    if not v:
+        return []
+    b, a = v["before"], v["after"]
+    return [
+        "### The cost of validating every answer in full",
+        "",
+        v["note"],
+        "",
+        "| export | ours (s) | limit (s) | ours / limit | ours CPU (s) | limit CPU (s) |",
+        "|---|---|---|---|---|---|",
+        *(
+            f"| {name} | {r['ours']:.2f} | {r['limit']:.2f} | {r['ours'] / r['limit']:.3f} | {r['ours_cpu']:.2f} | "
+            f"{r['limit_cpu']:.2f} |"
+            for name, r in (("before (ends and framing checked)", b), ("after (every byte)", a))
+        ),
+        "",
+        f"CPU of the export: **{a['ours_cpu'] / b['ours_cpu'] - 1:+.1%}** (target <= +10%).",
+        "",
+    ]
+
+
 def write_markdown(results: dict[str, Any]) -> None:
     e, m = results["export"], results["memory"]
     lines = [
@@ -337,14 +361,15 @@ def write_markdown(results: dict[str, Any]) -> None:
         "",
         "## Export of one window (all catalogue metrics, QUERIES_BATCH_SIZE 5)",
         "",
-        "| implementation | time (s) | peak RSS growth (MB) | vs ours |",
-        "|---|---|---|---|",
-        f"| limit: read bytes + gzip + one PUT | {e['limit']['seconds']:.2f} | {e['limit']['growth_mb']:.0f} | {e['limit']['seconds'] / e['ours']['seconds']:.2f}x |",
-        f"| **ours** (PrometheusToS3Operator) | **{e['ours']['seconds']:.2f}** | {e['ours']['growth_mb']:.0f} | 1.00x |",
-        f"| obvious: requests + json.loads/dumps + gzip + put_object | {e['obvious']['seconds']:.2f} | {e['obvious']['growth_mb']:.0f} | {e['obvious_over_ours']:.2f}x |",
+        "| implementation | time (s) | CPU of the exporting process (s) | peak RSS growth (MB) | vs ours |",
+        "|---|---|---|---|---|",
+        f"| limit: read bytes + gzip + one PUT | {e['limit']['seconds']:.2f} | {e['limit'].get('cpu_seconds', 0):.2f} | {e['limit']['growth_mb']:.0f} | {e['limit']['seconds'] / e['ours']['seconds']:.2f}x |",
+        f"| **ours** (PrometheusToS3Operator) | **{e['ours']['seconds']:.2f}** | {e['ours'].get('cpu_seconds', 0):.2f} | {e['ours']['growth_mb']:.0f} | 1.00x |",
+        f"| obvious: requests + json.loads/dumps + gzip + put_object | {e['obvious']['seconds']:.2f} | {e['obvious'].get('cpu_seconds', 0):.2f} | {e['obvious']['growth_mb']:.0f} | {e['obvious_over_ours']:.2f}x |",
         "",
         f"Ours / limit = **{e['ours_over_limit']:.3f}** (target <= 1.1). {e['metrics']} metrics, {e['ours']['raw_bytes'] / 1e6:.1f} MB of answers.",
         "",
+        *validation_lines(results.get("validation")),
         "## Memory as one response grows (peak RSS growth of one export)",
         "",
         "| response (MB, uncompressed) | ours (MB) | obvious (MB) | ours / obvious | ours (s) | obvious (s) |",

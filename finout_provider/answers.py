@@ -112,11 +112,13 @@ def judge_envelope(doc: Any, *, allow_warnings: bool = False, matrix: bool = Tru
 _STRING = rb'"[^"\\\x00-\x1f]*+(?:\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})[^"\\\x00-\x1f]*+)*+"'
 _NUMBER = rb"-?+(?:0|[1-9][0-9]*+)(?:\.[0-9]++)?+(?:[eE][+-]?+[0-9]++)?+"
 _TOKEN = re.compile(rb"[ \t\r\n]*+(?:([{}\[\],:])|(" + _STRING + rb")|(" + _NUMBER + rb")|(true|false|null))")
-_POINT = rb'\[(?:0|[1-9][0-9]*+)(?:\.[0-9]++)?+,"[^"\\\x00-\x1f]*+"\]'
+_TIME = rb"((?:0|[1-9][0-9]*+)(?:\.[0-9]++)?+)"
+_VALUE = rb',"[^"\\\x00-\x1f]*+"\]'
 _PAIR = _STRING + b":" + _STRING
+# Groups: 1 the values, 2 the first timestamp, 3 the last (when more than one), 4 a comma after.
 _SERIES = re.compile(
     rb'[ \t\r\n]*+\{"metric":\{(?:' + _PAIR + rb"(?:," + _PAIR + rb')*+)?+\},"values":\[('
-    + _POINT + rb"(?:," + _POINT + rb")*+)\]\}[ \t\r\n]*+(,?)"
+    + rb"\[" + _TIME + _VALUE + rb"(?:,\[" + _TIME + _VALUE + rb")*+)\]\}[ \t\r\n]*+(,?)"
 )  # fmt: skip
 _SPACE = re.compile(rb"[ \t\r\n]*+")
 _STARTS = frozenset(b'{}[],:"-0123456789tfn')
@@ -215,7 +217,7 @@ class AnswerCheck:
                 break
             self._measure(match)
             self._pos, read = match.end(), True
-            if not match.group(2):
+            if not match.group(4):
                 self._state = COMMA_OR_CLOSE
                 return "read"
             self._state = VALUE
@@ -228,21 +230,16 @@ class AnswerCheck:
         return "wait" if buf[nxt] == 0x7B and unfinished and not final else "token"
 
     def _measure(self, match: re.Match[bytes]) -> None:
-        buf, start, end = self._buf, match.start(1), match.end(1)
-        samples = buf.count(b"],[", start, end) + 1
         m = self.measures
+        first = float(match[2])
+        last = float(match[3]) if match[3] else first
         m.series += 1
-        m.samples += samples
-        try:
-            first = float(buf[start + 1 : buf.index(b",", start)])
-            last_at = buf.rfind(b"],[", start, end)
-            last = first if last_at < 0 else float(buf[last_at + 3 : buf.index(b",", last_at + 3)])
-        except ValueError:
-            m.unmeasured += 1
-            return
+        m.samples += self._buf.count(b"],[", match.start(1), match.end(1)) + 1
         m.expected += int((last - first) // self.step) + 1
-        m.first = first if m.first is None else min(m.first, first)
-        m.last = last if m.last is None else max(m.last, last)
+        if m.first is None or first < m.first:
+            m.first = first
+        if m.last is None or last > m.last:
+            m.last = last
 
     def _token(self, final: bool) -> bool:
         """Read one token by the general tokenizer; ``False`` when more bytes are needed."""

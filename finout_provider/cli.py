@@ -93,23 +93,30 @@ def _s3(config: ClusterConfig) -> FinoutS3Hook:
 
 def _write_atomically(files: Sequence[tuple[Path, str, int | None]]) -> None:
     """Write every ``(path, text, mode)`` or none: all go to temporary files first, then each is
-    moved over its target."""
+    moved over its target. A ``None`` mode keeps an existing file's, or is what ``open`` would give
+    (0666 less the umask), so an Airflow running as another user can read the file."""
     staged: list[tuple[Path, Path]] = []
     try:
-        for path, text, mode in files:
+        for path, text, wanted in files:
             handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed below, renamed after all are written
                 "w", encoding="utf-8", dir=path.parent or Path("."), prefix=f".{path.name}.", delete=False
             )
             staged.append((Path(handle.name), path))
             with handle:
                 handle.write(text)
-            if mode is not None:
-                Path(handle.name).chmod(mode)
+            kept = path.stat().st_mode & 0o7777 if path.exists() else _umask_mode()
+            Path(handle.name).chmod(kept if wanted is None else wanted)
         for temporary, path in staged:
             os.replace(temporary, path)
     finally:
         for temporary, _ in staged:
             temporary.unlink(missing_ok=True)
+
+
+def _umask_mode() -> int:
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def _clusters_text(path: Path, entry: dict[str, Any]) -> str:
@@ -306,8 +313,11 @@ def cmd_init(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from importlib import resources
 
     folder = Path(args.dag_folder)
-    if not folder.is_dir():
+    if folder.exists() and not folder.is_dir():
         raise CliError(f"{folder} is not a folder: give Airflow's DAG folder ([core] dags_folder)")
+    if not folder.exists():
+        folder.mkdir(parents=True)
+        err.write(f"created the DAG folder {folder}\n")
     files = resources.files("finout_provider.dag_files")
     names = ("finout_prometheus.py", "finout_prometheus_config_errors.py", "clusters.yaml")
     present = [name for name in names if (folder / name).exists()]

@@ -44,7 +44,7 @@ class Planner:
     time_frame: int = 3600
     backfill_days: int = 3
     initial_backfill_date: date | None = None
-    lookback_days: int = 1
+    lookback_days: int = 0  # days of gap repair beyond the history, if ever wanted
     settle_seconds: int = 120
     prometheus: PrometheusHook | None = None
     log: logging.Logger | Any = field(default_factory=lambda: logging.getLogger(__name__))
@@ -132,7 +132,7 @@ class Planner:
                 complete[key.start] = complete.get(key.start, 0) + 1
         expected = windows_between(since, end, self.time_frame)
         gaps = missing(expected, (s for s, n in complete.items() if n == len(self.metrics)))
-        if len(gaps) == len(expected):
+        if gaps and len(gaps) == len(expected):
             self.log.info("cluster %r: nothing in S3 since %s: exporting the history", cluster, iso(since))
         elif gaps:
             self.log.warning(

@@ -29,6 +29,14 @@ LABELLED = {"pod_labels": "pods", "node_labels": "nodes"}
 ALLOWLIST = "--metric-labels-allowlist=pods=[*],nodes=[*]"
 KSM_V1_PROBE = "kube_pod_container_resource_requests_cpu_cores"
 CLUSTER_PROBES = ("kube_node_info", "kube_pod_info", "container_memory_working_set_bytes")
+# Per source: the series that prove it is scraped, and what to check when it is not.
+SOURCE_PROBES = {KSM: "kube_pod_info", CADVISOR: "container_memory_working_set_bytes"}
+SOURCE_HINTS = {
+    KSM: "is kube-state-metrics >= 2.0 deployed and scraped?",
+    CADVISOR: "is the kubelet's /metrics/cadvisor endpoint scraped?",
+}
+STALE_SEARCH = "1d"  # how far back preflight looks for a source's newest sample
+LOOKBACK = 300  # Prometheus' default lookback delta: a sample older than this is stale at a query
 
 
 @dataclass(frozen=True)
@@ -147,13 +155,29 @@ class Preflight:
             if progress:
                 progress(number, len(self.metrics), metric.name)
             answers[metric.name] = self.query(self._render(metric.query), at)
-        ksm = [m.name for m in self.metrics if KSM in m.needs or KSM_LABELS in m.needs]
-        ksm_silent = all(not answers[name] for name in ksm)
+        ksm = [m.name for m in self.metrics if _source(m) == KSM]
         # kube-state-metrics before 2.0 answers only under the old per-resource names.
         old_ksm = any(not answers[name] for name in ksm) and self._count(KSM_V1_PROBE, at) > 0
+        sources = {source for m in self.metrics if (source := _source(m))}
+        quiet = [s for s in sources if all(not answers[m.name] for m in self.metrics if _source(m) == s)]
+        silent = {source: why for source in quiet if (why := self._absence(source, at))}
         for metric in self.metrics:
-            report.findings.append(self._judge(metric, answers, at, cluster.level == FAIL, ksm_silent, old_ksm))
+            report.findings.append(self._judge(metric, answers, at, cluster.level == FAIL, silent, old_ksm))
         return report
+
+    def _absence(self, source: str, at: int) -> str | None:
+        """Why ``source`` gave no series at ``at``: stale (with the age of its newest sample) or
+        absent; ``None`` when it does answer (its metrics here are legitimately empty)."""
+        probe = self._render(f"max(timestamp({SOURCE_PROBES[source]}))")
+        newest = self.query(f"max_over_time({probe}[{STALE_SEARCH}:5m])", at)
+        hint = SOURCE_HINTS[source]
+        if not newest:
+            return f"no {source} series in the last {STALE_SEARCH}: {hint}"
+        age = max(0, at - int(float(newest[0]["value"][1])))
+        if age <= LOOKBACK:
+            return None
+        stamp = time.strftime("%Y-%m-%dT%H:%MZ", time.gmtime(at - age))
+        return f"{source} is stale: its newest sample is {age // 60} min old ({stamp}); {hint}"
 
     # --- cluster-wide ------------------------------------------------------------------------
 
@@ -183,7 +207,11 @@ class Preflight:
                 "no series carries a label that looks like a cluster label: remove CLUSTER_LABEL if this "
                 "Prometheus holds one cluster"
             )  # fmt: skip
-            return Finding("cluster", FAIL, None, f"no series carries the label CLUSTER_LABEL={label!r}; {hint}")
+            return Finding(
+                "cluster", FAIL, None,
+                f"no series carries the label CLUSTER_LABEL={label!r} at this time (unless the sources below are "
+                f"stale); {hint}",
+            )  # fmt: skip
         return Finding(
             "cluster", FAIL, None,
             f"no series has {label}={name!r}; the label's values are {', '.join(values)}: CLUSTER_NAME must "
@@ -208,12 +236,18 @@ class Preflight:
         answers: Mapping[str, list[dict[str, Any]]],
         at: int,
         cluster_failed: bool,
-        ksm_silent: bool,
+        silent: Mapping[str, str],
         old_ksm: bool,
     ) -> Finding:
+        """A metric's finding. A source that is absent or stale fails every metric it feeds; a metric
+        that is empty while its source answers is reported and exported empty (no pod sets limits,
+        no GPU): it never blocks the others."""
         name, series = metric.name, answers[metric.name]
         if series:
             return self._judge_data(metric, series, answers)
+        source = _source(metric)
+        if source is not None and source in silent and "is stale" in silent[source]:
+            return Finding(name, FAIL, 0, silent[source])
         if cluster_failed:
             return Finding(name, FAIL, 0, "nothing for this cluster: see the 'cluster' line")
         if name in EMPTY_IS_FINE:
@@ -229,16 +263,18 @@ class Preflight:
                 name, WARN if v2 else FAIL, 0,
                 f"the recording rule {RECORDING_RULE} (kube-prometheus rules) is missing; {fix}",
             )  # fmt: skip
-        if KSM in metric.needs or KSM_LABELS in metric.needs:
-            if old_ksm:
-                return Finding(
-                    name, FAIL, 0, f"kube-state-metrics is older than 2.0 (it exports {KSM_V1_PROBE}): upgrade it"
-                )
-            if ksm_silent:
-                return Finding(name, FAIL, 0, "no kube-state-metrics series: is kube-state-metrics >= 2.0 scraped?")
-            return Finding(name, FAIL, 0, "no series, though kube-state-metrics answers for other metrics")
-        if CADVISOR in metric.needs:
-            return Finding(name, FAIL, 0, "no cAdvisor series: is the kubelet's /metrics/cadvisor endpoint scraped?")
+        if source == KSM and old_ksm:
+            return Finding(
+                name, FAIL, 0, f"kube-state-metrics is older than 2.0 (it exports {KSM_V1_PROBE}): upgrade it"
+            )
+        if source is not None and source in silent:
+            return Finding(name, FAIL, 0, silent[source])
+        if source is not None:
+            return Finding(
+                name, EMPTY, 0,
+                f"no series, though {source} answers for other metrics: nothing in the cluster has it at this "
+                "time (e.g. no pod sets limits); exported empty",
+            )  # fmt: skip
         return Finding(name, FAIL, 0, "the query returns nothing at this time")
 
     def _judge_data(
@@ -260,6 +296,13 @@ class Preflight:
                 f"nodes; {v2}, which rebuilds node from 'instance', {have}",
             )  # fmt: skip
         return Finding(name, OK, count)
+
+
+def _source(metric: Metric) -> str | None:
+    """The exporter a metric's series come from (kube-state-metrics or cAdvisor), if known."""
+    if KSM in metric.needs or KSM_LABELS in metric.needs:
+        return KSM
+    return CADVISOR if CADVISOR in metric.needs else None
 
 
 def default_instant(now: float, settle: int, step: int) -> int:

@@ -50,7 +50,12 @@ POLICY_HINT = (
 
 
 class S3AccessError(RuntimeError):
-    """S3 refused a request; the message names the action, the key and what to fix."""
+    """S3 refused a request; the message names the action, the key and what to fix. ``permanent``:
+    a retry cannot fix it (denied, no such bucket)."""
+
+    def __init__(self, message: str, *, permanent: bool = True) -> None:
+        super().__init__(message)
+        self.permanent = permanent
 
 
 def _is_client_error(err: BaseException) -> bool:
@@ -67,7 +72,8 @@ def explain(err: Any, action: str, bucket: str, key: str) -> S3AccessError:
         return S3AccessError(f"{where} was denied ({code}): {POLICY_HINT.format(bucket=bucket)}")
     if code in ("NoSuchBucket", "404"):
         return S3AccessError(f"{where} failed: bucket {bucket!r} does not exist; check S3_BUCKET and the AWS region")
-    return S3AccessError(f"{where} failed ({code or type(err).__name__}): {err}")
+    permanent = code in ("InvalidBucketName", "KMS.NotFoundException", "KMS.DisabledException", "InvalidArgument")
+    return S3AccessError(f"{where} failed ({code or type(err).__name__}): {err}", permanent=permanent)
 
 
 class FinoutS3Hook(S3Hook):

@@ -8,7 +8,8 @@ from datetime import date, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from finout_provider.compat import AirflowFailException, conf
+from finout_provider.compat import conf
+from finout_provider.failures import failing_fast
 from finout_provider.operators.base import ClusterS3Operator, run_type, s3_target_fields
 from finout_provider.planning import Planner
 from finout_provider.windows import WindowError, to_epoch
@@ -36,7 +37,7 @@ class PlanWindowsOperator(ClusterS3Operator):
     :param time_frame: window length in seconds (TIME_FRAME).
     :param backfill_days: history of a first run, in days (BACKFILL_DAYS).
     :param initial_backfill_date: first-run start (INITIAL_BACKFILL_DATE), at most 3 days back.
-    :param lookback_days: how far back gaps are repaired besides the history; default 1.
+    :param lookback_days: days of gap repair beyond the history (BACKFILL_DAYS); default 0.
     :param settle_seconds: how long after a window closes it is exported (late scrapes).
     :param repair: look for first-run history and gaps at all (scheduled runs only).
     :param prometheus_conn_id: when given, ranges older than Prometheus' retention are refused
@@ -68,7 +69,7 @@ class PlanWindowsOperator(ClusterS3Operator):
         self.time_frame = time_frame
         self.backfill_days = backfill_days
         self.initial_backfill_date = initial_backfill_date
-        self.lookback_days = 1 if lookback_days is None else lookback_days
+        self.lookback_days = 0 if lookback_days is None else lookback_days
         self.settle_seconds = settle_seconds
         self.repair = repair
         self.prometheus_conn_id = prometheus_conn_id
@@ -80,7 +81,7 @@ class PlanWindowsOperator(ClusterS3Operator):
         explicit: tuple[int, int] | None = None
         interval: tuple[int, int] | None = None
         where = f"cluster {self.cluster_name!r}"
-        try:
+        with failing_fast(f"{where}: cannot plan this run"):
             if params.get("start") or params.get("end"):
                 if not (params.get("start") and params.get("end")):
                     raise WindowError("give both params 'start' and 'end' (ISO-8601, UTC), or neither")
@@ -94,8 +95,6 @@ class PlanWindowsOperator(ClusterS3Operator):
                 explicit=explicit,
                 repair=self.repair and run_type(context) in AUTOMATIC_RUN_TYPES,
             )
-        except WindowError as err:
-            raise AirflowFailException(f"{where}: cannot plan this run: {err}") from None
         if plan.deferred:
             self.log.warning(
                 "%s: %d older windows exceed the map limit and are left to the next runs", where, plan.deferred

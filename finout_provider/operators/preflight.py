@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from finout_provider.catalogue import Metric
 from finout_provider.compat import AirflowFailException
+from finout_provider.failures import failing_fast
 from finout_provider.operators.base import ClusterS3Operator, s3_target_fields
 from finout_provider.preflight import Preflight, default_instant
 from finout_provider.windows import to_epoch
@@ -90,7 +91,8 @@ class PrometheusPreflightOperator(ClusterS3Operator):
                           "(PREFLIGHT: true checks every run)", self.cluster_name)  # fmt: skip
             return {}
         check = Preflight(self.prometheus_hook.instant, self.cluster_name, self.metrics, self.cluster_label)
-        report = check.run(self.instant(context))
+        with failing_fast(f"cluster {self.cluster_name!r}: preflight"):
+            report = check.run(self.instant(context))
         self.log.info("%s", report.render())
         if report.failed:
             raise AirflowFailException(

@@ -6,6 +6,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from finout_provider.failures import failing_fast
 from finout_provider.layout import normalize_prefix
 from finout_provider.operators.base import ClusterS3Operator, s3_target_fields
 from finout_provider.windows import DAY
@@ -48,7 +49,8 @@ class FinoutRetentionOperator(ClusterS3Operator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         cutoff = int(time.time()) - self.retention_days * DAY
-        keys = self.expired_keys(cutoff)
+        with failing_fast(f"cluster {self.cluster_name!r}: retention"):
+            keys = self.expired_keys(cutoff)
         action = "deleting" if self.delete else "would delete (dry run)"
         self.log.info(
             "cluster %r: %s %d objects older than %d days in s3://%s/%s/%s/",

@@ -89,7 +89,8 @@ class FinoutExportSensor(ClusterS3Sensor):
     def check_not_empty(self) -> None:
         """Fail when the run's newest window came back empty for every metric Finout needs: Finout
         would allocate nothing. Older empty windows (before the cluster's data begins) are logged."""
-        exports = [e for e in self.exports or [] if isinstance(e, Mapping)]
+        # One slice read: iterating Airflow 3's lazy XCom sequence reads past its end and logs an error.
+        exports = [e for e in (self.exports[:] if self.exports else []) if isinstance(e, Mapping)]
         empty = [e for e in exports if e.get("all_empty")]
         if not empty:
             return

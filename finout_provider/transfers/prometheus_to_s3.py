@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 from finout_provider.answers import ANSWER_TIMEOUT, BACKOFF_CAP, MAX_RETRIES
 from finout_provider.catalogue import CATALOGUE, Metric, render
-from finout_provider.compat import AirflowException, Stats
+from finout_provider.compat import AirflowException, AirflowFailException, Stats
 from finout_provider.exports import PROVEN
+from finout_provider.failures import all_permanent, failing_fast
 from finout_provider.layout import build_key, normalize_prefix, validate_bucket
 from finout_provider.links import S3ExportLink
 from finout_provider.operators.base import ClusterS3Operator, s3_target_fields
@@ -180,9 +181,10 @@ class PrometheusToS3Operator(ClusterS3Operator):
         return Window(to_epoch(self.window_start), to_epoch(self.window_end))
 
     def execute(self, context: Context) -> dict[str, Any]:
-        window = self.window
-        check_frame(window.end - window.start, self.step_seconds)
-        bucket, prefix = validate_bucket(self.s3_bucket), normalize_prefix(self.s3_prefix)
+        with failing_fast(f"cluster {self.cluster_name!r}"):
+            window = self.window
+            check_frame(window.end - window.start, self.step_seconds)
+            bucket, prefix = validate_bucket(self.s3_bucket), normalize_prefix(self.s3_prefix)
         context["window_label"] = window.label  # type: ignore[typeddict-unknown-key]  # map_index_template
         where = f"cluster {self.cluster_name!r} window {window.label}"
         self.log.info(
@@ -190,27 +192,31 @@ class PrometheusToS3Operator(ClusterS3Operator):
         )
         exported, failures = self._export_all(window, bucket, prefix, where)
         if failures:
-            raise AirflowException(
-                f"{where}: {len(failures)} of {len(self.metrics)} metrics failed; nothing was written "
-                "under their keys. Fix the cause and clear this task to export the window again.\n"
-                + "\n".join(failures)
+            message = (
+                f"{where}: {len(failures)} of {len(self.metrics)} metrics failed; nothing was written under their "
+                "keys. Fix the cause and clear this task to export the window again.\n"
+                + "\n".join(f"metric {name!r}: {err}" for name, err in failures.items())
             )
+            if all_permanent(failures.values()):
+                raise AirflowFailException(f"{message}\n(a retry cannot fix these: failing without retrying)")
+            raise AirflowException(message)
         return self._summarize(window, exported, where)
 
     def _export_all(
         self, window: Window, bucket: str, prefix: str, where: str
-    ) -> tuple[dict[str, Exported], list[str]]:
+    ) -> tuple[dict[str, Exported], dict[str, Exception]]:
         """Every metric's export, QUERIES_BATCH_SIZE at a time (batches QUERY_DELAY_SECONDS apart),
         and what failed."""
         exported: dict[str, Exported] = {}
-        failures: list[str] = []
+        failures: dict[str, Exception] = {}
         size = max(1, self.queries_batch_size)
         batches = (
             [self.metrics]
             if not self.query_delay_seconds
             else [self.metrics[i : i + size] for i in range(0, len(self.metrics), size)]
         )
-        self._resolve_before_threads()
+        with failing_fast(where):
+            self._resolve_before_threads()
         with ThreadPoolExecutor(max_workers=size, thread_name_prefix="finout-export") as pool:
             for number, batch in enumerate(batches):
                 if number:
@@ -220,7 +226,7 @@ class PrometheusToS3Operator(ClusterS3Operator):
                     try:
                         exported[name] = future.result()
                     except Exception as err:  # noqa: BLE001 - every metric is reported by the caller
-                        failures.append(f"metric {name!r}: {err}")
+                        failures[name] = err
                         self.log.error("%s metric %r failed: %s", where, name, err)
         self._uploads = [upload for upload, _, _ in exported.values()]
         return exported, failures

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import time
 from typing import Any
 
@@ -63,5 +64,8 @@ def test_dags_test_exports_every_window_and_validates(
         assert "state=success" in output or ("DagRun Finished" in output and "success" in output)
         assert "validating 2 windows x 3 metrics" in output
         assert "deleting 0 objects older than 30 days" in output
+        ours = ("finout", "XCom not found")  # what the provider could cause
+        errors = [line for line in output.splitlines() if re.search(r"\[error\s*\]|\bERROR\b", line)]
+        assert not [line for line in errors if any(word in line for word in ours)], errors
     finally:
         stack.cleanup()

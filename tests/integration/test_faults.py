@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -410,3 +411,37 @@ def test_after_the_faults_clear_gap_repair_leaves_the_range_complete(
     for start in starts:
         body = json.loads(gzip.decompress(read(s3, build_key(PREFIX, "prod-eu", "node_info", start))))
         assert body["status"] == "success" and body["data"]["result"] and "warnings" not in body
+
+
+def test_errors_a_retry_cannot_fix_fail_at_once_and_transient_ones_retry(
+    s3: Any, prom_conn: str, history: HistorySpec
+) -> None:
+    """One list (:mod:`finout_provider.failures`): AirflowFailException skips the task's retries."""
+    from finout_provider.compat import AirflowException, AirflowFailException
+    from finout_provider.operators.plan import PlanWindowsOperator
+
+    began = time.monotonic()
+    planner = PlanWindowsOperator(
+        task_id="plan_windows", cluster_name="prod-eu", s3_bucket="no-such-bucket", s3_prefix=PREFIX,
+        metrics=["node_info"], settle_seconds=0,
+    )  # fmt: skip
+    with pytest.raises(AirflowFailException, match="bucket 'no-such-bucket' does not exist"):
+        scheduled = {"dag_run": SimpleNamespace(run_type="scheduled")}  # gap repair reads S3
+        planner.execute({"data_interval_start": history.end - H, "data_interval_end": history.end} | scheduled)  # type: ignore[arg-type]
+    with pytest.raises(AirflowFailException, match="bucket 'no-such-bucket' does not exist"):
+        make_operator(prom_conn, history.start, history.start + H, metrics=ONE, s3_bucket="no-such-bucket").execute({})
+    syntax = [{"name": "node_info", "query": "sum(kube_node_info"}]
+    with pytest.raises(AirflowFailException, match="bad_data") as err:
+        make_operator(prom_conn, history.start, history.start + H, metrics=syntax).execute({})
+    assert "a retry cannot fix these" in str(err.value)
+    with pytest.raises(AirflowFailException, match="unknown_conn"):
+        make_operator("unknown_conn", history.start, history.start + H, metrics=ONE).execute({})
+    assert time.monotonic() - began < 30
+    unavailable = (503, b'{"status":"error","errorType":"unavailable","error":"overloaded"}', {})
+    with FaultServer(answer_with(unavailable)) as server:
+        set_connection("p_503", conn_type="prometheus", host="127.0.0.1", port=server.port,
+                       extra={"retry_wait": 0.01, "max_retries": 1})  # fmt: skip
+        with pytest.raises(AirflowException) as transient:
+            make_operator("p_503", history.start, history.start + H, metrics=ONE).execute({})
+    assert not isinstance(transient.value, AirflowFailException) and len(server.requests) == 2
+    assert all_keys(s3) == []

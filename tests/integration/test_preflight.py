@@ -124,10 +124,45 @@ def test_nothing_scraped_names_the_missing_exporters(prometheus: PrometheusServe
     # Long before the generated history: Prometheus answers, but holds nothing.
     report = run(hook_for(prometheus, "pf_main"), "prod-eu", history.start - 30 * 86400, None)
     found = report.by_metric()
-    assert "is kube-state-metrics >= 2.0 scraped?" in found["cpu_requests"].reason
-    assert "/metrics/cadvisor" in found["cpu_usage_v2"].reason
+    assert "no kube-state-metrics >= 2.0 series in the last 1d: is kube-state-metrics" in found["cpu_requests"].reason
+    assert "no cAdvisor" in found["cpu_usage_v2"].reason and "/metrics/cadvisor" in found["cpu_usage_v2"].reason
     assert found["gpu_requests"].level == EMPTY
     assert found["cpu_requests"].level == FAIL and report.failed
+
+
+def test_sources_that_stopped_are_called_stale_with_their_age(
+    prometheus: PrometheusServer, history: HistorySpec
+) -> None:
+    at = history.end + 1800  # half an hour after the history's last samples
+    report = run(hook_for(prometheus, "pf_stale"), "prod-eu", at, "cluster", ["cpu_requests", "cpu_usage_v2"])
+    found = report.by_metric()
+    for name, source in (("cpu_requests", "kube-state-metrics"), ("cpu_usage_v2", "cAdvisor")):
+        assert found[name].level == FAIL, report.render()
+        assert f"{source}" in found[name].reason and "is stale: its newest sample is 3" in found[name].reason
+        assert "min old" in found[name].reason
+
+
+def test_a_metric_empty_while_its_source_answers_is_exported_empty_not_blocking(
+    s3: object, prometheus: PrometheusServer, history: HistorySpec
+) -> None:
+    """A cluster where no pod sets limits: the limits come back empty, everything is exported."""
+    from finout_provider.catalogue import KSM, Metric
+    from finout_provider.operators.preflight import PrometheusPreflightOperator
+    from finout_provider.transfers.prometheus_to_s3 import metric_specs
+    from tests.integration.test_export import all_keys, make_operator
+
+    hook_for(prometheus, "pf_nolimits")
+    no_limits = Metric("cpu_limits", 'sum(kube_pod_container_resource_limits{resource="none"}) by (pod)', (KSM,))
+    metrics = [*select(["cpu_requests", "pod_info"]), no_limits]
+    end = history.end - H
+    check = PrometheusPreflightOperator(
+        task_id="preflight", cluster_name="prod-eu", metrics=metrics, prometheus_conn_id="pf_nolimits",
+        cluster_label="cluster",
+    )  # fmt: skip
+    levels = check.execute({"data_interval_end": end})  # type: ignore[arg-type]
+    assert levels == {"cluster": OK, "cpu_requests": OK, "pod_info": OK, "cpu_limits": EMPTY}
+    summary = make_operator("pf_nolimits", end - H, end, metrics=metric_specs(metrics)).execute({})
+    assert summary["objects"] == 3 and summary["series"]["cpu_limits"] == 0 and len(all_keys(s3)) == 3
 
 
 def test_the_dag_task_fails_a_run_that_would_export_empty_files(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from importlib.metadata import entry_points
 from pathlib import Path
 
@@ -55,3 +56,16 @@ def test_the_form_lists_every_extra_the_hook_reads() -> None:
     assert read and read <= set(CONN_FIELDS), sorted(read - set(CONN_FIELDS))
     behaviour = PrometheusHook.get_ui_field_behaviour()
     assert behaviour["placeholders"]["port"] == "9090" and "hidden_fields" in behaviour
+
+
+def test_airflow_example_dag_discovery_finds_the_provider_without_an_error(caplog: pytest.LogCaptureFixture) -> None:
+    """Airflow 3.3 derives a module from the distribution's name (``airflow_provider_finout``) and
+    logs an error on every DAG parse (with ``load_examples``) when it cannot import it."""
+    manager = pytest.importorskip("airflow.dag_processing.bundles.manager")
+    discover = getattr(manager, "_add_provider_example_dags_to_bundle", None)
+    if discover is None:
+        pytest.skip("this Airflow does not look for providers' example DAGs")
+    bundles: list[object] = []
+    with caplog.at_level(logging.DEBUG):
+        discover(bundles)
+    assert "airflow_provider_finout" not in caplog.text and "finout" not in str(bundles)
