@@ -45,6 +45,9 @@ class HistorySpec:
     # kube-state-metrics before 2.0: requests, limits and node capacity only under their old
     # per-resource names (kube_pod_container_resource_requests_cpu_cores, ...).
     ksm_v1: bool = False
+    # Samples lost: (cluster, metric name prefix, start, end) drops that cluster's samples of
+    # matching series in [start, end), as a scrape target that was down.
+    outages: tuple[tuple[str, str, int, int], ...] = ()
 
 
 @dataclass
@@ -82,7 +85,9 @@ class _Writer:
             labels = {**labels, self.spec.cluster_label: cluster}
         head = name + _labels(labels) + " "
         step = self.spec.interval
-        lines = [f"{head}{v:.6g} {t}\n" for t, v in zip(range(start, end, step), values, strict=False)]
+        lost = [(a, b) for c, prefix, a, b in self.spec.outages if c == cluster and name.startswith(prefix)]
+        points = zip(range(start, end, step), values, strict=False)
+        lines = [f"{head}{v:.6g} {t}\n" for t, v in points if not any(a <= t < b for a, b in lost)]
         self.families.setdefault(name, []).append("".join(lines))
 
     def flush(self) -> None:

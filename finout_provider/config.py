@@ -22,6 +22,7 @@ from typing import Any
 
 from finout_provider import exporter_env as env
 from finout_provider.catalogue import EMPTY_IS_FINE, CatalogueError, Metric, select
+from finout_provider.completeness import Thresholds
 from finout_provider.layout import (
     MAX_KEY_BYTES,
     LayoutError,
@@ -94,6 +95,13 @@ def _seconds(high: float) -> Parser:
         return float(text)
 
     return parse
+
+
+def _fraction(value: Any) -> float:
+    text = _text(value)
+    if not re.fullmatch(r"0?\.\d{1,4}|0|1(\.0*)?", text):
+        raise Invalid(f"{_show.repr(text)} is not a fraction between 0 and 1 (e.g. 0.9)")
+    return float(text)
 
 
 def _hours(value: Any) -> float:
@@ -290,6 +298,12 @@ KEYS: tuple[Key, ...] = (
         shown="first run"),
     Key("EXPECT_EMPTY", _names, "metrics that may come back empty without failing validation", field=None,
         shown="GPU and volume metrics"),
+    Key("COMPLETENESS_MIN_SAMPLES", _fraction, "a window is incomplete when a metric has fewer samples than this "
+        "share of what its series' lifetimes imply (a hole)", Thresholds.min_samples),
+    Key("COMPLETENESS_MIN_SERIES", _fraction, "... or fewer series than this share of the windows before",
+        Thresholds.min_series),
+    Key("INCOMPLETE", _choice("warn", "fail"), "what a scheduled run's validation does on an incomplete window",
+        "warn"),
     Key("IMAGE", _text, "MODE kubernetes_pod: the exporter image", DEFAULT_IMAGE),
     Key("NAMESPACE", _text, "MODE kubernetes_pod: the pod's namespace"),
     Key("KUBERNETES_CONN_ID", _name, "MODE kubernetes_pod: the Kubernetes connection", "kubernetes_default"),
@@ -353,6 +367,9 @@ class ClusterConfig:
     mode: str
     freshness_hours: float | None
     preflight: bool | None
+    completeness_min_samples: float
+    completeness_min_series: float
+    incomplete: str
     image: str
     namespace: str | None
     kubernetes_conn_id: str

@@ -23,6 +23,7 @@ from typing import Any
 
 from finout_provider import exporter_env
 from finout_provider.compat import DAG, Asset, BaseOperator, Param, mask_secret
+from finout_provider.completeness import Thresholds
 from finout_provider.config import DAG_ID_PREFIX, ClusterConfig, ClustersFile, ConfigError, default_path, load_file
 from finout_provider.exports import freshness_limit
 from finout_provider.layout import cluster_root
@@ -220,7 +221,9 @@ def _checks(config: ClusterConfig, dag: DAG, plan: BaseOperator, export: Any) ->
     validate = FinoutExportSensor(
         task_id="validate_export", dag=dag, windows=plan.output, exports=None if pod_mode else export.output,
         metrics=names, time_frame=config.time_frame, poke_interval=30, timeout=900, mode="reschedule",
-        trigger_rule="none_failed", **_s3_args(config),
+        trigger_rule="none_failed", step_seconds=config.step_seconds, expect_empty=sorted(config.expect_empty),
+        thresholds=Thresholds(config.completeness_min_samples, config.completeness_min_series),
+        on_incomplete=config.incomplete, **_s3_args(config),
     )  # fmt: skip
     freshness = FinoutFreshnessOperator(
         task_id="check_freshness", dag=dag, metrics=names, time_frame=config.time_frame,

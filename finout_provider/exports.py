@@ -17,12 +17,13 @@ plus the settle time: the export is late once three windows in a row have not la
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from finout_provider.answers import AnswerCheck, PrometheusError
+from finout_provider.completeness import Measured, Thresholds, judge
 from finout_provider.coverage import COMPLETE, CORRUPT, MISSING, PARTIAL, Coverage
 from finout_provider.layout import LayoutKey, build_key, cluster_root, day_of_folder, metric_folder, parse_key
 from finout_provider.windows import closed_before, iso, iter_days, windows_between
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
 OK, GAPS, STALE = "ok", "gaps", "stale"
 SEVERITY = {STALE: 0, GAPS: 1, OK: 2}
 EMPTY_GZIP = 20  # bytes of a gzip stream holding nothing
+SHOWN_WINDOWS = 5  # windows named per cluster and kind in the status text
 # User metadata of an object whose answer was proven whole before it was written.
 PROVEN = {"finout-answer": "whole"}
 
@@ -113,28 +115,40 @@ class ClusterFolder:
         self, metrics: Sequence[str], starts: Sequence[int], window: int, *, deep: bool = False
     ) -> dict[str, str]:
         """State of every expected key of windows ``starts``: ``ok``, ``missing``, ``empty`` or
-        what :meth:`problems_of` finds (``deep``: every object read whole)."""
+        what :meth:`inspect` finds (``deep``: every object read whole)."""
+        return self.survey(metrics, starts, window, deep=deep)[0]
+
+    def survey(
+        self, metrics: Sequence[str], starts: Sequence[int], window: int, *, deep: bool = False
+    ) -> tuple[dict[str, str], dict[str, Measured]]:
+        """:meth:`states`, and the measures each whole object carries (by key)."""
         if not starts:
-            return {}
+            return {}, {}
         listed = self.objects(metrics, min(starts), max(starts) + window)
         found = {k.key: int(obj["Size"]) for k, obj in listed.items()}
         expected = sorted(build_key(self.prefix, self.cluster, m, s) for s in set(starts) for m in metrics)
         states = {k: "missing" if k not in found else "empty" if found[k] <= EMPTY_GZIP else "ok" for k in expected}
-        return states | self.problems_of([k for k, state in states.items() if state == "ok"], deep=deep)
+        seen = self.inspect([k for k, state in states.items() if state == "ok"], deep=deep)
+        measures = {k: m for k, (problem, meta) in seen.items() if not problem and (m := Measured.from_metadata(meta))}
+        return states | {k: problem for k, (problem, _) in seen.items() if problem}, measures
 
     def problems_of(self, keys: Sequence[str], *, deep: bool = False) -> dict[str, str]:
-        """What is wrong with each of ``keys`` (objects that exist), for those not whole: an object
-        the export marked :data:`PROVEN` is whole (a HEAD), any other is read whole and validated;
-        ``deep`` reads every one whole."""
+        """What is wrong with each of ``keys`` (objects that exist), for those not whole."""
+        return {key: problem for key, (problem, _) in self.inspect(keys, deep=deep).items() if problem}
 
-        def problem(key: str) -> str | None:
-            if not deep and self.s3.object_metadata(self.bucket, key).items() >= PROVEN.items():
-                return None
-            return body_problem(self.s3.iter_object(self.bucket, key))
+    def inspect(self, keys: Sequence[str], *, deep: bool = False) -> dict[str, tuple[str | None, dict[str, str]]]:
+        """Each of ``keys`` (objects that exist): what is wrong with it (``None`` if whole) and its
+        user metadata. An object the export marked :data:`PROVEN` is whole (a HEAD); any other is
+        read whole and validated; ``deep`` reads every one whole."""
+
+        def one(key: str) -> tuple[str | None, dict[str, str]]:
+            metadata = self.s3.object_metadata(self.bucket, key)
+            if not deep and metadata.items() >= PROVEN.items():
+                return None, metadata
+            return body_problem(self.s3.iter_object(self.bucket, key)), metadata
 
         with ThreadPoolExecutor(max_workers=8) as pool:
-            verdicts = list(pool.map(problem, keys))
-        return {key: verdict for key, verdict in zip(keys, verdicts, strict=True) if verdict}
+            return dict(zip(keys, pool.map(one, keys), strict=True))
 
     def problems(self, metrics: Sequence[str], starts: Sequence[int], window: int) -> list[str]:
         """What is wrong with the objects of windows ``starts``: one line per missing or bad key."""
@@ -149,6 +163,10 @@ def freshness_limit(config: ClusterConfig, settle: int) -> int:
     return 3 * config.time_frame + settle
 
 
+def describe_incomplete(found: Mapping[str, str]) -> str:
+    return "; ".join(f"{metric}: {reason}" for metric, reason in sorted(found.items()))
+
+
 @dataclass
 class ClusterStatus:
     """One cluster over ``[start, end)``: newest complete window and what is not complete."""
@@ -161,6 +179,9 @@ class ClusterStatus:
     coverage: Coverage
     newest: int | None = None
     problems: dict[str, list[int]] = field(default_factory=dict)
+    # Windows exported whole from a Prometheus that lacked data: start -> {metric: reason}.
+    incomplete: dict[int, dict[str, str]] = field(default_factory=dict)
+    empty: list[int] = field(default_factory=list)  # windows exported with no series at all
 
     @property
     def age(self) -> int | None:
@@ -171,7 +192,7 @@ class ClusterStatus:
     def state(self) -> str:
         if self.age is None or self.age > self.limit:
             return STALE
-        return GAPS if any(self.problems.values()) else OK
+        return GAPS if any(self.problems.values()) or self.incomplete else OK
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -183,6 +204,11 @@ class ClusterStatus:
             "from": iso(self.start),
             "to": iso(self.end),
             **{state: [iso(s) for s in starts] for state, starts in self.problems.items()},
+            "empty": [iso(s) for s in self.empty],
+            "incomplete": [
+                {"window": iso(start), "metrics": sorted(found), "reason": describe_incomplete(found)}
+                for start, found in sorted(self.incomplete.items())
+            ],
         }
 
 
@@ -195,11 +221,49 @@ class Target:
     prefix: str
     metrics: Sequence[str]
     time_frame: int
+    step: int = 60
+    expect_empty: frozenset[str] = frozenset()
+    thresholds: Thresholds = field(default_factory=Thresholds)
 
     @classmethod
     def of(cls, config: ClusterConfig) -> Target:
         names = [m.name for m in config.metrics]
-        return cls(config.cluster_name, config.s3_bucket, config.s3_prefix, names, config.time_frame)
+        limits = Thresholds(config.completeness_min_samples, config.completeness_min_series)
+        return cls(config.cluster_name, config.s3_bucket, config.s3_prefix, names, config.time_frame,
+                   config.step_seconds, config.expect_empty, limits)  # fmt: skip
+
+    def by_window(self, measures: Mapping[str, Measured], starts: Sequence[int]) -> dict[int, dict[str, Measured]]:
+        """The measures of objects (by key) grouped by window and metric."""
+        found: dict[int, dict[str, Measured]] = {s: {} for s in starts}
+        for key, measured in measures.items():
+            parsed = parse_key(key, self.prefix, self.cluster)
+            if parsed is not None and parsed.start in found:
+                found[parsed.start][parsed.metric] = measured
+        return found
+
+    def empty(self, measures: Mapping[str, Measured], starts: Sequence[int]) -> list[int]:
+        """Windows whose every metric (but EXPECT_EMPTY) was exported with no series: before the
+        cluster's data begins, or a Prometheus that had nothing."""
+        needed = [m for m in self.metrics if m not in self.expect_empty]
+        return [
+            start
+            for start, found in sorted(self.by_window(measures, starts).items())
+            if needed and all(m in found and found[m].series == 0 for m in needed)
+        ]
+
+    def incomplete(self, measures: Mapping[str, Measured], starts: Sequence[int]) -> dict[int, dict[str, str]]:
+        """Windows of ``starts`` (in order) whose measures say Prometheus lacked data, judged
+        against the windows before each (:func:`~finout_provider.completeness.judge`)."""
+        by_window = self.by_window(measures, starts)
+        found: dict[int, dict[str, str]] = {}
+        ordered = sorted(by_window)
+        for i, start in enumerate(ordered):
+            before = [by_window[s] for s in reversed(ordered[max(0, i - 3) : i])]
+            reasons = judge((start, start + self.time_frame), self.step, by_window[start], before,
+                            expect_empty=self.expect_empty, thresholds=self.thresholds)  # fmt: skip
+            if reasons:
+                found[start] = reasons
+        return found
 
 
 def cluster_status(s3: FinoutS3Hook, target: Target, now: int, hours: float, settle: int, limit: int) -> ClusterStatus:
@@ -208,16 +272,18 @@ def cluster_status(s3: FinoutS3Hook, target: Target, now: int, hours: float, set
     start = end - int(hours * 3600)
     windows = windows_between(start, end, target.time_frame)
     starts = [w.start for w in windows]
-    states = ClusterFolder(s3, target.bucket, target.prefix, target.cluster).states(
+    states, measures = ClusterFolder(s3, target.bucket, target.prefix, target.cluster).survey(
         target.metrics, starts, target.time_frame
     )
     coverage = Coverage.from_states(target.cluster, target.prefix, target.time_frame, windows, states)
     status = ClusterStatus(target.cluster, start, end, now, limit, coverage)
-    complete = [s for s, state in coverage.windows.items() if state == COMPLETE]
+    status.empty = target.empty(measures, starts)
+    complete = [s for s, state in coverage.windows.items() if state == COMPLETE and s not in status.empty]
     status.newest = max(complete, default=None)
     status.problems = {
         state: sorted(s for s, st in coverage.windows.items() if st == state) for state in (MISSING, PARTIAL, CORRUPT)
     }
+    status.incomplete = target.incomplete(measures, starts)
     return status
 
 
@@ -228,13 +294,26 @@ def worst_first(statuses: Sequence[ClusterStatus]) -> list[ClusterStatus]:
 
 def render(statuses: Sequence[ClusterStatus]) -> str:
     """The morning table: one row per cluster, worst first."""
-    rows: list[tuple[str, ...]] = [("CLUSTER", "STATE", "NEWEST COMPLETE", "AGE (h)", "MISSING", "PARTIAL", "CORRUPT")]
+    kinds = (MISSING, PARTIAL, CORRUPT)
+    rows: list[tuple[str, ...]] = [
+        ("CLUSTER", "STATE", "NEWEST COMPLETE", "AGE (h)", *map(str.upper, kinds), "INCOMPLETE")
+    ]
     for s in worst_first(statuses):
         newest = iso(s.newest) if s.newest is not None else "none in range"
         age = "-" if s.age is None else f"{s.age / 3600:.1f}"
-        rows.append((s.cluster, s.state, newest, age, *(str(len(s.problems[k])) for k in (MISSING, PARTIAL, CORRUPT))))
+        rows.append(
+            (s.cluster, s.state, newest, age, *(str(len(s.problems[k])) for k in kinds), str(len(s.incomplete)))
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
     counts = {state: sum(s.state == state for s in statuses) for state in (STALE, GAPS, OK)}
     lines += ["", ", ".join(f"{n} {state}" for state, n in counts.items())]
+    for s in worst_first(statuses):
+        named = [(k, [iso(w) for w in s.problems[k]]) for k in kinds]
+        named.append(("empty", [iso(w) for w in s.empty]))
+        named.append(("incomplete", [f"{iso(w)} ({describe_incomplete(f)})" for w, f in sorted(s.incomplete.items())]))
+        for kind, windows in named:
+            if windows:
+                more = f" and {len(windows) - SHOWN_WINDOWS} more" if len(windows) > SHOWN_WINDOWS else ""
+                lines.append(f"{s.cluster} {kind}: {', '.join(windows[:SHOWN_WINDOWS])}{more}")
     return "\n".join(lines)

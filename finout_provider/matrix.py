@@ -20,6 +20,8 @@ from itertools import groupby
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from finout_provider.answers import AnswerCheck, Measures
+
 HEAD = b'{"status":"success","data":{"resultType":"matrix","result":['
 TAIL = b"]}}"
 Labels = tuple[tuple[str, str], ...]
@@ -109,12 +111,15 @@ def _series(stream: BinaryIO, piece: int) -> Iterator[Series]:
 
 class JoinedBody:
     """The joined answer of ``pieces`` (answer files in time order), as chunks; ``series`` counts
-    the series written once it has been read whole."""
+    the series written once it has been read whole, and ``measures`` (taken by an
+    :class:`~finout_provider.answers.AnswerCheck` of the joined bytes at ``step``) what it held."""
 
-    def __init__(self, pieces: Sequence[Path], chunk_size: int = 1 << 20) -> None:
+    def __init__(self, pieces: Sequence[Path], chunk_size: int = 1 << 20, step: int = 60) -> None:
         self.files = list(pieces)
         self.chunk_size = chunk_size
+        self.step = step
         self.series = 0
+        self.measures = Measures()
         # How the answer came to be split (set by the hook): pieces, halvings, what refused it.
         self.pieces = len(self.files)
         self.depth = 0
@@ -122,6 +127,13 @@ class JoinedBody:
         self.retries = 0
 
     def __iter__(self) -> Iterator[bytes]:
+        check = AnswerCheck(self.step)
+        for chunk in self._join():
+            check.feed(chunk)
+            yield chunk
+        self.measures = check.finish()
+
+    def _join(self) -> Iterator[bytes]:
         self.series = 0
         files = [path.open("rb") for path in self.files]
         try:

@@ -6,6 +6,7 @@ what S3 holds and what Prometheus keeps. The plan task and ``finout-provider pla
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -29,6 +30,35 @@ if TYPE_CHECKING:
     from finout_provider.config import ClusterConfig
     from finout_provider.hooks.prometheus import PrometheusHook
     from finout_provider.hooks.s3 import FinoutS3Hook
+
+
+class FlaggedWindows:
+    """Windows of a cluster the validation judged incomplete (Prometheus lacked data), kept in an
+    Airflow Variable ``finout_incomplete_<cluster>`` (``{window start: [metrics]}``): gap repair
+    exports them again until a validation finds them complete. Best effort: where no Variable can
+    be read or written, ``status`` still shows them."""
+
+    def __init__(self, cluster: str) -> None:
+        self.key = f"finout_incomplete_{cluster}"
+
+    def load(self) -> dict[int, list[str]]:
+        try:
+            from finout_provider.compat import Variable
+
+            loaded = json.loads(Variable.get(self.key, "{}"))
+            return {int(k): [str(m) for m in v] for k, v in loaded.items()} if isinstance(loaded, dict) else {}
+        except Exception:  # noqa: BLE001 - no Variable store here (a plain process)
+            return {}
+
+    def update(self, judged: Sequence[int], flagged: dict[int, list[str]], log: Any) -> None:
+        """Set the flags of the ``judged`` windows to ``flagged`` (the others are left as they were)."""
+        known = {k: v for k, v in self.load().items() if k not in judged} | flagged
+        try:
+            from finout_provider.compat import Variable
+
+            Variable.set(self.key, json.dumps({str(k): v for k, v in sorted(known.items())}))
+        except Exception as err:  # noqa: BLE001 - status shows the flags whatever happens here
+            log.info("incomplete windows not recorded in %s (%s)", self.key, err)
 
 
 @dataclass
@@ -131,7 +161,14 @@ class Planner:
             if key.key not in unproven:
                 complete[key.start] = complete.get(key.start, 0) + 1
         expected = windows_between(since, end, self.time_frame)
-        gaps = missing(expected, (s for s, n in complete.items() if n == len(self.metrics)))
+        flagged = {s for s in FlaggedWindows(cluster).load() if since <= s < end}
+        if flagged:
+            self.log.warning(
+                "cluster %r: %d windows were exported while Prometheus lacked data (incomplete); exporting "
+                "them again: %s", cluster, len(flagged), ", ".join(iso(s) for s in sorted(flagged)[:10]),
+            )  # fmt: skip
+        whole = (s for s, n in complete.items() if n == len(self.metrics) and s not in flagged)
+        gaps = missing(expected, whole)
         if gaps and len(gaps) == len(expected):
             self.log.info("cluster %r: nothing in S3 since %s: exporting the history", cluster, iso(since))
         elif gaps:

@@ -454,7 +454,7 @@ class PrometheusHook(BaseHook):
             spool = Spool(fetch, step, min_split_seconds, Path(folder))
             spool.refused = int(end - start) + step if refusal else 0
             depth = max(spool.fetch(a, b, 1) for a, b in ranges)
-            body = JoinedBody([path for path, _ in spool.pieces])
+            body = JoinedBody([path for path, _ in spool.pieces], step=step)
             body.pieces, body.depth, body.retries = len(spool.pieces), depth, sum(r for _, r in spool.pieces)
             body.refusal = str(refusal.refusal.limit) if refusal else "hint from earlier windows"
             try:

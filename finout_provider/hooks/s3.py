@@ -11,7 +11,7 @@ partial object under the final key.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -122,13 +122,15 @@ class FinoutS3Hook(S3Hook):
         level: int = 6,
         part_size: int = DEFAULT_PART,
         metadata: dict[str, str] | None = None,
+        final_metadata: Callable[[], dict[str, str]] | None = None,
     ) -> Upload:
         """Gzip ``chunks`` into ``s3://bucket/key`` without holding the whole body.
 
         Small results go up in one PUT; larger ones as a multipart upload whose parts are sent
         while the body is still arriving. If ``chunks`` raises (a failed or partial answer) the
         upload is aborted, so nothing appears under ``key``. ``metadata`` is the object's user
-        metadata (``x-amz-meta-*``).
+        metadata (``x-amz-meta-*``); ``final_metadata`` adds what is known only once ``chunks`` are
+        read (with a single PUT, or by copying a multipart object onto itself once complete).
         """
         part_size = max(part_size, MIN_PART)
         client: Any = self.get_conn()
@@ -164,6 +166,8 @@ class FinoutS3Hook(S3Hook):
                     parts.append({"ETag": etag, "PartNumber": number})
             total += len(buffer)
             if upload_id is None:
+                if final_metadata:
+                    extra = extra | {"Metadata": {**(metadata or {}), **final_metadata()}}
                 client.put_object(Bucket=bucket, Key=key, Body=bytes(buffer), ContentType="application/gzip", **extra)
             else:
                 if buffer:
@@ -175,6 +179,9 @@ class FinoutS3Hook(S3Hook):
                 client.complete_multipart_upload(
                     Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
                 )
+                upload_id = None  # complete: nothing to abort
+                if final_metadata:
+                    self._replace_metadata(bucket, key, {**(metadata or {}), **final_metadata()})
         except BaseException as err:
             if upload_id is not None:
                 client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
@@ -182,6 +189,14 @@ class FinoutS3Hook(S3Hook):
                 raise explain(err, "s3:PutObject", bucket, key) from None
             raise
         return Upload(key, raw, total)
+
+    def _replace_metadata(self, bucket: str, key: str, metadata: dict[str, str]) -> None:
+        """Copy an object onto itself with ``metadata`` (S3's only way to change it; same bytes)."""
+        args = {k: v for k, v in self.upload_args().items() if k not in ("Metadata", "ACL", "Tagging")}
+        self.get_conn().copy_object(
+            Bucket=bucket, Key=key, CopySource={"Bucket": bucket, "Key": key}, Metadata=metadata,
+            MetadataDirective="REPLACE", ContentType="application/gzip", **args,
+        )  # fmt: skip
 
     def upload_args(self) -> dict[str, Any]:
         """The hook's ``extra_args``, which must be upload arguments (boto3's list) other than the

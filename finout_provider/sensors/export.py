@@ -10,11 +10,15 @@ from finout_provider.compat import (
     AirflowException,
     AirflowFailException,
     AirflowSensorTimeout,
+    Stats,
     conf,
 )
+from finout_provider.completeness import Thresholds
+from finout_provider.exports import Target, describe_incomplete
 from finout_provider.operators.base import ClusterS3Sensor, s3_target_fields
+from finout_provider.planning import FlaggedWindows
 from finout_provider.triggers.export import FinoutExportTrigger
-from finout_provider.windows import Window, to_epoch
+from finout_provider.windows import Window, iso, to_epoch
 
 if TYPE_CHECKING:
     from finout_provider.compat import Context
@@ -44,6 +48,12 @@ class FinoutExportSensor(ClusterS3Sensor):
         back empty (``all_empty``) fails validation with preflight's diagnosis. (templated)
     :param deferrable: wait in the triggerer instead of a worker slot (default Airflow's
         ``[operators] default_deferrable``, as the Amazon provider's sensors do).
+    :param step_seconds: the export's query resolution (STEP_SECONDS).
+    :param expect_empty: metrics that may come back empty (EXPECT_EMPTY).
+    :param thresholds: COMPLETENESS_MIN_SAMPLES and COMPLETENESS_MIN_SERIES.
+    :param on_incomplete: ``warn`` or ``fail`` when a window was exported whole from a Prometheus
+        that lacked data (INCOMPLETE); either way the window is flagged for gap repair and counted in
+        the ``finout.incomplete_windows.<cluster>`` gauge.
 
     The S3 target's arguments are :class:`~finout_provider.operators.base.ClusterS3Operator`'s.
     """
@@ -58,6 +68,10 @@ class FinoutExportSensor(ClusterS3Sensor):
         time_frame: int = 3600,
         exports: Any = None,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        step_seconds: int = 60,
+        expect_empty: Sequence[str] = (),
+        thresholds: Thresholds | None = None,
+        on_incomplete: str = "warn",
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("poke_interval", 30)
@@ -68,6 +82,10 @@ class FinoutExportSensor(ClusterS3Sensor):
         self.time_frame = time_frame
         self.exports = exports
         self.deferrable = deferrable
+        self.step_seconds = step_seconds
+        self.expect_empty = list(expect_empty)
+        self.thresholds = thresholds or Thresholds()
+        self.on_incomplete = on_incomplete
 
     def problems(self) -> list[str]:
         return self.cluster_folder.problems(self.metrics, window_starts(self.windows), self.time_frame)
@@ -113,6 +131,31 @@ class FinoutExportSensor(ClusterS3Sensor):
             "those metrics under EXPECT_EMPTY in the clusters file."
         )
 
+    def check_complete(self) -> None:
+        """Judge the run's windows against the three windows before them: flag (and warn or fail
+        on) those exported whole from a Prometheus that lacked data."""
+        starts = sorted(window_starts(self.windows))
+        if not starts:
+            return
+        earlier = [starts[0] - k * self.time_frame for k in (3, 2, 1)]
+        target = Target(self.cluster_name, self.s3_bucket, self.s3_prefix, self.metrics, self.time_frame,
+                        self.step_seconds, frozenset(self.expect_empty), self.thresholds)  # fmt: skip
+        _, measures = self.cluster_folder.survey(self.metrics, earlier + starts, self.time_frame)
+        found = {s: r for s, r in target.incomplete(measures, earlier + starts).items() if s in starts}
+        FlaggedWindows(self.cluster_name).update(starts, {s: sorted(r) for s, r in found.items()}, self.log)
+        Stats.gauge(f"finout.incomplete_windows.{self.cluster_name}", len(found), tags={"cluster": self.cluster_name})
+        if not found:
+            self.log.info("cluster %r: every window is complete by its measures", self.cluster_name)
+            return
+        lines = "\n".join(f"- {iso(s)}: {describe_incomplete(r)}" for s, r in sorted(found.items()))
+        message = (
+            f"cluster {self.cluster_name!r}: {len(found)} windows were exported whole from a Prometheus that "
+            f"lacked data (flagged: gap repair exports them again until the data is there):\n{lines}"
+        )
+        if self.on_incomplete == "fail":
+            raise AirflowFailException(message)
+        self.log.warning("%s", message)
+
     def execute(self, context: Context) -> Any:
         self.check_not_empty()
         starts = window_starts(self.windows)
@@ -121,7 +164,7 @@ class FinoutExportSensor(ClusterS3Sensor):
         )
         if self.deferrable:
             if self.poke(context):
-                return None
+                return self.check_complete()
             self.defer(
                 trigger=FinoutExportTrigger(
                     cluster_name=self.cluster_name,
@@ -140,12 +183,14 @@ class FinoutExportSensor(ClusterS3Sensor):
                 timeout=timedelta(seconds=float(self.timeout) + 60),
             )
         try:
-            return super().execute(context)
+            super().execute(context)
         except AirflowSensorTimeout:
             raise AirflowSensorTimeout(self._timeout_message(self.problems())) from None
+        return self.check_complete()
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> None:
         if event.get("status") == "success":
+            self.check_complete()
             return
         if event.get("status") == "timeout":
             raise AirflowSensorTimeout(self._timeout_message(event.get("problems") or []))

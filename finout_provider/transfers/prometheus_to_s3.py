@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from finout_provider.answers import ANSWER_TIMEOUT, BACKOFF_CAP, MAX_RETRIES
 from finout_provider.catalogue import CATALOGUE, Metric, render
 from finout_provider.compat import AirflowException, AirflowFailException, Stats
+from finout_provider.completeness import Measured
 from finout_provider.exports import PROVEN
 from finout_provider.failures import all_permanent, failing_fast
 from finout_provider.layout import build_key, normalize_prefix, validate_bucket
@@ -317,7 +318,10 @@ class PrometheusToS3Operator(ClusterS3Operator):
 
         def upload(body: Any) -> Exported:
             # The upload completes only once the body proved whole: the mark is true of what lands.
-            done = self.s3_hook.upload_gzip_stream(body, bucket, key, level=self.compresslevel, metadata=PROVEN)
+            done = self.s3_hook.upload_gzip_stream(
+                body, bucket, key, level=self.compresslevel, metadata=PROVEN,
+                final_metadata=lambda: Measured.of(body.measures).as_metadata(),
+            )  # fmt: skip
             split = {"pieces": body.pieces, "depth": body.depth, "refused_by": body.refusal}
             self._emit_stats(name, done, body, time.monotonic() - began)
             return done, body.series, split if body.pieces > 1 else None
