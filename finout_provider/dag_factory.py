@@ -256,6 +256,7 @@ def build_dag(config: ClusterConfig) -> DAG:
         settle_seconds=SETTLE_SECONDS,
         repair=not pod_mode,  # the official image keeps its own state
         prometheus_conn_id=None if pod_mode else config.effective_conn_id,
+        cluster_label=config.cluster_label,
         **_s3_args(config),
     )
     export = _export_task(config, dag, plan)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
+from finout_provider.catalogue import render
 from finout_provider.exports import ClusterFolder
 from finout_provider.windows import (
     DAY,
@@ -24,6 +25,12 @@ from finout_provider.windows import (
     missing,
     plan_run,
     windows_between,
+)
+
+# Any of the cluster's data in the window ending at each step (kube-state-metrics or cAdvisor).
+DATA_PROBE = (
+    "count(count_over_time(kube_pod_info[{frame}]))"
+    " or count(count_over_time(container_memory_working_set_bytes[{frame}]))"
 )
 
 if TYPE_CHECKING:
@@ -78,6 +85,7 @@ class Planner:
     settle_seconds: int = 120
     prometheus: PrometheusHook | None = None
     log: logging.Logger | Any = field(default_factory=lambda: logging.getLogger(__name__))
+    cluster_label: str | None = None
 
     @classmethod
     def from_config(
@@ -94,6 +102,7 @@ class Planner:
             backfill_days=config.backfill_days,
             initial_backfill_date=config.initial_backfill_date,
             prometheus=prometheus,
+            cluster_label=config.cluster_label,
             **kwargs,
         )
 
@@ -107,6 +116,15 @@ class Planner:
         repair: bool = True,
     ) -> Plan:
         repairs = self.gaps(now) if repair and explicit is None else []
+        if repairs and self.initial_backfill_date is None:
+            begins = self.data_begins(repairs[0].start, now)
+            if begins is not None and begins > repairs[0].start:
+                skipped = sum(w.end <= begins for w in repairs)
+                self.log.info(
+                    "cluster %r: Prometheus' data begins in the window at %s: the %d windows before it are not "
+                    "exported (INITIAL_BACKFILL_DATE asks for them anyway)", self.cluster_name, iso(begins), skipped,
+                )  # fmt: skip
+                repairs = [w for w in repairs if w.end > begins]
         oldest = self.oldest_kept(now) if explicit is not None or repairs else None
         return plan_run(
             now=now,
@@ -118,6 +136,25 @@ class Planner:
             repairs=repairs,
             oldest=oldest,
         )
+
+    def data_begins(self, since: int, now: int) -> int | None:
+        """The start of the first window since ``since`` in which Prometheus holds any of this
+        cluster's kube-state-metrics or cAdvisor data (one range query at the window's step), or
+        ``None`` when it cannot say (nothing found: maybe metrics of other exporters only)."""
+        if self.prometheus is None:
+            return None
+        probe = render(DATA_PROBE.format(frame=f"{self.time_frame}s"), self.cluster_label,
+                       self.cluster_name if self.cluster_label else None)  # fmt: skip
+        # Evaluated one second before each window's end, a range of one window covers exactly
+        # [start, end) (a range selector holds (t - range, t]).
+        first_end = since + self.time_frame - 1
+        try:
+            answer = self.prometheus.query_range(probe, first_end, max(first_end, now), self.time_frame)
+        except Exception as err:  # noqa: BLE001 - the export reports an unreachable Prometheus itself
+            self.log.warning("cluster %r: cannot tell where Prometheus' data begins (%s)", self.cluster_name, err)
+            return None
+        times = [float(t) for series in answer["data"]["result"] for t, _ in series.get("values", [])]
+        return int(min(times)) + 1 - self.time_frame if times else None
 
     def oldest_kept(self, now: int) -> int | None:
         """The oldest time Prometheus still holds (by its time retention), if it says."""

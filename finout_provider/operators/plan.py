@@ -41,7 +41,9 @@ class PlanWindowsOperator(ClusterS3Operator):
     :param settle_seconds: how long after a window closes it is exported (late scrapes).
     :param repair: look for first-run history and gaps at all (scheduled runs only).
     :param prometheus_conn_id: when given, ranges older than Prometheus' retention are refused
-        (manual runs) or cut (history, gaps) instead of exporting empty files. (templated)
+        (manual runs) or cut (history, gaps) instead of exporting empty files, and history before
+        the cluster's data begins is not exported. (templated)
+    :param cluster_label: CLUSTER_LABEL, to find where this cluster's data begins.
     :param deferrable: wait for the newest window to settle in the triggerer, not a worker slot
         (default Airflow's ``[operators] default_deferrable``, as the Amazon provider does).
 
@@ -61,6 +63,7 @@ class PlanWindowsOperator(ClusterS3Operator):
         settle_seconds: int = 120,
         repair: bool = True,
         prometheus_conn_id: str | None = None,
+        cluster_label: str | None = None,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         **kwargs: Any,
     ) -> None:
@@ -73,6 +76,7 @@ class PlanWindowsOperator(ClusterS3Operator):
         self.settle_seconds = settle_seconds
         self.repair = repair
         self.prometheus_conn_id = prometheus_conn_id
+        self.cluster_label = cluster_label
         self.deferrable = deferrable
 
     def execute(self, context: Context) -> list[dict[str, int]]:
@@ -137,6 +141,7 @@ class PlanWindowsOperator(ClusterS3Operator):
             settle_seconds=self.settle_seconds,
             prometheus=self.prometheus_hook,
             log=self.log,
+            cluster_label=self.cluster_label,
         )
 
     @cached_property

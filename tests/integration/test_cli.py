@@ -19,7 +19,7 @@ from finout_provider.cli import main
 from finout_provider.coverage import COLOUR, COMPLETE, CORRUPT, MISSING, PARTIAL, Coverage
 from finout_provider.layout import build_key
 from finout_provider.transfers.prometheus_to_s3 import PrometheusToS3Operator
-from finout_provider.windows import DAY, Window
+from finout_provider.windows import DAY, Window, iso
 from tests.conftest import ROOT, set_connection
 
 pytestmark = pytest.mark.integration
@@ -122,7 +122,9 @@ def test_plan_command_first_run_then_gaps(
     now = str(history.end + 600)
     code, out, err = cli("plan", "--cluster", "prod-eu", "--clusters-file", str(path), "--now", now)
     assert code == 0, err
-    assert "exports 24 windows of 3600s x 2 metrics" in out and "nothing in S3 since" in err
+    # The history is 8 hours: the 16 windows of the day before Prometheus' data begins are skipped.
+    assert "exports 8 windows of 3600s x 2 metrics" in out and "nothing in S3 since" in err
+    assert f"Prometheus' data begins in the window at {iso(history.start)}: the 16 windows before" in err
     exported = history.end - 2 * H
     export(prometheus, bucket, [exported])
     code, out, err = cli("plan", "--cluster", "prod-eu", "--clusters-file", str(path), "--now", now)
@@ -131,7 +133,7 @@ def test_plan_command_first_run_then_gaps(
     # window of the last day up to the newest closed one, except the exported window.
     first = history.end + 600 - DAY
     first -= first % H
-    expected = [Window(s, s + H).label for s in range(first, history.end, H) if s != exported]
+    expected = [Window(s, s + H).label for s in range(max(first, history.start), history.end, H) if s != exported]
     windows, cost = out.split("Window cost")
     planned = [line.strip() for line in windows.splitlines()[1:] if line.startswith("  ")]
     assert planned == expected, out + err
