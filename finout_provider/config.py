@@ -402,7 +402,9 @@ class ClusterConfig:
         (Airflow's JSON connection format, as ``AIRFLOW_CONN_<ID>`` holds it)."""
         if self.prometheus_conn_id:
             return None
-        return env.connection({name: self.setting(name) for name in env.VARIABLES if name != env.TOKEN_ALIAS})
+        conn = env.connection({name: self.setting(name) for name in env.VARIABLES if name != env.TOKEN_ALIAS})
+        conn["extra"]["defined_by"] = f"HOSTNAME/PORT/SCHEME of cluster {self.cluster_name!r} in the clusters file"
+        return conn
 
 
 @dataclass

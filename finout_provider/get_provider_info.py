@@ -37,6 +37,10 @@ CONN_FIELDS: dict[str, Any] = {
     "retry_wait": _field(
         "First backoff (s)", "number", "Doubled at each retry, capped at 60 s; Retry-After wins", default=1.0
     ),
+    "defined_by": _field(
+        "Defined by",
+        description="where errors say this connection comes from (set for HOSTNAME/PORT)",
+    ),
     "headers": _field("Extra headers (JSON object)", description='e.g. {"X-Team": "finops"}, sent with every request'),
     "accept_encoding": _field("Accept-Encoding", description="default identity (answers are streamed uncompressed)"),
 }

@@ -185,6 +185,11 @@ class PrometheusHook(BaseHook):
         return f"{scheme}://{netloc}" + (f"/{prefix}" if prefix else "")
 
     @property
+    def origin(self) -> str:
+        """Where the connection is defined, as errors name it."""
+        return str(self.extras.get("defined_by") or f"the connection {self.prometheus_conn_id!r}")
+
+    @property
     def max_retries(self) -> int:
         if self._max_retries is not None:
             return self._max_retries
@@ -373,8 +378,8 @@ class PrometheusHook(BaseHook):
             ) from None
         except (requests.ConnectionError, requests.Timeout) as err:
             raise PrometheusError(
-                f"{what}: cannot reach Prometheus at {self.base_url}: {type(err).__name__}; check the connection "
-                f"{self.prometheus_conn_id!r} and that the server is up",
+                f"{what}: cannot reach Prometheus at {self.base_url}: {type(err).__name__}; check {self.origin} "
+                "and that the server is up",
                 retryable=True,
             ) from None
 

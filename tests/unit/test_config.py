@@ -37,8 +37,20 @@ def test_cronjob_env_values_with_seed_defaults() -> None:
         "host": "prometheus-server.monitoring.svc.cluster.local",
         "port": 9090,
         "schema": "http",
-        "extra": {},
+        "extra": {"defined_by": "HOSTNAME/PORT/SCHEME of cluster 'prod' in the clusters file"},
     }
+
+
+def test_an_unreachable_prometheus_is_named_by_what_the_cluster_uses(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cluster with HOSTNAME/PORT has no connection of its own to check: errors name the keys."""
+    import json
+
+    from finout_provider.hooks.prometheus import PrometheusError, PrometheusHook
+
+    config = one({"CLUSTER_NAME": "prod", "HOSTNAME": "127.0.0.1", "PORT": "9"})
+    monkeypatch.setenv(f"AIRFLOW_CONN_{config.effective_conn_id.upper()}", json.dumps(config.inline_connection()))
+    with pytest.raises(PrometheusError, match="check HOSTNAME/PORT/SCHEME of cluster 'prod' in the clusters file"):
+        PrometheusHook(config.effective_conn_id, max_retries=0).check_ready()
 
 
 def test_keys_are_case_insensitive_and_backfill_days_forms() -> None:
