@@ -203,7 +203,7 @@ def cmd_preflight(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 def cmd_coverage(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from finout_provider.coverage import COMPLETE, Coverage
-    from finout_provider.exports import ClusterFolder
+    from finout_provider.exports import ClusterFolder, Target
 
     config = _cluster(args)
     start, end = _time(args.from_, "--from"), _time(args.to, "--to")
@@ -221,12 +221,15 @@ def cmd_coverage(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     folder = ClusterFolder(_s3(config), config.s3_bucket, config.s3_prefix, config.cluster_name)
     days = list(iter_days(windows[0].start, windows[-1].end))
     states: dict[str, str] = {}
+    measures: dict[str, Any] = {}
     report = _progress(err, "coverage")
     for number, day in enumerate(days, 1):
         report(number, len(days), time.strftime("%Y-%m-%d", time.gmtime(day)))
         starts = [w.start for w in windows if day <= w.start < day + DAY]
-        states |= folder.states(names, starts, config.time_frame, deep=args.deep)
+        found, measured = folder.survey(names, starts, config.time_frame, deep=args.deep)
+        states, measures = states | found, measures | measured
     coverage = Coverage.from_states(config.cluster_name, config.s3_prefix, config.time_frame, windows, states)
+    coverage.mark_empty(Target.of(config).empty(measures, [w.start for w in windows]))
     out.write(coverage.render() + "\n")
     if args.png:
         out.write(f"wrote {coverage.write_png(args.png)}\n")

@@ -17,10 +17,11 @@ from typing import Any
 from finout_provider.layout import parse_key
 from finout_provider.windows import DAY, Window
 
-COMPLETE, PARTIAL, MISSING, CORRUPT = "complete", "partial", "missing", "corrupt"
-SYMBOL = {COMPLETE: "#", PARTIAL: "+", MISSING: ".", CORRUPT: "X"}
+COMPLETE, PARTIAL, MISSING, CORRUPT, EMPTY = "complete", "partial", "missing", "corrupt", "empty"
+SYMBOL = {COMPLETE: "#", PARTIAL: "+", MISSING: ".", CORRUPT: "X", EMPTY: "o"}
 COLOUR = {
     COMPLETE: (46, 160, 67),
+    EMPTY: (150, 180, 220),  # every metric exported with no series (before the data begins)
     PARTIAL: (230, 160, 30),
     MISSING: (215, 50, 40),
     CORRUPT: (40, 40, 40),
@@ -62,6 +63,13 @@ class Coverage:
             if bad:
                 coverage.problems[start] = bad
         return coverage
+
+    def mark_empty(self, starts: list[int]) -> None:
+        """Windows exported whole with no series at all: not complete (nothing for Finout)."""
+        for start in starts:
+            if self.windows.get(start) == COMPLETE:
+                self.windows[start] = EMPTY
+                self.problems[start] = {"every metric": "no series"}
 
     @property
     def slots(self) -> int:

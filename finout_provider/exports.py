@@ -278,7 +278,8 @@ def cluster_status(s3: FinoutS3Hook, target: Target, now: int, hours: float, set
     coverage = Coverage.from_states(target.cluster, target.prefix, target.time_frame, windows, states)
     status = ClusterStatus(target.cluster, start, end, now, limit, coverage)
     status.empty = target.empty(measures, starts)
-    complete = [s for s, state in coverage.windows.items() if state == COMPLETE and s not in status.empty]
+    coverage.mark_empty(status.empty)
+    complete = [s for s, state in coverage.windows.items() if state == COMPLETE]
     status.newest = max(complete, default=None)
     status.problems = {
         state: sorted(s for s, st in coverage.windows.items() if st == state) for state in (MISSING, PARTIAL, CORRUPT)
