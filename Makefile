@@ -51,8 +51,8 @@ lines: venv
 	$(VENV)/bin/python -m devtools.lines build-dated
 
 lint: venv
-	$(VENV)/bin/ruff check finout_provider dags devtools tests benchmarks
-	$(VENV)/bin/ruff format --check finout_provider dags devtools tests benchmarks
+	$(VENV)/bin/ruff check finout_provider airflow_provider_finout dags devtools tests benchmarks
+	$(VENV)/bin/ruff format --check finout_provider airflow_provider_finout dags devtools tests benchmarks
 
 typecheck: venv
 	$(VENV)/bin/mypy
