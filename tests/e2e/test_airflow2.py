@@ -95,7 +95,7 @@ def test_backfill_cli_scheduler_and_clear_of_one_mapped_instance(
     client: Any = s3_server.client()
     stack = AirflowStack.one_cluster(
         # No CLUSTER_LABEL: the queries take both clusters of the data, so no window with data is empty.
-        {"CLUSTER_NAME": "af2", "BACKFILL_DAYS": 0, "TIME_FRAME": TF, "METRICS": METRICS},
+        {"CLUSTER_NAME": "af2", "BACKFILL_DAYS": 1, "TIME_FRAME": TF, "METRICS": METRICS},
         prometheus.port,
         s3_server,
         bucket,
@@ -112,7 +112,7 @@ def test_backfill_cli_scheduler_and_clear_of_one_mapped_instance(
     )
     try:
         stack.migrate()
-        # 1. The scheduler's own run of the latest interval. BACKFILL_DAYS is 0, yet a scheduled run
+        # 1. The scheduler's own run of the latest interval. With BACKFILL_DAYS 1, a scheduled run
         #    makes sure the look-back (one day) is in S3: it exports the 4 windows ending with its own.
         stack.start("scheduler", "--skip-serve-logs", log_name="scheduler")
         wait_for(stack, "the scheduled run", lambda: (first_scheduled(stack) or {}).get("state") == "success",

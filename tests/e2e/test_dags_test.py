@@ -65,7 +65,13 @@ def test_dags_test_exports_every_window_and_validates(
         assert "validating 2 windows x 3 metrics" in output
         assert "deleting 0 objects older than 30 days" in output
         ours = ("finout", "XCom not found")  # what the provider could cause
-        errors = [line for line in output.splitlines() if re.search(r"\[error\s*\]|\bERROR\b", line)]
+        # Airflow 3.0/3.1's own API client logs a Variable the task asks for and does not find (the
+        # split hints, the incomplete-window flags, before the first are written) at error level;
+        # Airflow 3.2 made that line debug. It is Airflow's, not a failure.
+        airflows = "Variable not found"
+        errors = [
+            line for line in output.splitlines() if re.search(r"\[error\s*\]|\bERROR\b", line) and airflows not in line
+        ]
         assert not [line for line in errors if any(word in line for word in ours)], errors
     finally:
         stack.cleanup()
