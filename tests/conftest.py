@@ -98,3 +98,23 @@ def bucket(s3_server: Any) -> str:
     name = f"finout-{uuid.uuid4().hex[:12]}"
     s3_server.client().create_bucket(Bucket=name)
     return name
+
+
+@pytest.fixture
+def variables(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Airflow Variables as a dict the test can read (split hints, incomplete-window flags)."""
+    from finout_provider import compat
+
+    store: dict[str, str] = {}
+
+    class Variable:
+        @staticmethod
+        def get(key: str, default: str) -> str:
+            return store.get(key, default)
+
+        @staticmethod
+        def set(key: str, value: str) -> None:
+            store[key] = value
+
+    monkeypatch.setattr(compat, "Variable", Variable, raising=False)
+    return store

@@ -43,6 +43,11 @@ def clusters_file(tmp_path: Path, prometheus: PrometheusServer, bucket: str, **e
     return path
 
 
+def coverage_args(path: Path, start: int, end: int) -> list[str]:
+    """``finout-provider coverage`` of prod-eu over ``[start, end)``."""
+    return ["coverage", "--cluster", "prod-eu", "--clusters-file", str(path), "--from", str(start), "--to", str(end)]
+
+
 def cli(*args: str) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     code = main(list(args), out, err)
@@ -160,17 +165,7 @@ def test_coverage_deep_reads_objects_whole(
     other = build_key(PREFIX, "prod-eu", "pod_labels", starts[0])
     client.put_object(Bucket=bucket, Key=other, Body=gzip.compress(b'{"status":"error","error":"x"}'))
     path = clusters_file(tmp_path, prometheus, bucket)
-    args = [
-        "coverage",
-        "--cluster",
-        "prod-eu",
-        "--clusters-file",
-        str(path),
-        "--from",
-        str(starts[0]),
-        "--to",
-        str(history.end - H),
-    ]
+    args = coverage_args(path, starts[0], history.end - H)
     for deep in ((), ("--deep",)):  # objects the export did not mark as proven whole are read whole either way
         code, out, _ = cli(*args, *deep)
         assert code == 1 and "0 complete, 0 partial, 0 missing, 2 corrupt" in out, out

@@ -95,24 +95,11 @@ def test_an_outage_is_flagged_per_window_and_metric_and_clears_when_the_data_arr
 
 
 def test_gap_repair_exports_flagged_windows_until_they_are_complete(
-    s3: Any, monkeypatch: pytest.MonkeyPatch, history: HistorySpec
+    s3: Any, variables: dict[str, str], history: HistorySpec
 ) -> None:
     """The validation's flags (an Airflow Variable) are what gap repair reads."""
-    from finout_provider import compat
     from finout_provider.planning import FlaggedWindows, Planner
 
-    store: dict[str, str] = {}
-
-    class Variable:
-        @staticmethod
-        def get(key: str, default: str) -> str:
-            return store.get(key, default)
-
-        @staticmethod
-        def set(key: str, value: str) -> None:
-            store[key] = value
-
-    monkeypatch.setattr(compat, "Variable", Variable, raising=False)
     now = history.end + 600
     starts = list(range(history.end - 24 * H, history.end, H))
     planner = Planner(FinoutS3Hook(), "prod-eu", BUCKET, PREFIX, ["cpu_requests"], backfill_days=1)

@@ -177,22 +177,9 @@ def test_overload_without_a_heavy_reason_is_retried_not_split(
 
 
 def test_a_split_hint_starts_the_next_window_split(
-    s3: Any, prometheus: PrometheusServer, history: HistorySpec, monkeypatch: pytest.MonkeyPatch
+    s3: Any, prometheus: PrometheusServer, history: HistorySpec, variables: dict[str, str]
 ) -> None:
-    from finout_provider import compat
-
-    store: dict[str, str] = {}
-
-    class Variables:
-        @staticmethod
-        def get(key: str, default: str) -> str:
-            return store.get(key, default)
-
-        @staticmethod
-        def set(key: str, value: str) -> None:
-            store[key] = value
-
-    monkeypatch.setattr(compat, "Variable", Variables, raising=False)
+    store = variables
     text = "query processing would load too many samples into memory in query execution"
     with FaultServer(refusing(prometheus.url, 422, text, longest=H // 4)) as server:
         set_connection("p_hint", conn_type="prometheus", host="127.0.0.1", port=server.port)

@@ -22,7 +22,7 @@ from finout_provider.layout import build_key
 from finout_provider.windows import Window
 from tests.conftest import PREFIX, set_connection
 from tests.integration.test_cli import PREFIX as CLI_PREFIX
-from tests.integration.test_cli import clusters_file, export
+from tests.integration.test_cli import clusters_file, coverage_args, export
 from tests.integration.test_export import all_keys, make_operator, read
 
 pytestmark = pytest.mark.integration
@@ -193,17 +193,7 @@ def test_every_cli_command_turns_a_json_list_into_one_line(
             "preflight": cli("preflight", "--cluster", "prod-eu", "--clusters-file", str(path)),
             "plan": cli("plan", "--cluster", "prod-eu", "--clusters-file", str(path)),
             "status": cli("status", "--clusters-file", str(path)),
-            "coverage": cli(
-                "coverage",
-                "--cluster",
-                "prod-eu",
-                "--clusters-file",
-                str(path),
-                "--from",
-                str(history.end - 2 * H),
-                "--to",
-                str(history.end),
-            ),
+            "coverage": cli(*coverage_args(path, history.end - 2 * H, history.end)),
         }
     for command, (code, out, err) in runs.items():
         assert "Traceback" not in out + err, command
@@ -229,10 +219,7 @@ def test_a_cut_object_in_s3_is_found_and_exported_again_by_gap_repair(
     body = gzip.decompress(whole)
     cut = body[: body.rindex(b"]]}") + 3]  # a whole series, then nothing: JSON that ends early
     client.put_object(Bucket=bucket, Key=key, Body=gzip.compress(cut, mtime=0))
-    code, out, _ = cli(
-        "coverage", "--cluster", "prod-eu", "--clusters-file", str(path), "--deep",
-        "--from", str(starts[0]), "--to", str(starts[1] + H),
-    )  # fmt: skip
+    code, out, _ = cli(*coverage_args(path, starts[0], starts[1] + H), "--deep")
     assert code == 1 and "1 complete, 0 partial, 0 missing, 1 corrupt" in out, out
     assert "cpu_requests not a whole answer (the answer ends before its JSON does" in out
     code, out, err = cli("plan", "--cluster", "prod-eu", "--clusters-file", str(path), "--now", str(history.end + 600))
