@@ -6,7 +6,6 @@ what S3 holds and what Prometheus keeps. The plan task and ``finout-provider pla
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -15,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from finout_provider.catalogue import render
 from finout_provider.exports import ClusterFolder
+from finout_provider.variables import read_object, write_object
 from finout_provider.windows import (
     DAY,
     Plan,
@@ -50,22 +50,16 @@ class FlaggedWindows:
 
     def load(self) -> dict[int, list[str]]:
         try:
-            from finout_provider.compat import Variable
-
-            loaded = json.loads(Variable.get(self.key, "{}"))
-            return {int(k): [str(m) for m in v] for k, v in loaded.items()} if isinstance(loaded, dict) else {}
-        except Exception:  # noqa: BLE001 - no Variable store here (a plain process)
+            return {int(k): [str(m) for m in v] for k, v in read_object(self.key).items()}
+        except (TypeError, ValueError):  # not flags: none known
             return {}
 
     def update(self, judged: Sequence[int], flagged: dict[int, list[str]], log: Any) -> None:
         """Set the flags of the ``judged`` windows to ``flagged`` (the others are left as they were)."""
         known = {k: v for k, v in self.load().items() if k not in judged} | flagged
-        try:
-            from finout_provider.compat import Variable
-
-            Variable.set(self.key, json.dumps({str(k): v for k, v in sorted(known.items())}))
-        except Exception as err:  # noqa: BLE001 - status shows the flags whatever happens here
-            log.info("incomplete windows not recorded in %s (%s)", self.key, err)
+        failed = write_object(self.key, {str(k): v for k, v in known.items()})
+        if failed:  # status shows the flags whatever happens here
+            log.info("incomplete windows not recorded in %s (%s)", self.key, failed)
 
 
 @dataclass

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +18,7 @@ from finout_provider.failures import all_permanent, failing_fast
 from finout_provider.layout import build_key, normalize_prefix, validate_bucket
 from finout_provider.links import S3ExportLink
 from finout_provider.operators.base import ClusterS3Operator, s3_target_fields
+from finout_provider.variables import read_object, write_object
 from finout_provider.windows import DAY, Window, check_frame, to_epoch
 
 if TYPE_CHECKING:
@@ -64,11 +64,8 @@ class SplitHints:
     def load(self) -> dict[str, int]:
         if self._known is None:
             try:
-                from finout_provider.compat import Variable
-
-                loaded = json.loads(Variable.get(self.key, "{}"))
-                self._known = {str(k): int(v) for k, v in loaded.items()} if isinstance(loaded, dict) else {}
-            except Exception:  # noqa: BLE001 - no Variable store here (a plain process): no hints
+                self._known = {str(k): int(v) for k, v in read_object(self.key).items()}
+            except (TypeError, ValueError):  # not hints: start over
                 self._known = {}
         return self._known
 
@@ -84,13 +81,11 @@ class SplitHints:
         if not changed:
             return
         self._known = {name: n for name, n in (known | changed).items() if n > 1}
-        try:
-            from finout_provider.compat import Variable
-
-            Variable.set(self.key, json.dumps(self._known, sort_keys=True))
+        failed = write_object(self.key, self._known)
+        if failed:
+            log.info("split hints not saved (%s); the next window finds out again", failed)
+        else:
             log.info("split hints %s: %s", self.key, self._known)
-        except Exception as err:  # noqa: BLE001 - hints save time, they are not needed
-            log.info("split hints not saved (%s); the next window finds out again", err)
 
 
 class PrometheusToS3Operator(ClusterS3Operator):
