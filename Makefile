@@ -34,7 +34,7 @@ system-deps:
 $(VENV)/.done: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --disable-pip-version-check uv
-	$(UV) pip install -q -p $(VENV)/bin/python -e '.[test,kubernetes]' "apache-airflow==$(AIRFLOW3)"
+	$(UV) pip install -q -p $(VENV)/bin/python -e '.[test,kubernetes,browser]' "apache-airflow==$(AIRFLOW3)"
 	touch $@
 
 $(VENV2)/.done: pyproject.toml $(VENV)/.done

@@ -88,3 +88,20 @@ def __getattr__(name: str) -> Any:
     value = _load(name)
     globals()[name] = value
     return value
+
+
+def earlier_run_running(context: Any) -> str | None:
+    """The run id of the newest earlier run of this task's DAG that is still running, if any.
+
+    Airflow 3 asks the execution API (``RuntimeTaskInstance.get_previous_dagrun``); Airflow 2 reads
+    its own database, as its tasks may. Earlier means an earlier logical date; a run without one
+    (Airflow 3 API triggers may omit it) is not seen.
+    """
+    ti, run = context.get("ti"), context.get("dag_run")
+    if AIRFLOW_VERSION.major >= 3:
+        previous = ti.get_previous_dagrun(state="running") if ti is not None else None
+    else:
+        from airflow.utils.state import DagRunState
+
+        previous = run.get_previous_dagrun(state=DagRunState.RUNNING) if run is not None else None
+    return None if previous is None else str(previous.run_id)

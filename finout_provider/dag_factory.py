@@ -128,7 +128,7 @@ def pod_export_task(config: ClusterConfig, dag: DAG) -> BaseOperator:
         },
         get_logs=True,
         on_finish_action="delete_pod",
-        max_active_tis_per_dag=1,
+        max_active_tis_per_dagrun=1,
         outlets=[export_asset(config)],
     )
 
@@ -148,6 +148,28 @@ def check_buildable(config: ClusterConfig) -> None:
             ) from None
 
 
+# The trigger form's range. ``format: date-time`` gives the form a picker and makes the trigger
+# itself (form, REST, CLI) refuse what is not an RFC 3339 date-time before a run exists: Airflow
+# validates params with jsonschema's FormatChecker, whose date-time check needs rfc3339-validator
+# (a dependency of this package). Both or neither, and end after start, are the first task's check.
+RANGE_PARAMS: dict[str, dict[str, Any]] = {
+    "start": {
+        "type": ["null", "string"],
+        "format": "date-time",
+        "title": "Re-export from",
+        "description": "First window to re-export, UTC (e.g. 2026-12-01T00:00:00Z). Give both start and end, or "
+        "neither for the run's own interval.",
+    },
+    "end": {
+        "type": ["null", "string"],
+        "format": "date-time",
+        "title": "Re-export until",
+        "description": "End of the range, UTC, exclusive: the window starting at end is not exported. Give both "
+        "start and end, or neither.",
+    },
+}
+
+
 def _declare_params(dag: DAG) -> None:
     """The trigger form's fields, declared once the tasks exist.
 
@@ -156,12 +178,10 @@ def _declare_params(dag: DAG) -> None:
     copy: at run time Airflow merges the DAG's params, then the run's conf, into every task's
     ``params`` (``process_params``), and the form and the trigger's validation read the DAG's.
     """
-    dag.params.update(
-        {
-            "start": Param(None, type=["null", "string"], description="Re-export from (ISO-8601, UTC)"),
-            "end": Param(None, type=["null", "string"], description="Re-export until (ISO-8601, UTC, exclusive)"),
-        }
-    )
+    dag.params.update({name: Param(None, **schema) for name, schema in RANGE_PARAMS.items()})
+
+
+MAX_ACTIVE_RUNS = 8
 
 
 def _new_dag(config: ClusterConfig) -> DAG:
@@ -171,7 +191,10 @@ def _new_dag(config: ClusterConfig) -> DAG:
         schedule=_timetable(config),
         start_date=START_DATE,
         catchup=False,
-        max_active_runs=1,
+        # Room for manual ranges beside the schedule: a range triggered from the UI starts at once.
+        # Scheduled runs do not pile up: one that starts while another runs exports its own
+        # interval only (PlanWindowsOperator), and each run exports one window at a time.
+        max_active_runs=MAX_ACTIVE_RUNS,
         default_args={
             "owner": "finout",
             # Every task: one lost with its worker runs again. A verdict (preflight, validation,
@@ -208,7 +231,7 @@ def _export_task(config: ClusterConfig, dag: DAG, plan: BaseOperator) -> Any:
         split=config.split == "auto",
         min_split_seconds=config.min_split_seconds,
         map_index_template="{{ window_label }}",
-        max_active_tis_per_dag=1,
+        max_active_tis_per_dagrun=1,
         outlets=[export_asset(config)],
         **_s3_args(config),
     ).expand_kwargs(plan.output)

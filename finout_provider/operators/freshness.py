@@ -52,7 +52,10 @@ class FinoutFreshnessOperator(ClusterS3Operator):
         if run_type(context) not in ("", "scheduled"):
             # Freshness is the schedule's promise; a manual re-export or backfill of old windows says
             # nothing about it (and a trial run before unpausing would fail it).
-            raise AirflowSkipException(f"cluster {self.cluster_name!r}: checked on scheduled runs only")
+            reason = (f"cluster {self.cluster_name!r}: skipped: freshness is checked on scheduled runs only "
+                      f"(this is a {run_type(context)} run)")  # fmt: skip
+            self.log.info("%s", reason)  # Airflow 2 shows a skip's reason nowhere else
+            raise AirflowSkipException(reason)
         target = Target(self.cluster_name, self.s3_bucket, normalize_prefix(self.s3_prefix), self.metrics,
                         self.time_frame)  # fmt: skip
         hours = (self.limit_seconds + 2 * self.time_frame) / 3600

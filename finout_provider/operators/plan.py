@@ -22,6 +22,20 @@ if TYPE_CHECKING:
 AUTOMATIC_RUN_TYPES = ("scheduled",)
 
 
+def requested_range(params: dict[str, Any]) -> tuple[int, int] | None:
+    """A manual run's params ``start``/``end`` as Unix seconds; ``None`` when neither is given."""
+    start, end = params.get("start"), params.get("end")
+    if not start and not end:
+        return None
+    if not (start and end):
+        missing = "end" if start else "start"
+        raise WindowError(f"param {missing!r} is empty: give both 'start' and 'end' (UTC, end exclusive), or neither")
+    begin, until = to_epoch(start), to_epoch(end)
+    if until <= begin:
+        raise WindowError(f"param 'end' ({end}) must be after param 'start' ({start})")
+    return begin, until
+
+
 class PlanWindowsOperator(ClusterS3Operator):
     """
     Decide which windows a run exports; returns ``[{"window_start", "window_end"}, ...]``.
@@ -82,22 +96,18 @@ class PlanWindowsOperator(ClusterS3Operator):
     def execute(self, context: Context) -> list[dict[str, int]]:
         now = int(time.time())
         params = context.get("params") or {}
-        explicit: tuple[int, int] | None = None
         interval: tuple[int, int] | None = None
         where = f"cluster {self.cluster_name!r}"
         with failing_fast(f"{where}: cannot plan this run"):
-            if params.get("start") or params.get("end"):
-                if not (params.get("start") and params.get("end")):
-                    raise WindowError("give both params 'start' and 'end' (ISO-8601, UTC), or neither")
-                explicit = (to_epoch(params["start"]), to_epoch(params["end"]))
-            elif context.get("data_interval_start") is not None and context.get("data_interval_end") is not None:
+            explicit = requested_range(params)
+            if explicit is None and None not in (context.get("data_interval_start"), context.get("data_interval_end")):
                 interval = (to_epoch(context["data_interval_start"]), to_epoch(context["data_interval_end"]))
             plan = self.planner.plan(
                 now,
                 limit=conf.getint("core", "max_map_length", fallback=1024),
                 interval=interval,
                 explicit=explicit,
-                repair=self.repair and run_type(context) in AUTOMATIC_RUN_TYPES,
+                repair=self._repairs(context),
             )
         if plan.deferred:
             self.log.warning(
@@ -119,6 +129,24 @@ class PlanWindowsOperator(ClusterS3Operator):
                 )
             time.sleep(wait)
         return windows
+
+    def _repairs(self, context: Context) -> bool:
+        """Whether this run brings history and heals gaps: scheduled runs, one at a time.
+
+        Manual runs start at once, beside scheduled ones (the DAG allows several active runs). A
+        scheduled run that starts while an earlier run is still running (a first run's history
+        takes hours) exports its own interval only: the windows it would repair are the earlier
+        run's to export, and the next run heals whatever is still missing.
+        """
+        if not self.repair or run_type(context) not in AUTOMATIC_RUN_TYPES:
+            return False
+        from finout_provider.compat import earlier_run_running
+
+        earlier = earlier_run_running(context)
+        if earlier is not None:
+            self.log.info("cluster %r: run %s is still running; this run exports its own interval only and leaves "
+                          "history and gap repair to it and the next run", self.cluster_name, earlier)  # fmt: skip
+        return earlier is None
 
     def execute_complete(
         self, context: Context, event: Any = None, windows: list[dict[str, int]] | None = None

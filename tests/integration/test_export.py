@@ -255,3 +255,32 @@ def test_sse_kms_key_reaches_single_and_multipart_uploads(s3: Any, prom_conn: st
     assert head.get("ServerSideEncryption") != "aws:kms"  # without the key, as before
     with pytest.raises(ValueError, match="ContentType"):
         FinoutS3Hook("aws_default", extra_args={"ContentType": "text/plain"}).upload_args()
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ({"region_name": "eu-west-1"}, "https://s3.console.aws.amazon.com/s3/buckets/{bucket}?prefix={day}"),
+        ({"endpoint_url": "https://s3.eu-west-1.amazonaws.com"}, "https://s3.console.aws.amazon.com/s3/buckets/"),
+        ({"endpoint_url": "http://minio.internal:9000/"}, "http://minio.internal:9000/{bucket}?list-type=2"),
+        ({"service_config": {"s3": {"endpoint_url": "https://ceph.example:7480"}}}, "https://ceph.example:7480/"),
+        ({"endpoint_url": "http://user:secret@minio.internal:9000"}, "http://minio.internal:9000/{bucket}?"),
+    ],
+)
+def test_the_extra_link_follows_the_aws_connection(extra: dict[str, Any], expected: str) -> None:
+    """The AWS console for AWS; the endpoint's own listing of the day folder for MinIO or Ceph."""
+    from finout_provider.links import S3ExportLink
+    from finout_provider.transfers.prometheus_to_s3 import PrometheusToS3Operator
+
+    set_connection("aws_link", conn_type="aws", extra=extra)
+    start = 1759622400
+    operator = PrometheusToS3Operator(
+        task_id="t", cluster_name="prod-eu", s3_bucket=BUCKET, s3_prefix=PREFIX, aws_conn_id="aws_link",
+        prometheus_conn_id="p", window_start=start, window_end=start + 3600, metrics=[],
+    )  # fmt: skip
+    url = S3ExportLink().get_link(operator, ti_key=None)
+    day = build_key(PREFIX, "prod-eu", "cpu_requests", start).split("metric=")[0]
+    assert url.startswith(expected.format(bucket=BUCKET, day=day)), url
+    assert "secret" not in url and "user" not in url
+    if "list-type" in url:
+        assert url.endswith("prefix=" + day.replace("/", "%2F").replace("=", "%3D"))

@@ -54,3 +54,62 @@ def test_not_deferrable_plan_sleeps_in_its_slot(monkeypatch: pytest.MonkeyPatch)
     end = int(context["data_interval_end"].timestamp())  # type: ignore[attr-defined]
     assert operator(deferrable=False).execute(context) == [{"window_start": end - H, "window_end": end}]  # type: ignore[arg-type]
     assert len(slept) == 1 and 0 < slept[0] <= end + SETTLE - time.time() + 1
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"start": "2026-12-01T00:00:00Z", "end": None}, "param 'end' is empty: give both"),
+        ({"start": "", "end": "2026-12-01T06:00:00Z"}, "param 'start' is empty: give both"),
+        (
+            {"start": "2026-12-01T06:00:00Z", "end": "2026-12-01T00:00:00Z"},
+            "param 'end' (2026-12-01T00:00:00Z) must be after",
+        ),
+        ({"start": "yesterday 01:00", "end": "2026-12-01T06:00:00Z"}, "'yesterday 01:00'"),
+    ],
+)
+def test_a_range_the_schema_cannot_judge_fails_the_plan_at_once_naming_the_params(
+    params: dict[str, object], message: str
+) -> None:
+    from finout_provider.compat import AirflowFailException
+
+    with pytest.raises(AirflowFailException, match="cluster 'prod-eu': cannot plan this run") as failed:
+        operator(deferrable=False).execute({"params": params})  # type: ignore[arg-type]
+    assert message in str(failed.value)
+
+
+def test_the_range_params_refuse_what_is_not_a_date_time_before_a_run_exists() -> None:
+    """Airflow validates a trigger's conf against the params' schema (form, REST and CLI alike);
+    ``format: date-time`` is checked because rfc3339-validator is installed with the provider."""
+    from finout_provider.compat import Param
+    from finout_provider.dag_factory import RANGE_PARAMS
+
+    for schema in RANGE_PARAMS.values():
+        assert Param("2026-12-01T00:00:00Z", **schema).resolve() == "2026-12-01T00:00:00Z"
+        assert Param(None, **schema).resolve() is None
+        for bad in ("yesterday 01:00", "12/01/2026", "2026-13-01T00:00:00Z"):
+            with pytest.raises(Exception, match=r"date-time|Invalid input"):
+                Param(bad, **schema).resolve()
+        assert "UTC" in schema["description"] and "both" in schema["description"]
+
+
+class FakeRun:
+    def __init__(self, run_type: str, previous_running: str | None) -> None:
+        self.run_type, self.previous = run_type, previous_running
+
+    def get_previous_dagrun(self, state: object = None) -> object:
+        return None if self.previous is None else type("Run", (), {"run_id": self.previous})()
+
+
+@pytest.mark.parametrize(("earlier", "repairs"), [(None, True), ("scheduled__2026-12-03T09:00:00+00:00", False)])
+def test_a_scheduled_run_repairs_only_when_no_earlier_run_is_still_running(
+    earlier: str | None, repairs: bool, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Manual runs start beside scheduled ones; a scheduled run starting while an earlier one runs
+    (a first run's history) exports its own interval only, so two runs never plan the same gaps."""
+    run = FakeRun("scheduled", earlier)
+    context = {"dag_run": run, "ti": run}
+    assert operator()._repairs(context) is repairs  # type: ignore[arg-type]
+    assert operator()._repairs({"dag_run": FakeRun("manual", None), "ti": FakeRun("manual", None)}) is False  # type: ignore[arg-type]
+    if earlier:
+        assert f"run {earlier} is still running" in capfd.readouterr().out + capfd.readouterr().err
