@@ -94,7 +94,6 @@ class AirflowStack:
             "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
             "FINOUT_CLUSTERS_FILE": str(self.clusters_file),
             "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
-            "PYTHONPATH": str(ROOT),
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",
             "AWS_DEFAULT_REGION": "us-east-1",

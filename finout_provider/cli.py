@@ -275,8 +275,7 @@ def cmd_status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from concurrent.futures import ThreadPoolExecutor
 
     from finout_provider.coverage import fleet_html, write_fleet_png
-    from finout_provider.dag_factory import SETTLE_SECONDS
-    from finout_provider.exports import STALE, Target, cluster_status, freshness_limit, render, worst_first
+    from finout_provider.exports import STALE, render, status_of, worst_first
 
     path = _clusters_file(args.clusters_file)
     try:
@@ -290,9 +289,7 @@ def cmd_status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     now, report = int(time.time()), _progress(err, "status")
 
     def one(config: ClusterConfig) -> Any:
-        hours = args.hours or max(24, config.backfill_days * 24)
-        limit = freshness_limit(config, SETTLE_SECONDS)
-        return cluster_status(_s3(config), Target.of(config), now, hours, SETTLE_SECONDS, limit)
+        return status_of(config, now, args.hours)
 
     statuses = []
     with ThreadPoolExecutor(max_workers=8) as pool:

@@ -186,8 +186,14 @@ def write_fleet_png(rows: Sequence[Coverage], path: str | Path) -> Path:
     return out
 
 
-def fleet_html(rows: Sequence[Coverage], title: str = "Finout export: the fleet") -> str:
-    """The same grid as one self-contained HTML page (inline styles, no script, no external file)."""
+FLEET_STYLE = (
+    "body{font-family:sans-serif}table.grid{border-collapse:separate;border-spacing:2px}"
+    f"table.grid td{{width:{CELL}px;height:{CELL}px}}table.grid th{{font-size:11px;text-align:left}}"
+)
+
+
+def fleet_grid_html(rows: Sequence[Coverage]) -> str:
+    """Clusters x windows as an HTML table in the coverage colours, with its legend."""
     starts, grid = _fleet_grid(rows)
 
     def colour(state: str | None) -> str:
@@ -202,10 +208,17 @@ def fleet_html(rows: Sequence[Coverage], title: str = "Finout export: the fleet"
         for row, states in zip(rows, grid, strict=True)
     )
     legend = "".join(f'<span style="background:{colour(s)}">&nbsp;&nbsp;&nbsp;</span> {s} ' for s in SYMBOL)
+    return f'<table class="grid"><tr><th>cluster</th>{head}</tr>{body}</table><p>{legend}</p>'
+
+
+def html_page(title: str, body: str) -> str:
+    """One self-contained page (inline styles, no script, no external file)."""
     return (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(title)}</title><style>"
-        "body{font-family:sans-serif}table{border-collapse:separate;border-spacing:2px}"
-        f"td{{width:{CELL}px;height:{CELL}px}}th{{font-size:11px;text-align:left}}"
-        f"</style></head><body><h1>{escape(title)}</h1><table><tr><th>cluster</th>{head}</tr>{body}</table>"
-        f"<p>{legend}</p></body></html>"
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(title)}</title>"
+        f"<style>{FLEET_STYLE}</style></head><body><h1>{escape(title)}</h1>{body}</body></html>"
     )
+
+
+def fleet_html(rows: Sequence[Coverage], title: str = "Finout export: the fleet") -> str:
+    """The grid as one self-contained HTML page."""
+    return html_page(title, fleet_grid_html(rows))

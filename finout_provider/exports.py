@@ -288,6 +288,17 @@ def cluster_status(s3: FinoutS3Hook, target: Target, now: int, hours: float, set
     return status
 
 
+def status_of(config: ClusterConfig, now: int, hours: float | None = None) -> ClusterStatus:
+    """A configured cluster's status over ``hours`` (default: a day, or its BACKFILL_DAYS if longer)."""
+    from finout_provider.dag_factory import SETTLE_SECONDS
+    from finout_provider.hooks.s3 import FinoutS3Hook
+
+    s3 = FinoutS3Hook(config.aws_conn_id, role_arn=config.role_arn, role_external_id=config.role_external_id)
+    hours = hours or max(24, config.backfill_days * 24)
+    limit = freshness_limit(config, SETTLE_SECONDS)
+    return cluster_status(s3, Target.of(config), now, hours, SETTLE_SECONDS, limit)
+
+
 def worst_first(statuses: Sequence[ClusterStatus]) -> list[ClusterStatus]:
     """Stale clusters first (oldest first), then clusters with gaps, then the rest, by name."""
     return sorted(statuses, key=lambda s: (SEVERITY[s.state], -(s.age if s.age is not None else 10**12), s.cluster))

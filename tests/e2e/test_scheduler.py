@@ -15,6 +15,7 @@ from devtools.s3server import S3Server
 from devtools.stack import AirflowStack, Api, airflow_major, api_server_env, wait_for
 from finout_provider.get_provider_info import CONN_FIELDS
 from finout_provider.layout import build_key
+from finout_provider.links import folder_url
 from finout_provider.windows import to_epoch
 
 pytestmark = [
@@ -116,9 +117,10 @@ def test_scheduled_run_exports_its_window(scheduler_stack: tuple[AirflowStack, A
     label = api.get(f"/dags/{DAG_ID}/dagRuns/{run['dag_run_id']}/taskInstances/export_window/0")["rendered_map_index"]
     first = to_epoch(label.split("/")[0].replace("Z", ":00Z"))
     day = build_key(PREFIX, "sched", METRICS[0], first).split("metric=")[0]
-    assert links["extra_links"] == {
-        "S3 export": f"https://s3.console.aws.amazon.com/s3/buckets/{bucket}?prefix={day}&showversions=false"
-    }
+    # The AWS connection's endpoint_url is the S3 server: the link is its listing of the day folder.
+    assert links["extra_links"] == {"S3 export": folder_url(bucket, day, s3_server.url)}
+    listing = requests.get(links["extra_links"]["S3 export"], timeout=30).text
+    assert f"<Prefix>{day}metric={METRICS[0]}/</Prefix>" in listing
     uri = f"s3://{bucket}/{PREFIX}/sched"
     asset = next(a for a in api.get("/assets", uri_pattern="sched")["assets"] if a["uri"] == uri)
     events = api.get("/assets/events", asset_id=asset["id"], source_run_id=run["dag_run_id"])["asset_events"]
