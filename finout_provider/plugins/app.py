@@ -28,7 +28,8 @@ URL_PREFIX = "/finout"
 # Browse > Finout fleet: the page inside Airflow's frame (``url_route``), Airflow 3.1+.
 NAV_ENTRY = {"name": "Finout fleet", "href": f"{URL_PREFIX}/", "destination": "nav", "category": "browse",
              "url_route": "finout-fleet"}  # fmt: skip
-FIRST_READ_WAIT = 1.5  # seconds a page waits for clusters never read before showing them as pending
+FIRST_READ_WAIT = 1.0  # seconds a page waits for clusters never read before showing them as pending
+STATUS_TTL = 300  # seconds a status is served before it is read again (in the background, 4 at a time)
 
 
 @cache
@@ -36,7 +37,7 @@ def _cache() -> StatusCache:
     from finout_provider.exports import status_of
     from finout_provider.plugins.fleet import StatusCache
 
-    return StatusCache(lambda config: status_of(config, int(time.time())))
+    return StatusCache(lambda config: status_of(config, int(time.time())), ttl=STATUS_TTL, workers=4)
 
 
 _clusters_seen: dict[Path, tuple[float, list[ClusterConfig]]] = {}
