@@ -236,6 +236,10 @@ class Api:
         response.raise_for_status()
         return response.json()
 
+    def has_dag(self, dag_id: str) -> bool:
+        """Whether the DAG processor has stored ``dag_id`` yet."""
+        return requests.get(f"{self.base}/api/v2/dags/{dag_id}", timeout=30).ok
+
     def runs(self, dag_id: str, run_type: str | None = None) -> list[dict[str, Any]]:
         """The DAG's runs (the API's page limit is 100), of ``run_type`` when given."""
         runs = self.get(f"/dags/{dag_id}/dagRuns", limit=100)["dag_runs"]

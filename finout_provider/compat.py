@@ -101,7 +101,8 @@ def earlier_run_running(context: Any) -> str | None:
     if AIRFLOW_VERSION.major >= 3:
         previous = ti.get_previous_dagrun(state="running") if ti is not None else None
     else:
+        from airflow.models.dagrun import DagRun
         from airflow.utils.state import DagRunState
 
-        previous = run.get_previous_dagrun(state=DagRunState.RUNNING) if run is not None else None
+        previous = DagRun.get_previous_dagrun(run, state=DagRunState.RUNNING) if run is not None else None
     return None if previous is None else str(previous.run_id)

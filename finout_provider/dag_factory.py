@@ -148,14 +148,20 @@ def check_buildable(config: ClusterConfig) -> None:
             ) from None
 
 
-# The trigger form's range. ``format: date-time`` gives the form a picker and makes the trigger
-# itself (form, REST, CLI) refuse what is not an RFC 3339 date-time before a run exists: Airflow
-# validates params with jsonschema's FormatChecker, whose date-time check needs rfc3339-validator
-# (a dependency of this package). Both or neither, and end after start, are the first task's check.
+# The trigger form's range. ``format: date-time`` gives the form a picker; the pattern (RFC 3339,
+# as the picker writes it) makes the trigger itself (form, REST, CLI) refuse what is not a
+# date-time before a run exists: Airflow checks ``format`` only where rfc3339-validator happens to
+# be installed, which managed images do not promise. Both or neither, and end after start, are the
+# first task's check.
+DATE_TIME = (
+    r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[Tt]([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)"
+    r"(\.[0-9]+)?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"
+)
 RANGE_PARAMS: dict[str, dict[str, Any]] = {
     "start": {
         "type": ["null", "string"],
         "format": "date-time",
+        "pattern": DATE_TIME,
         "title": "Re-export from",
         "description": "First window to re-export, UTC (e.g. 2026-12-01T00:00:00Z). Give both start and end, or "
         "neither for the run's own interval.",
@@ -163,6 +169,7 @@ RANGE_PARAMS: dict[str, dict[str, Any]] = {
     "end": {
         "type": ["null", "string"],
         "format": "date-time",
+        "pattern": DATE_TIME,
         "title": "Re-export until",
         "description": "End of the range, UTC, exclusive: the window starting at end is not exported. Give both "
         "start and end, or neither.",

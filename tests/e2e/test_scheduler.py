@@ -64,7 +64,7 @@ def scheduler_stack(prometheus: PrometheusServer, s3_server: S3Server) -> Iterat
     stack.migrate()
     try:
         api = Api(stack.start_airflow3(port))
-        wait_for(stack, "the DAG to be parsed", lambda: _dag_exists(api), timeout=180)
+        wait_for(stack, "the DAG to be parsed", lambda: api.has_dag(DAG_ID), timeout=180)
         # Tasks of a paused DAG are never queued, backfills included.
         stack.airflow("dags", "unpause", DAG_ID, retries_when_locked=5)
         yield stack, api, bucket
@@ -73,14 +73,6 @@ def scheduler_stack(prometheus: PrometheusServer, s3_server: S3Server) -> Iterat
         raise
     finally:
         stack.cleanup()
-
-
-def _dag_exists(api: Api) -> bool:
-    try:
-        api.get(f"/dags/{DAG_ID}")
-    except requests.HTTPError:
-        return False
-    return True
 
 
 def keys_of(s3_server: S3Server, bucket: str) -> set[str]:

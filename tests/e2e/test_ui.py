@@ -293,10 +293,16 @@ def open_the_fleet_page(browser: Any, wait: Any, step: Any) -> None:
     wait.until(ec.element_to_be_clickable((By.XPATH, "//*[@role='menuitem'][contains(., 'Finout fleet')]"))).click()
     frame = wait.until(ec.presence_of_element_located((By.TAG_NAME, "iframe")))
     browser.switch_to.frame(frame)
-    row = wait.until(
-        ec.presence_of_element_located((By.XPATH, f"//table[@class='fleet']//tr[td/a[text()='{CLUSTER}']]"))
-    )
-    step("fleet-page")
+    row_path = f"//table[@class='fleet']//tr[td/a[text()='{CLUSTER}']]"
+    row = wait.until(ec.presence_of_element_located((By.XPATH, row_path)))
     assert row.find_element(By.TAG_NAME, "a").get_attribute("href").endswith(f"/dags/{DAG_ID}")
+    deadline = time.monotonic() + 120
+    while row.get_attribute("class") == "unknown":  # "reading S3..." on a first, slow read: reload, as a user does
+        assert "reading S3..." in row.text and time.monotonic() < deadline, row.text
+        time.sleep(2)
+        browser.execute_script("location.reload()")  # the frame's page, not Airflow's
+        wait.until(ec.staleness_of(row))
+        row = wait.until(ec.presence_of_element_located((By.XPATH, row_path)))
+    step("fleet-page")
     assert row.get_attribute("class") in ("ok", "gaps"), row.text
     browser.switch_to.default_content()
