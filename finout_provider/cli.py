@@ -15,6 +15,7 @@ described by HOSTNAME/PORT in the file gets its connection from the file, as in 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -399,7 +400,10 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout, err: TextI
     os.environ.setdefault("_AIRFLOW_PROCESS_CONTEXT", "server")
     args = parser().parse_args(argv)
     try:
-        return int(args.run(args, out, err))
+        # Whatever Airflow or a library prints or logs to stdout (Airflow 3 logs there) goes to
+        # stderr: stdout is the command's report, which `--json` promises to machines.
+        with contextlib.redirect_stdout(err):
+            return int(args.run(args, out, err))
     except CliError as error:
         message = str(error)
     except Exception as error:  # noqa: BLE001 - expected failures become one line, see _expected

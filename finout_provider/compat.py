@@ -98,11 +98,13 @@ def earlier_run_running(context: Any) -> str | None:
     (Airflow 3 API triggers may omit it) is not seen.
     """
     ti, run = context.get("ti"), context.get("dag_run")
+    if ti is None or run is None:  # not a task instance's run (an operator executed by hand)
+        return None
     if AIRFLOW_VERSION.major >= 3:
-        previous = ti.get_previous_dagrun(state="running") if ti is not None else None
+        previous = ti.get_previous_dagrun(state="running")
     else:
         from airflow.models.dagrun import DagRun
         from airflow.utils.state import DagRunState
 
-        previous = DagRun.get_previous_dagrun(run, state=DagRunState.RUNNING) if run is not None else None
+        previous = DagRun.get_previous_dagrun(run, state=DagRunState.RUNNING)
     return None if previous is None else str(previous.run_id)
