@@ -24,6 +24,7 @@ import yaml
 
 from benchmarks.fleet import fleet_times
 from benchmarks.fleet_page import fleet_page_times
+from benchmarks.measuring import measuring_overhead
 from benchmarks.proxy import Recorder
 from devtools.history import HistorySpec, PrometheusServer, build_tsdb
 from devtools.s3server import S3Server
@@ -329,6 +330,21 @@ def fleet_markdown(f: dict[str, Any] | None) -> list[str]:
     return lines
 
 
+def measuring_lines(m: dict[str, Any] | None) -> list[str]:
+    """The completeness measures' own cost, apart from validation."""
+    if not m:
+        return []
+    return [
+        "### The cost of measuring every answer (completeness)",
+        "",
+        f"One {m['answer_mb']} MB answer ({m['series']} series, {m['samples']} samples) through the answer check in "
+        f"1 MiB chunks: validated and measured {m['validate_and_measure_cpu_seconds']:.3f} s of CPU, validated only "
+        f"{m['validate_only_cpu_seconds']:.3f} s: measuring adds **{m['overhead_percent']:.1f}%** to the check "
+        "(median of 7; `benchmarks/measuring.py`).",
+        "",
+    ]
+
+
 def fleet_page_lines(p: dict[str, Any] | None) -> list[str]:
     """The fleet page of Airflow 3.1+ for 100 clusters, from a real api-server."""
     if not p:
@@ -386,6 +402,7 @@ def write_markdown(results: dict[str, Any]) -> None:
         f"Ours / limit = **{e['ours_over_limit']:.3f}** (target <= 1.1). {e['metrics']} metrics, {e['ours']['raw_bytes'] / 1e6:.1f} MB of answers.",
         "",
         *validation_lines(results.get("validation")),
+        *measuring_lines(results.get("measuring")),
         "## Memory as one response grows (peak RSS growth of one export)",
         "",
         "| response (MB, uncompressed) | ours (MB) | obvious (MB) | ours / obvious | ours (s) | obvious (s) |",
@@ -474,6 +491,7 @@ def main() -> int:
             "memory": lambda: memory_series(prom.url, s3.url),
             "split": lambda: split_comparison(data, prom.url, s3.url),
             "parse": parse_times,
+            "measuring": measuring_overhead,
             "prometheus": lambda: prometheus_load(prom.port, s3.url),
             "scheduler": lambda: scheduler_load(prom, s3),
             "fleet": lambda: fleet_times(s3),

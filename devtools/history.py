@@ -48,6 +48,8 @@ class HistorySpec:
     # Samples lost: (cluster, metric name prefix, start, end) drops that cluster's samples of
     # matching series in [start, end), as a scrape target that was down.
     outages: tuple[tuple[str, str, int, int], ...] = ()
+    # Scale-downs: (cluster, at) stops the pods of that cluster's second half of nodes at ``at``.
+    scale_downs: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass
@@ -130,6 +132,9 @@ def pods_for(spec: HistorySpec, cluster: str, rng: random.Random) -> list[Pod]:
                 born = spec.start + (rng.randrange(span // spec.interval) * spec.interval)
             elif kind == 2:  # stops mid-window
                 died = spec.start + max(1, rng.randrange(span // spec.interval)) * spec.interval
+            for scaled, at in spec.scale_downs:
+                if scaled == cluster and n >= spec.nodes // 2:
+                    died = max(born + spec.interval, min(died, at))
             namespace = ["default", "payments", "kube-system"][p % 3]
             pods.append(
                 Pod(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import json
 import logging
 import os
@@ -391,18 +392,29 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+# Airflow logs to stdout (an INFO line whenever a hook resolves a connection; a traceback when a
+# Variable is read without a migrated metadata database), and the command's stdout is its report,
+# which `--json` promises to machines. Airflow's lines are dropped, or go to stderr when the user
+# asks for them with AIRFLOW__LOGGING__LOGGING_LEVEL. The command's own messages go to stderr.
+AIRFLOW_LOGS_WANTED = "AIRFLOW__LOGGING__LOGGING_LEVEL" in os.environ
+
+
+class _Discard(io.TextIOBase):
+    def write(self, text: str) -> int:
+        return len(text)
+
+
+DISCARD = _Discard()
+
+
 def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
-    # Airflow logs an INFO line (on stdout, in Airflow 3) whenever a hook resolves a connection;
-    # the command's output is its report. Set AIRFLOW__LOGGING__LOGGING_LEVEL=INFO to see them.
     os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
     # Connections resolve as Airflow's own CLI resolves them: environment, secrets backends and the
     # metadata database (Airflow 3 reads the database only in a "server" process, as its CLI is).
     os.environ.setdefault("_AIRFLOW_PROCESS_CONTEXT", "server")
     args = parser().parse_args(argv)
     try:
-        # Whatever Airflow or a library prints or logs to stdout (Airflow 3 logs there) goes to
-        # stderr: stdout is the command's report, which `--json` promises to machines.
-        with contextlib.redirect_stdout(err):
+        with contextlib.redirect_stdout(err if AIRFLOW_LOGS_WANTED else DISCARD):
             return int(args.run(args, out, err))
     except CliError as error:
         message = str(error)
