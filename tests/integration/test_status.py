@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,14 +18,14 @@ import pytest
 import yaml
 from PIL import Image
 
-from devtools.history import PrometheusServer
+from devtools.history import HistorySpec, PrometheusServer, build_tsdb
 from devtools.s3server import S3Server
 from finout_provider.catalogue import select
 from finout_provider.coverage import COLOUR, COMPLETE, CORRUPT, MISSING, fleet_cell_box
 from finout_provider.layout import build_key
 from finout_provider.transfers.prometheus_to_s3 import PrometheusToS3Operator
 from finout_provider.windows import closed_before
-from tests.conftest import ROOT, set_connection
+from tests.conftest import CLUSTERS, HOURS, ROOT, set_connection
 from tests.integration.test_cli import cli
 
 pytestmark = pytest.mark.integration
@@ -32,6 +33,19 @@ H = 3600
 PREFIX = "k8s/prometheus"
 METRICS = ["cpu_requests", "pod_labels"]
 FLEET = {"whole": [0, 1, 2, 3], "gap": [0, 1, 3], "stale": [0], "corrupt": [0, 1, 2, 3]}
+
+
+@pytest.fixture(scope="module")
+def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusServer]:
+    """Data reaching an hour past the module's start. These tests' windows are the hours before
+    now, whenever the session runs them; the session's history ends at the hour it began, so a
+    long session would leave their newest window without data."""
+    now = int(time.time())
+    end = now - now % H + H
+    spec = HistorySpec(clusters=CLUSTERS, start=end - HOURS * H, end=end, cluster_label="cluster")
+    server = PrometheusServer(build_tsdb(spec, tmp_path_factory.mktemp("status-history"))).start()
+    yield server
+    server.stop()
 
 
 def export(cluster: str, starts: list[int], bucket: str) -> None:
