@@ -57,7 +57,7 @@ class StatusCache:
                 if (done is None or now - done[0] >= self.ttl) and name not in self._running:
                     self._running[name] = self._pool.submit(self._refresh, config)
             first = [self._running[c.cluster_name] for c in configs if c.cluster_name not in self._done]
-        wait_for([f for f in first if f is not None], timeout=wait)
+        wait_for(first, timeout=wait)
         with self._lock:
             return {c.cluster_name: self._done[c.cluster_name][1] if c.cluster_name in self._done else None
                     for c in configs}  # fmt: skip

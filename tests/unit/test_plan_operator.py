@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from types import SimpleNamespace
 
 import jsonschema
 import pytest
@@ -97,11 +98,6 @@ def test_the_range_params_refuse_what_is_not_a_date_time_before_a_run_exists() -
         assert "UTC" in schema["description"] and "both" in schema["description"]
 
 
-class FakeRun:
-    def __init__(self, run_type: str) -> None:
-        self.run_type = run_type
-
-
 @pytest.mark.parametrize(("earlier", "repairs"), [(None, True), ("scheduled__2026-12-03T09:00:00+00:00", False)])
 def test_a_scheduled_run_repairs_only_when_no_earlier_run_is_still_running(
     earlier: str | None, repairs: bool, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
@@ -112,7 +108,7 @@ def test_a_scheduled_run_repairs_only_when_no_earlier_run_is_still_running(
     from finout_provider import compat
 
     monkeypatch.setattr(compat, "earlier_run_running", lambda context: earlier)
-    assert operator()._repairs({"dag_run": FakeRun("scheduled")}) is repairs  # type: ignore[arg-type]
-    assert operator()._repairs({"dag_run": FakeRun("manual")}) is False  # type: ignore[arg-type]
+    assert operator()._repairs({"dag_run": SimpleNamespace(run_type="scheduled")}) is repairs  # type: ignore[arg-type]
+    assert operator()._repairs({"dag_run": SimpleNamespace(run_type="manual")}) is False  # type: ignore[arg-type]
     if earlier:
         assert f"run {earlier} is still running" in "".join(capfd.readouterr())
