@@ -30,10 +30,20 @@ from typing import TYPE_CHECKING, Any, TextIO
 import yaml
 
 from finout_provider.config import CLUSTERS_FILE_ENV, ClusterConfig, load_file
-from finout_provider.windows import DAY, WindowError, closed_before, iso, iter_days, to_epoch, windows_between
+from finout_provider.connections import export_connection
+from finout_provider.windows import (
+    DAY,
+    SETTLE_SECONDS,
+    WindowError,
+    closed_before,
+    iso,
+    iter_days,
+    to_epoch,
+    windows_between,
+)
 
 if TYPE_CHECKING:
-    from finout_provider.hooks.s3 import FinoutS3Hook
+    from finout_provider.s3_objects import S3Objects
 
 
 class CliError(Exception):
@@ -66,9 +76,9 @@ def _cluster(args: argparse.Namespace) -> ClusterConfig:
         raise CliError(str(error)) from None
     for config in clusters.clusters:
         if config.cluster_name == args.cluster:
-            from finout_provider.dag_factory import register_inline_connection
-
-            register_inline_connection(config)
+            inline = config.inline_connection()
+            if inline is not None:  # where Airflow's hooks look for it, as in the DAG
+                export_connection(config.effective_conn_id, inline)
             return config
     for problem in clusters.errors:
         if problem.cluster == args.cluster:
@@ -84,10 +94,10 @@ def _time(value: str, option: str) -> int:
         raise CliError(f"{option}: {err}") from None
 
 
-def _s3(config: ClusterConfig) -> FinoutS3Hook:
-    from finout_provider.hooks.s3 import FinoutS3Hook
+def _s3(config: ClusterConfig) -> S3Objects:
+    from finout_provider.clients import s3_of
 
-    return FinoutS3Hook(config.aws_conn_id, role_arn=config.role_arn, role_external_id=config.role_external_id)
+    return s3_of(config)
 
 
 # --- commands ---------------------------------------------------------------------------------
@@ -189,13 +199,12 @@ def cmd_import_cronjob(args: argparse.Namespace, out: TextIO, err: TextIO) -> in
 
 
 def cmd_preflight(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from finout_provider.dag_factory import SETTLE_SECONDS
-    from finout_provider.hooks.prometheus import PrometheusHook
+    from finout_provider.clients import prometheus_of
     from finout_provider.preflight import Preflight, default_instant
 
     config = _cluster(args)
     at = _time(args.at, "--at") if args.at else default_instant(time.time(), SETTLE_SECONDS, config.step_seconds)
-    hook = PrometheusHook(config.effective_conn_id)
+    hook = prometheus_of(config)
     check = Preflight(hook.instant, config.cluster_name, config.metrics, config.cluster_label)
     report = check.run(at, progress=_progress(err, "preflight"))
     report.cost = check.cost(at, config.time_frame // config.step_seconds, hook.max_samples())
@@ -211,7 +220,6 @@ def cmd_coverage(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     start, end = _time(args.from_, "--from"), _time(args.to, "--to")
     if end <= start:
         raise CliError(f"--to {args.to} is not after --from {args.from_}")
-    from finout_provider.dag_factory import SETTLE_SECONDS
 
     settled = closed_before(int(time.time()), SETTLE_SECONDS, config.time_frame)
     if end > settled:
@@ -239,8 +247,8 @@ def cmd_coverage(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def cmd_plan(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from finout_provider.dag_factory import SETTLE_SECONDS
-    from finout_provider.hooks.prometheus import PrometheusHook
+    from finout_provider.clients import prometheus_of
+    from finout_provider.exports import Target, incomplete_in
     from finout_provider.planning import Planner
 
     config = _cluster(args)
@@ -250,8 +258,10 @@ def cmd_plan(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     log = logging.getLogger("finout_provider.plan")
     log.addHandler(logging.StreamHandler(err))
     log.setLevel(logging.INFO)
-    prometheus = PrometheusHook(config.effective_conn_id)
-    planner = Planner.from_config(config, _s3(config), prometheus, settle_seconds=SETTLE_SECONDS, log=log)
+    prometheus, s3 = prometheus_of(config), _s3(config)
+    planner = Planner.from_config(
+        config, s3, prometheus, settle_seconds=SETTLE_SECONDS, log=log, flagged=incomplete_in(s3, Target.of(config))
+    )
     end = closed_before(now, SETTLE_SECONDS, config.time_frame)
     plan = planner.plan(now, limit=args.limit, interval=(end - config.time_frame, end), repair=config.mode == "airflow")
     out.write(
@@ -427,8 +437,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout, err: TextI
 
 def _expected(error: Exception) -> str:
     """One line for a failure the user can fix (a connection, S3, Prometheus); re-raise others."""
-    from finout_provider.hooks.prometheus import PrometheusError
-    from finout_provider.hooks.s3 import S3AccessError
+    from finout_provider.prometheus_api import PrometheusError
+    from finout_provider.s3_objects import S3AccessError
 
     name = type(error).__name__
     if name == "AirflowNotFoundException" or "isn't defined" in str(error):

@@ -14,7 +14,6 @@ planning, validation and retention still run in Airflow.
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import os
 from datetime import UTC, datetime, timedelta
@@ -25,6 +24,7 @@ from finout_provider import exporter_env
 from finout_provider.compat import DAG, Asset, BaseOperator, Param, mask_secret
 from finout_provider.completeness import Thresholds
 from finout_provider.config import DAG_ID_PREFIX, ClusterConfig, ClustersFile, ConfigError, default_path, load_file
+from finout_provider.connections import export_connection
 from finout_provider.exports import freshness_limit
 from finout_provider.layout import cluster_root
 from finout_provider.operators.freshness import FinoutFreshnessOperator
@@ -33,12 +33,11 @@ from finout_provider.operators.preflight import PrometheusPreflightOperator
 from finout_provider.operators.retention import FinoutRetentionOperator
 from finout_provider.sensors.export import FinoutExportSensor
 from finout_provider.transfers.prometheus_to_s3 import PrometheusToS3Operator, metric_specs
-from finout_provider.windows import default_cron
+from finout_provider.windows import SETTLE_SECONDS, default_cron
 
 log = logging.getLogger(__name__)
 
 START_DATE = datetime(2024, 1, 1, tzinfo=UTC)
-SETTLE_SECONDS = 120
 
 
 class FinoutConfigError(Exception):
@@ -78,7 +77,7 @@ def register_inline_connection(config: ClusterConfig) -> None:
         return
     for secret in config.secrets:
         mask_secret(secret)
-    os.environ[f"AIRFLOW_CONN_{config.effective_conn_id.upper()}"] = json.dumps(conn)
+    export_connection(config.effective_conn_id, conn)
 
 
 def _s3_args(config: ClusterConfig) -> dict[str, Any]:

@@ -17,7 +17,7 @@ plus the settle time: the export is late once three windows in a row have not la
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -26,11 +26,11 @@ from finout_provider.answers import AnswerCheck, PrometheusError
 from finout_provider.completeness import Measured, Thresholds, judge
 from finout_provider.coverage import COMPLETE, CORRUPT, MISSING, PARTIAL, Coverage
 from finout_provider.layout import LayoutKey, build_key, cluster_root, day_of_folder, metric_folder, parse_key
-from finout_provider.windows import closed_before, iso, iter_days, windows_between
+from finout_provider.windows import SETTLE_SECONDS, closed_before, iso, iter_days, windows_between
 
 if TYPE_CHECKING:
     from finout_provider.config import ClusterConfig
-    from finout_provider.hooks.s3 import FinoutS3Hook
+    from finout_provider.s3_objects import S3Objects
 
 OK, GAPS, STALE = "ok", "gaps", "stale"
 SEVERITY = {STALE: 0, GAPS: 1, OK: 2}
@@ -67,7 +67,7 @@ def body_problem(chunks: Iterable[bytes]) -> str | None:
 class ClusterFolder:
     """``s3://<bucket>/<prefix>/<cluster>/``, walked along the key layout."""
 
-    s3: FinoutS3Hook
+    s3: S3Objects
     bucket: str
     prefix: str
     cluster: str
@@ -266,7 +266,7 @@ class Target:
         return found
 
 
-def cluster_status(s3: FinoutS3Hook, target: Target, now: int, hours: float, settle: int, limit: int) -> ClusterStatus:
+def cluster_status(s3: S3Objects, target: Target, now: int, hours: float, settle: int, limit: int) -> ClusterStatus:
     """The status of ``target``'s export over the last ``hours`` of settled windows."""
     end = closed_before(now, settle, target.time_frame)
     start = end - int(hours * 3600)
@@ -288,12 +288,26 @@ def cluster_status(s3: FinoutS3Hook, target: Target, now: int, hours: float, set
     return status
 
 
+def incomplete_in(s3: S3Objects, target: Target) -> Callable[[int, int], list[int]]:
+    """The starts of ``target``'s windows in ``[since, end)`` whose measures in S3 judge them
+    incomplete, as ``status`` shows them: where the validation's flags (an Airflow Variable) are not
+    at hand, the planner's source for them."""
+
+    def flagged(since: int, end: int) -> list[int]:
+        starts = [w.start for w in windows_between(since, end, target.time_frame)]
+        _, measures = ClusterFolder(s3, target.bucket, target.prefix, target.cluster).survey(
+            target.metrics, starts, target.time_frame
+        )
+        return sorted(target.incomplete(measures, starts))
+
+    return flagged
+
+
 def status_of(config: ClusterConfig, now: int, hours: float | None = None) -> ClusterStatus:
     """A configured cluster's status over ``hours`` (default: a day, or its BACKFILL_DAYS if longer)."""
-    from finout_provider.dag_factory import SETTLE_SECONDS
-    from finout_provider.hooks.s3 import FinoutS3Hook
+    from finout_provider.clients import s3_of
 
-    s3 = FinoutS3Hook(config.aws_conn_id, role_arn=config.role_arn, role_external_id=config.role_external_id)
+    s3 = s3_of(config)
     hours = hours or max(24, config.backfill_days * 24)
     limit = freshness_limit(config, SETTLE_SECONDS)
     return cluster_status(s3, Target.of(config), now, hours, SETTLE_SECONDS, limit)

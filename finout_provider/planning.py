@@ -7,7 +7,7 @@ what S3 holds and what Prometheus keeps. The plan task and ``finout-provider pla
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import TYPE_CHECKING, Any
@@ -35,8 +35,8 @@ DATA_PROBE = (
 
 if TYPE_CHECKING:
     from finout_provider.config import ClusterConfig
-    from finout_provider.hooks.prometheus import PrometheusHook
-    from finout_provider.hooks.s3 import FinoutS3Hook
+    from finout_provider.prometheus_api import PrometheusApi
+    from finout_provider.s3_objects import S3Objects
 
 
 class FlaggedWindows:
@@ -67,7 +67,7 @@ class Planner:
     """What a run of one cluster exports: :func:`~finout_provider.windows.plan_run` fed with what
     S3 holds and what Prometheus keeps."""
 
-    s3: FinoutS3Hook
+    s3: S3Objects
     cluster_name: str
     s3_bucket: str
     s3_prefix: str
@@ -77,13 +77,15 @@ class Planner:
     initial_backfill_date: date | None = None
     lookback_days: int = 0  # days of gap repair beyond the history, if ever wanted
     settle_seconds: int = 120
-    prometheus: PrometheusHook | None = None
+    prometheus: PrometheusApi | None = None
     log: logging.Logger | Any = field(default_factory=lambda: logging.getLogger(__name__))
     cluster_label: str | None = None
+    # The starts of the windows in [since, end) judged incomplete; default the validation's flags.
+    flagged: Callable[[int, int], Iterable[int]] | None = None
 
     @classmethod
     def from_config(
-        cls, config: ClusterConfig, s3: FinoutS3Hook, prometheus: PrometheusHook | None, **kwargs: Any
+        cls, config: ClusterConfig, s3: S3Objects, prometheus: PrometheusApi | None, **kwargs: Any
     ) -> Planner:
         """The planner of a cluster of the clusters file."""
         return cls(
@@ -192,7 +194,10 @@ class Planner:
             if key.key not in unproven:
                 complete[key.start] = complete.get(key.start, 0) + 1
         expected = windows_between(since, end, self.time_frame)
-        flagged = {s for s in FlaggedWindows(cluster).load() if since <= s < end}
+        if self.flagged is None:
+            flagged = {s for s in FlaggedWindows(cluster).load() if since <= s < end}
+        else:
+            flagged = set(self.flagged(since, end))
         if flagged:
             self.log.warning(
                 "cluster %r: %d windows were exported while Prometheus lacked data (incomplete); exporting "

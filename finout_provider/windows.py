@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
 DAY = 86_400
+# Seconds after a window closes before it is exported: Prometheus' last scrapes and rules land.
+SETTLE_SECONDS = 120
 MAX_POINTS_PER_SERIES = 11_000
 # INITIAL_BACKFILL_DATE reaches back at most this many days (the official exporter's limit).
 MAX_INITIAL_BACKFILL_DAYS = 3

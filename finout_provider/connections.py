@@ -1,0 +1,204 @@
+"""Connections read without importing Airflow, for the CLI: ``AIRFLOW_CONN_<ID>`` parsed by
+Airflow's own rules, and the S3 and Prometheus clients such connections give.
+
+Importing Airflow takes seconds, more than the CLI's commands need for one cluster. Airflow looks a
+connection up in a configured secrets backend first, then in the environment, then in its
+metadata database. So a connection is read here only when no secrets backend is configured and
+the environment holds it, in a form whose meaning is certain; otherwise :func:`environment_connection`
+answers ``None`` and the caller uses Airflow's hooks, which resolve it as always.
+"""
+
+from __future__ import annotations
+
+import configparser
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+ENV_PREFIX = "AIRFLOW_CONN_"
+EXTRA_KEY = "__extra__"  # Airflow's query key for a whole extra in a URI
+JSON_FIELDS = frozenset({"conn_type", "host", "login", "password", "schema", "port", "extra", "description"})
+# The AWS connection extras whose meaning for S3 is plain (credentials, region, endpoint, TLS);
+# a connection with any other (role_arn, profile_name, service_config, config_kwargs...) goes
+# through the Amazon provider.
+PLAIN_AWS_EXTRAS = frozenset(
+    {"region_name", "endpoint_url", "aws_access_key_id", "aws_secret_access_key", "aws_session_token", "verify"}
+)
+ROLE_SESSION_NAME = "airflow-provider-finout"
+
+
+@dataclass(frozen=True)
+class Conn:
+    """The fields of an Airflow connection, as ``Connection`` holds them."""
+
+    conn_id: str
+    conn_type: str | None = None
+    host: str | None = None
+    login: str | None = None
+    password: str | None = None
+    schema: str | None = None
+    port: int | None = None
+    extra: str | None = None
+
+    @property
+    def extra_dejson(self) -> Any:
+        """The extra as JSON; ``{}`` when there is none or it does not parse (as Airflow does)."""
+        try:
+            return json.loads(self.extra) if self.extra else {}
+        except ValueError:
+            return {}
+
+
+def _conn_type(value: str) -> str:
+    return "postgres" if value == "postgresql" else value.replace("-", "_")
+
+
+def _hostname(parts: Any) -> str:
+    """Airflow's ``_parse_netloc_to_hostname``: the host as written when it holds a path."""
+    hostname = unquote(parts.hostname or "")
+    if "/" in hostname:
+        hostname = parts.netloc.rsplit("@", 1)[-1].split(":", 1)[0]
+        hostname = unquote(hostname)
+    return hostname
+
+
+def from_uri(conn_id: str, uri: str) -> Conn | None:
+    """Airflow's ``Connection.from_uri``; ``None`` where Airflow would refuse the URI."""
+    if uri.count("://") > 2:
+        return None
+    with_protocol = uri.count("://") == 2
+    scheme = urlsplit(uri).scheme
+    rest = uri.replace(f"{scheme}://", "" if with_protocol else "//")
+    if with_protocol and any(c in rest.split("://", 1)[0] for c in "@:"):
+        return None
+    parts = urlsplit(rest)
+    host = _hostname(parts)
+    if host and with_protocol:
+        host = f"{parts.scheme}://{host}"
+    extra = None
+    if parts.query:
+        query = dict(parse_qsl(parts.query, keep_blank_values=True))
+        extra = query[EXTRA_KEY] if EXTRA_KEY in query else json.dumps(query)
+    return Conn(
+        conn_id,
+        conn_type=_conn_type(scheme),
+        host=host,
+        schema=unquote(parts.path[1:]) if parts.path[1:] else parts.path[1:],
+        login=unquote(parts.username) if parts.username else parts.username,
+        password=unquote(parts.password) if parts.password else parts.password,
+        port=parts.port,
+        extra=extra,
+    )
+
+
+def from_json(conn_id: str, text: str) -> Conn | None:
+    """Airflow's ``Connection.from_json``; ``None`` for what it refuses or this does not know."""
+    fields = json.loads(text)
+    if not isinstance(fields, dict):
+        return None
+    if set(fields) == {"uri"} and isinstance(fields["uri"], str):
+        return from_uri(conn_id, fields["uri"])
+    if not set(fields) <= JSON_FIELDS:
+        return None
+    extra = fields.get("extra")
+    port = fields.get("port")
+    return Conn(
+        conn_id,
+        conn_type=_conn_type(fields["conn_type"]) if fields.get("conn_type") else None,
+        host=fields.get("host"),
+        login=fields.get("login"),
+        password=fields.get("password"),
+        schema=fields.get("schema"),
+        port=int(port) if port else None,
+        extra=(extra if isinstance(extra, str) else json.dumps(extra)) if extra else None,
+    )
+
+
+def secrets_backend_configured() -> bool:
+    """Whether Airflow would ask a secrets backend before the environment (``[secrets] backend``
+    from the environment or airflow.cfg; a ``_cmd``/``_secret`` form counts as one)."""
+    if any(f"AIRFLOW__SECRETS__BACKEND_{form}" in os.environ for form in ("CMD", "SECRET")):
+        return True
+    if "AIRFLOW__SECRETS__BACKEND" in os.environ:
+        return bool(os.environ["AIRFLOW__SECRETS__BACKEND"].strip())
+    home = Path(os.environ.get("AIRFLOW_HOME") or "~/airflow").expanduser()
+    parser = configparser.ConfigParser(interpolation=None, strict=False)
+    try:
+        parser.read(os.environ.get("AIRFLOW_CONFIG") or home / "airflow.cfg", encoding="utf-8")
+    except (configparser.Error, UnicodeDecodeError):
+        return True  # cannot tell: Airflow decides
+    return any(parser.get("secrets", key, fallback="").strip() for key in ("backend", "backend_cmd", "backend_secret"))
+
+
+def environment_connection(conn_id: str) -> Conn | None:
+    """Connection ``conn_id`` from ``AIRFLOW_CONN_<ID>`` when that is where Airflow would find it,
+    else ``None`` (no such variable, a secrets backend first, or a form Airflow would refuse)."""
+    value = os.environ.get(ENV_PREFIX + conn_id.upper(), "").strip()
+    if not value or secrets_backend_configured():
+        return None
+    try:
+        return from_json(conn_id, value) if value[0] == "{" else from_uri(conn_id, value)
+    except (ValueError, TypeError):
+        return None
+
+
+def export_connection(conn_id: str, fields: dict[str, Any]) -> None:
+    """Put a connection (Airflow's JSON form) in this process's environment, where Airflow and
+    :func:`environment_connection` find it."""
+    os.environ[ENV_PREFIX + conn_id.upper()] = json.dumps(fields)
+
+
+def plain_aws(conn: Conn | None) -> bool:
+    """Whether an AWS connection means the same to boto3 here as through the Amazon provider."""
+    if conn is None or (conn.conn_type or "aws") != "aws":
+        return False
+    extra = conn.extra_dejson
+    return isinstance(extra, dict) and set(extra) <= PLAIN_AWS_EXTRAS
+
+
+def aws_session(conn: Conn, role_arn: str | None = None, external_id: str | None = None) -> Any:
+    """A boto3 session with ``conn``'s credentials and region (the default chain without keys),
+    as the Amazon provider builds it; with ``role_arn``, the credentials of that role."""
+    import boto3
+
+    extra = conn.extra_dejson
+    if conn.login and conn.password:
+        keys = {"aws_access_key_id": conn.login, "aws_secret_access_key": conn.password}
+    elif extra.get("aws_access_key_id") and extra.get("aws_secret_access_key"):
+        keys = {name: extra[name] for name in ("aws_access_key_id", "aws_secret_access_key")}
+    else:
+        keys = {}
+    if extra.get("aws_session_token"):
+        keys["aws_session_token"] = extra["aws_session_token"]
+    session = boto3.session.Session(region_name=extra.get("region_name"), **keys)
+    if not role_arn:
+        return session
+    # As the provider assumes a role: STS at its regional endpoint, never the connection's endpoint_url.
+    assume = {"RoleArn": role_arn, "RoleSessionName": ROLE_SESSION_NAME}
+    if external_id:
+        assume["ExternalId"] = external_id
+    credentials = session.client("sts").assume_role(**assume)["Credentials"]
+    return boto3.session.Session(
+        region_name=session.region_name,
+        aws_access_key_id=credentials["AccessKeyId"],
+        aws_secret_access_key=credentials["SecretAccessKey"],
+        aws_session_token=credentials["SessionToken"],
+    )
+
+
+def aws_client(conn: Conn, service: str, role_arn: str | None = None, external_id: str | None = None) -> Any:
+    """A boto3 client of ``service`` for a :func:`plain_aws` connection."""
+    extra = conn.extra_dejson
+    session = aws_session(conn, role_arn, external_id)
+    return session.client(service, endpoint_url=extra.get("endpoint_url"), verify=extra.get("verify"))
+
+
+def aws_credentials(conn: Conn) -> Callable[[], Any]:
+    """``conn``'s botocore credentials, read when called (for SigV4 signing)."""
+    session = aws_session(conn)
+    credentials: Callable[[], Any] = session.get_credentials
+    return credentials
