@@ -170,3 +170,53 @@ def test_coverage_deep_reads_objects_whole(
         code, out, _ = cli(*args, *deep)
         assert code == 1 and "0 complete, 0 partial, 0 missing, 2 corrupt" in out, out
         assert "cpu_requests truncated gzip" in out and "pod_labels not a whole answer" in out
+
+
+RUN_AND_SAY = """
+import sys
+from finout_provider.cli import main
+code = main(sys.argv[1:])
+print("airflow imported" if "airflow" in sys.modules else "no airflow", file=sys.stderr)
+"""
+
+
+def run_alone(args: list[str], env: dict[str, str]) -> tuple[int, str, str]:
+    """A command in a process of its own (the test process has imported Airflow long ago)."""
+    result = subprocess.run(
+        [sys.executable, "-c", RUN_AND_SAY, *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+    return result.returncode, result.stdout, result.stderr
+
+
+def test_commands_need_no_airflow_when_the_connections_are_in_the_environment(
+    tmp_path: Path, prometheus: PrometheusServer, history: HistorySpec, s3_server: S3Server, bucket: str
+) -> None:
+    import json
+    import os
+
+    export(prometheus, bucket, [history.end - 2 * H])
+    path = clusters_file(tmp_path, prometheus, bucket, BACKFILL_DAYS=1)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW_CONN_")}
+    env["AIRFLOW_CONN_AWS_DEFAULT"] = json.dumps(s3_server.connection())
+    now = str(history.end + 600)
+    commands = {
+        "status": ["status", "--clusters-file", str(path), "--hours", "4"],
+        "coverage": coverage_args(path, history.end - 3 * H, history.end),
+        "plan": ["plan", "--cluster", "prod-eu", "--clusters-file", str(path), "--now", now],
+    }
+    for name, args in commands.items():
+        code, out, err = run_alone(args, env)
+        assert err.endswith("no airflow\n"), (name, err)
+        assert code in (0, 1) and "prod-eu" in out + err, (name, out, err)
+    assert "1 complete" in run_alone(commands["coverage"], env)[1]
+    # An AWS connection the Amazon provider must interpret (here, botocore settings): Airflow's hook.
+    conn = s3_server.connection()
+    env["AIRFLOW_CONN_AWS_DEFAULT"] = json.dumps(conn | {"extra": {**conn["extra"], "config_kwargs": {}}})  # type: ignore[dict-item]
+    code, out, err = run_alone(commands["coverage"], env)
+    assert err.endswith("airflow imported\n") and "1 complete" in out, err

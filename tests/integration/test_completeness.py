@@ -14,7 +14,7 @@ import pytest
 from devtools.faults import SUCCESS
 from devtools.history import HistorySpec, PrometheusServer, build_tsdb
 from finout_provider.catalogue import select
-from finout_provider.exports import PROVEN, Target, cluster_status
+from finout_provider.exports import PROVEN, Target, cluster_status, incomplete_in
 from finout_provider.hooks.s3 import FinoutS3Hook
 from finout_provider.layout import build_key
 from finout_provider.sensors.export import FinoutExportSensor
@@ -68,6 +68,10 @@ def test_an_outage_is_flagged_per_window_and_metric_and_clears_when_the_data_arr
     assert prod["state"] == "gaps" and prod["missing"] == [] and prod["corrupt"] == []
     healthy = status_of("staging", history)  # pod churn: pods start and stop inside windows
     assert healthy["incomplete"] == [] and healthy["empty"] == [] and healthy["state"] == "ok", healthy
+    # The CLI's planner reads the same windows from S3's measures (no Airflow Variable at hand).
+    flagged = incomplete_in(FinoutS3Hook(), Target("prod-eu", BUCKET, PREFIX, METRICS, H))
+    assert flagged(starts[0], history.end) == [outage, outage + H]
+    assert incomplete_in(FinoutS3Hook(), Target("staging", BUCKET, PREFIX, METRICS, H))(starts[0], history.end) == []
 
     run = [{"window_start": s, "window_end": s + H} for s in (outage, outage + H)]
     sensor = FinoutExportSensor(
@@ -92,6 +96,7 @@ def test_an_outage_is_flagged_per_window_and_metric_and_clears_when_the_data_arr
     export_all("p_whole", history, ("prod-eu",), [outage, outage + H])
     after = status_of("prod-eu", history)
     assert after["incomplete"] == [] and after["state"] == "ok", after
+    assert flagged(starts[0], history.end) == []
 
 
 def test_gap_repair_exports_flagged_windows_until_they_are_complete(
