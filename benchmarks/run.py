@@ -22,6 +22,7 @@ from typing import Any
 import requests
 import yaml
 
+from benchmarks.cli import cli_times
 from benchmarks.fleet import fleet_times
 from benchmarks.fleet_page import fleet_page_times
 from benchmarks.measuring import measuring_overhead
@@ -364,6 +365,38 @@ def fleet_page_lines(p: dict[str, Any] | None) -> list[str]:
     ]
 
 
+def cli_lines(after: dict[str, Any] | None, before: dict[str, Any] | None) -> list[str]:
+    """``finout-provider status/plan/coverage`` for one cluster, process start to exit."""
+    if not after:
+        return []
+    rows = [
+        ("connections in the environment", after["environment"]),
+        ("AWS connection in the database", after["database"]),
+    ]
+    if before:
+        rows = [(f"before ({before['source']}), {name}", before[key]) for name, key in
+                (("environment", "environment"), ("database", "database"))] + rows  # fmt: skip
+    return [
+        "## The CLI for one cluster (`status`, `plan`, `coverage`)",
+        "",
+        f"From the process' start to its exit, median of {after['runs']} (max in brackets), each in a fresh process. "
+        f"The S3 server holds the cluster's last day ({after['objects']} objects, each read with a HEAD by "
+        "`status` and `coverage`); `plan` also asks Prometheus (the benchmark's, 3,000 pods) where its data "
+        f"begins, its retention and the window's cost. `import airflow` alone: {after['airflow_import']:.1f} s. "
+        "Target: <= 3 s with the connections in the environment.",
+        "",
+        "| connections | status (s) | plan (s) | coverage (s) |",
+        "|---|---|---|---|",
+        *(
+            f"| {name} | "
+            + " | ".join(f"{r[c]['median']:.2f} ({r[c]['max']:.2f})" for c in ("status", "plan", "coverage"))
+            + " |"
+            for name, r in rows
+        ),
+        "",
+    ]
+
+
 def validation_lines(v: dict[str, Any] | None) -> list[str]:
     """The cost of validating every answer's JSON in full, measured before and after it came."""
     if not v:
@@ -442,6 +475,7 @@ def write_markdown(results: dict[str, Any]) -> None:
         ]
     lines += fleet_markdown(results.get("fleet"))
     lines += fleet_page_lines(results.get("fleet_page"))
+    lines += cli_lines(results.get("cli"), results.get("cli_before"))
     p = results["prometheus"]
     lines += [
         "",
@@ -500,6 +534,10 @@ def main() -> int:
             "scheduler": lambda: scheduler_load(prom, s3),
             "fleet": lambda: fleet_times(s3),
             "fleet_page": lambda: fleet_page_times(s3),
+            # With BENCH_CLI_SOURCE (another checkout), recorded as the "before" of the CLI's times.
+            "cli_before" if os.environ.get("BENCH_CLI_SOURCE") else "cli": lambda: cli_times(
+                prom.port, START + HOURS * H + 600, s3
+            ),
         }
         if os.environ.get("BENCH_SCHEDULER", "1") != "1":
             sections.pop("scheduler")

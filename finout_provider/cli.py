@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 import yaml
 
 from finout_provider.config import CLUSTERS_FILE_ENV, ClusterConfig, load_file
-from finout_provider.connections import export_connection
+from finout_provider.connections import airflow_home, airflow_option, export_connection
 from finout_provider.windows import (
     DAY,
     SETTLE_SECONDS,
@@ -63,9 +63,11 @@ def _clusters_file(value: str | None) -> Path:
         return Path(value)
     if os.environ.get(CLUSTERS_FILE_ENV):
         return Path(os.environ[CLUSTERS_FILE_ENV])
-    from airflow.configuration import conf
-
-    return Path(conf.get("core", "dags_folder")) / "clusters.yaml"
+    try:
+        dags = airflow_option("core", "dags_folder") or str(airflow_home() / "dags")
+    except ValueError as error:
+        raise CliError(f"{error}: give the clusters file with --clusters-file") from None
+    return Path(dags).expanduser() / "clusters.yaml"
 
 
 def _cluster(args: argparse.Namespace) -> ClusterConfig:

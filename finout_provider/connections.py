@@ -118,20 +118,35 @@ def from_json(conn_id: str, text: str) -> Conn | None:
     )
 
 
-def secrets_backend_configured() -> bool:
-    """Whether Airflow would ask a secrets backend before the environment (``[secrets] backend``
-    from the environment or airflow.cfg; a ``_cmd``/``_secret`` form counts as one)."""
-    if any(f"AIRFLOW__SECRETS__BACKEND_{form}" in os.environ for form in ("CMD", "SECRET")):
-        return True
-    if "AIRFLOW__SECRETS__BACKEND" in os.environ:
-        return bool(os.environ["AIRFLOW__SECRETS__BACKEND"].strip())
-    home = Path(os.environ.get("AIRFLOW_HOME") or "~/airflow").expanduser()
+def airflow_home() -> Path:
+    return Path(os.environ.get("AIRFLOW_HOME") or "~/airflow").expanduser()
+
+
+def airflow_option(section: str, key: str) -> str | None:
+    """An option of Airflow's configuration as Airflow reads it for plain options: the environment's
+    ``AIRFLOW__<SECTION>__<KEY>``, else airflow.cfg (``$AIRFLOW_CONFIG``, else in ``$AIRFLOW_HOME``);
+    ``None`` when neither sets it. Raises ``ValueError`` when airflow.cfg cannot be read."""
+    name = f"AIRFLOW__{section.upper()}__{key.upper()}"
+    if name in os.environ:
+        return os.environ[name]
     parser = configparser.ConfigParser(interpolation=None, strict=False)
     try:
-        parser.read(os.environ.get("AIRFLOW_CONFIG") or home / "airflow.cfg", encoding="utf-8")
-    except (configparser.Error, UnicodeDecodeError):
+        parser.read(os.environ.get("AIRFLOW_CONFIG") or airflow_home() / "airflow.cfg", encoding="utf-8")
+    except (configparser.Error, UnicodeDecodeError) as err:
+        raise ValueError(f"cannot read airflow.cfg: {err}") from None
+    value = parser.get(section, key, fallback=None)
+    return None if value is None else value.replace("{AIRFLOW_HOME}", str(airflow_home()))
+
+
+def secrets_backend_configured() -> bool:
+    """Whether Airflow would ask a secrets backend before the environment (``[secrets] backend``;
+    its ``_cmd``/``_secret`` forms count as one)."""
+    try:
+        return any(
+            (airflow_option("secrets", key) or "").strip() for key in ("backend", "backend_cmd", "backend_secret")
+        )
+    except ValueError:
         return True  # cannot tell: Airflow decides
-    return any(parser.get("secrets", key, fallback="").strip() for key in ("backend", "backend_cmd", "backend_secret"))
 
 
 def environment_connection(conn_id: str) -> Conn | None:

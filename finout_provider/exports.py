@@ -63,6 +63,10 @@ def body_problem(chunks: Iterable[bytes]) -> str | None:
     return None
 
 
+# S3 requests of one survey in flight together (within botocore's pool of 10 connections).
+REQUESTS_AT_ONCE = 8
+
+
 @dataclass(frozen=True)
 class ClusterFolder:
     """``s3://<bucket>/<prefix>/<cluster>/``, walked along the key layout."""
@@ -79,12 +83,14 @@ class ClusterFolder:
 
     def objects(self, metrics: Iterable[str], start: int, end: int) -> dict[LayoutKey, dict[str, Any]]:
         """Layout objects (their listing: Size, LastModified) of ``metrics`` for windows starting in
-        ``[start, end)``: one listing per day and metric."""
-        found: dict[LayoutKey, dict[str, Any]] = {}
-        names = list(metrics)
-        for day in iter_days(start, end):
-            for metric in names:
-                _, listed = self.s3.list_level(self.bucket, metric_folder(self.prefix, self.cluster, metric, day))
+        ``[start, end)``: one listing per day and metric, :data:`REQUESTS_AT_ONCE` at a time."""
+        folders = [
+            (m, metric_folder(self.prefix, self.cluster, m, day)) for day in iter_days(start, end) for m in metrics
+        ]
+        with ThreadPoolExecutor(max_workers=REQUESTS_AT_ONCE) as pool:
+            listings = pool.map(lambda folder: self.s3.list_level(self.bucket, folder[1])[1], folders)
+            found: dict[LayoutKey, dict[str, Any]] = {}
+            for (metric, _), listed in zip(folders, listings, strict=True):
                 for obj in listed:
                     parsed = parse_key(obj["Key"], self.prefix, self.cluster)
                     if parsed is not None and parsed.metric == metric and start <= parsed.start < end:
@@ -147,7 +153,7 @@ class ClusterFolder:
                 return None, metadata
             return body_problem(self.s3.iter_object(self.bucket, key)), metadata
 
-        with ThreadPoolExecutor(max_workers=8) as pool:
+        with ThreadPoolExecutor(max_workers=REQUESTS_AT_ONCE) as pool:
             return dict(zip(keys, pool.map(one, keys), strict=True))
 
     def problems(self, metrics: Sequence[str], starts: Sequence[int], window: int) -> list[str]:

@@ -138,3 +138,22 @@ def test_the_plain_s3_client_is_the_amazon_providers(fields: dict[str, Any], mon
         )
 
     assert seen(ours) == seen(theirs)
+
+
+def test_the_cli_finds_the_dag_folder_as_airflow_does_without_importing_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from finout_provider.cli import _clusters_file
+
+    for name in ("AIRFLOW__CORE__DAGS_FOLDER", "FINOUT_CLUSTERS_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path))
+    monkeypatch.setenv("AIRFLOW_CONFIG", str(tmp_path / "airflow.cfg"))
+    assert _clusters_file(None) == tmp_path / "dags" / "clusters.yaml"  # Airflow's default
+    (tmp_path / "airflow.cfg").write_text("[core]\ndags_folder = {AIRFLOW_HOME}/our-dags\n")
+    assert _clusters_file(None) == tmp_path / "our-dags" / "clusters.yaml"
+    monkeypatch.setenv("AIRFLOW__CORE__DAGS_FOLDER", "/srv/dags")
+    assert _clusters_file(None) == Path("/srv/dags/clusters.yaml")
+    monkeypatch.setenv("FINOUT_CLUSTERS_FILE", "/etc/finout/clusters.yaml")
+    assert _clusters_file(None) == Path("/etc/finout/clusters.yaml")
+    assert _clusters_file("here.yaml") == Path("here.yaml")
