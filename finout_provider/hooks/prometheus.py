@@ -20,23 +20,9 @@ from finout_provider.prometheus_api import (  # noqa: F401 - the hook's names, w
 
 class PrometheusHook(PrometheusApi, BaseHook):
     """
-    Talks to a Prometheus-compatible HTTP API (Prometheus, Thanos, Mimir/Cortex, VictoriaMetrics,
-    Amazon Managed Prometheus).
-
-    Connection fields: ``host`` (a host name, or a whole URL), ``port``, ``schema`` (``http`` or
-    ``https``), ``login``/``password`` (basic auth). Extras: ``path_prefix``, ``bearer_token``,
-    ``x_scope_orgid``, ``headers`` (a mapping), ``verify`` (bool), ``ca_bundle`` (path),
-    ``client_cert``/``client_key`` (paths), ``sigv4`` (bool), ``aws_conn_id``, ``region_name``,
-    ``timeout`` (one read, seconds), ``answer_timeout`` (a whole answer, seconds, default 1800),
-    ``max_retries``, ``retry_wait`` (seconds, first backoff). Credentials in the host's URL
-    (``https://user:password@host``) are used as basic auth when login is empty.
-
-    :param prometheus_conn_id: the Airflow connection of type ``prometheus``.
-    :param max_retries: retries of a request on connection errors, 429, 502, 503 and 504
-        (overrides the connection's ``max_retries``).
-    :param retry_wait: first backoff in seconds, doubled each retry, capped at 60; a
-        ``Retry-After`` header wins when present.
-    :param pool_size: HTTP connections kept to the server (one per concurrent query).
+    :class:`~finout_provider.prometheus_api.PrometheusApi` (its connection fields, extras and
+    parameters) over the Airflow connection ``prometheus_conn_id`` of type ``prometheus``, with the
+    connection's secrets registered with Airflow's secrets masker.
     """
 
     conn_name_attr = "prometheus_conn_id"
