@@ -157,3 +157,33 @@ def test_the_cli_finds_the_dag_folder_as_airflow_does_without_importing_it(
     monkeypatch.setenv("FINOUT_CLUSTERS_FILE", "/etc/finout/clusters.yaml")
     assert _clusters_file(None) == Path("/etc/finout/clusters.yaml")
     assert _clusters_file("here.yaml") == Path("here.yaml")
+
+
+def test_role_arn_is_assumed_with_the_exporters_session_name_and_external_id() -> None:
+    from unittest import mock
+
+    from moto import mock_aws
+
+    conn = connections.from_json("aws_x", '{"conn_type": "aws", "login": "AKIA", "password": "s"}')
+    assert conn is not None
+    with mock_aws():
+        import botocore.client
+
+        calls: list[dict[str, Any]] = []
+        real = botocore.client.BaseClient._make_api_call
+
+        def spy(self: Any, operation: str, params: dict[str, Any]) -> Any:
+            calls.append({"operation": operation, **params})
+            return real(self, operation, params)
+
+        with mock.patch.object(botocore.client.BaseClient, "_make_api_call", spy):
+            client = aws_client(conn, "s3", "arn:aws:iam::123456789012:role/finout", "ext-1")
+    assert calls == [
+        {
+            "operation": "AssumeRole",
+            "RoleArn": "arn:aws:iam::123456789012:role/finout",
+            "RoleSessionName": connections.ROLE_SESSION_NAME,
+            "ExternalId": "ext-1",
+        }
+    ]
+    assert client._request_signer._credentials.access_key.startswith("ASIA")  # the role's, not AKIA
