@@ -46,11 +46,19 @@ class Conn:
 
     @property
     def extra_dejson(self) -> Any:
-        """The extra as JSON; ``{}`` when there is none or it does not parse (as Airflow does)."""
-        try:
-            return json.loads(self.extra) if self.extra else {}
-        except ValueError:
-            return {}
+        """The extra as JSON; ``{}`` when there is none."""
+        return json.loads(self.extra) if self.extra else {}
+
+
+def _odd_extra(extra: str | None) -> bool:
+    """An extra that is not a JSON object: Airflow lines differ on it (some read ``{}``, some skip the
+    connection), so such a connection is left to Airflow."""
+    if not extra:
+        return False
+    try:
+        return not isinstance(json.loads(extra), dict)
+    except ValueError:
+        return True
 
 
 def _conn_type(value: str) -> str:
@@ -83,6 +91,8 @@ def from_uri(conn_id: str, uri: str) -> Conn | None:
     if parts.query:
         query = dict(parse_qsl(parts.query, keep_blank_values=True))
         extra = query[EXTRA_KEY] if EXTRA_KEY in query else json.dumps(query)
+    if _odd_extra(extra):
+        return None
     return Conn(
         conn_id,
         conn_type=_conn_type(scheme),
@@ -105,6 +115,9 @@ def from_json(conn_id: str, text: str) -> Conn | None:
     if not set(fields) <= JSON_FIELDS:
         return None
     extra = fields.get("extra")
+    extra = (extra if isinstance(extra, str) else json.dumps(extra)) if extra else None
+    if _odd_extra(extra):
+        return None
     port = fields.get("port")
     return Conn(
         conn_id,
@@ -114,7 +127,7 @@ def from_json(conn_id: str, text: str) -> Conn | None:
         password=fields.get("password"),
         schema=fields.get("schema"),
         port=int(port) if port else None,
-        extra=(extra if isinstance(extra, str) else json.dumps(extra)) if extra else None,
+        extra=extra,
     )
 
 

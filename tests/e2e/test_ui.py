@@ -27,6 +27,7 @@ from devtools.s3server import S3Server
 from devtools.stack import AirflowStack, api_server_env, wait_for
 from finout_provider.layout import build_key, day_folder
 from finout_provider.links import folder_url
+from finout_provider.windows import Window
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.e2e
@@ -134,7 +135,8 @@ def iso(ts: int) -> str:
 
 
 def label(start: int) -> str:
-    return f"{time.strftime('%Y-%m-%dT%H:%MZ', time.gmtime(start))}/{time.strftime('%H:%MZ', time.gmtime(start + H))}"
+    """The mapped instance's name, from the one home of it (a window ending at midnight names its day)."""
+    return Window(start, start + H).label
 
 
 def test_a_user_works_in_the_airflow_ui(ui: UI) -> None:

@@ -29,7 +29,6 @@ JSONS: list[dict[str, Any]] = [
     {"conn_type": "aws", "login": "AKIA", "password": "s", "extra": {"region_name": "us-east-1"}},
     {"conn_type": "prometheus", "host": "127.0.0.1", "port": "9090", "schema": "http", "extra": '{"timeout": 5}'},
     {"conn_type": "prometheus", "host": "https://user:pw@prom.example.com", "description": "typed in the UI"},
-    {"conn_type": "aws", "extra": "not json at all"},
     {"uri": "prometheus://h.example:1234/https"},
     {"conn_type": "my-type", "host": "h", "port": 0},
 ]
@@ -54,7 +53,15 @@ def test_environment_connections_read_as_airflow_reads_them(value: str, monkeypa
 
 @pytest.mark.parametrize(
     "value",
-    ["a://b://c://d", "prometheus://user@https://host", '{"conn_type": "x", "owner": "me"}', '{"port": "x"}'],
+    [
+        "a://b://c://d",
+        "prometheus://user@https://host",
+        "aws://?__extra__=not+json",
+        '{"conn_type": "x", "owner": "me"}',
+        '{"port": "x"}',
+        '{"conn_type": "aws", "extra": "not json at all"}',
+        '{"conn_type": "aws", "extra": "[1, 2]"}',
+    ],
 )
 def test_what_airflow_would_refuse_or_this_does_not_know_is_left_to_airflow(
     value: str, monkeypatch: pytest.MonkeyPatch
