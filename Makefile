@@ -1,9 +1,10 @@
 # Everything a fresh Debian machine needs, as root: `make demo` and `make test`.
 SHELL := /bin/bash
 PYTHON ?= python3
-# The newest lines' Airflow, from devtools/lines.py (the one table of tested lines; stdlib only).
-AIRFLOW3 ?= $(shell $(PYTHON) -m devtools.lines airflow 3)
-AIRFLOW2 ?= $(shell $(PYTHON) -m devtools.lines airflow af2)
+# The newest lines' Airflow (and what a working install of it holds), from devtools/lines.py (the
+# one table of tested lines; stdlib only).
+AIRFLOW3 ?= $(shell $(PYTHON) -m devtools.lines requirements 3)
+AIRFLOW2 ?= $(shell $(PYTHON) -m devtools.lines requirements af2)
 VENV ?= .venv
 VENV2 ?= .venv-af2
 UV := $(VENV)/bin/uv
@@ -32,12 +33,12 @@ system-deps:
 $(VENV)/.done: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --disable-pip-version-check uv
-	$(UV) pip install -q -p $(VENV)/bin/python -e '.[test,kubernetes,browser]' "apache-airflow==$(AIRFLOW3)"
+	$(UV) pip install -q -p $(VENV)/bin/python -e '.[test,kubernetes,browser]' $(AIRFLOW3)
 	touch $@
 
 $(VENV2)/.done: pyproject.toml $(VENV)/.done
 	$(UV) venv -q --clear -p $(PYTHON) $(VENV2)
-	$(UV) pip install -q -p $(VENV2)/bin/python -e '.[test,kubernetes]' "apache-airflow==$(AIRFLOW2)"
+	$(UV) pip install -q -p $(VENV2)/bin/python -e '.[test,kubernetes,browser]' $(AIRFLOW2)
 	touch $@
 
 venv: $(VENV)/.done

@@ -13,6 +13,7 @@ versions. The newest lines take today's releases.
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -35,6 +36,12 @@ IMAGE_PROVIDERS = (*REQUIRED_PROVIDERS, "apache-airflow-providers-standard")
 # (managed images have it); from 3.2 the provider's own form description is used.
 FORM_PROVIDERS = ("apache-airflow-providers-fab",)
 
+# Airflow 2.11's connection encryption sets an attribute on cryptography's MultiFernet, which
+# cryptography 51 (December 2026) made a Rust type: `airflow connections add` then fails with
+# "'MultiFernet' object has no attribute 'is_encrypted'". Airflow's constraints file holds an
+# older cryptography; an Airflow 2.11 installed today without it needs this (README says so).
+AIRFLOW2_HOLDS = ("cryptography<51",)
+
 # The whole suite; the unit and integration tests with one real `airflow dags test`.
 FULL: tuple[str, ...] = ()
 FLOOR = ("tests/unit", "tests/integration", "tests/e2e/test_dags_test.py")
@@ -48,6 +55,12 @@ class Line:
     what: str  # what such an environment is
     suites: tuple[str, ...]
     markers: str = ""
+    holds: tuple[str, ...] = ()  # what a working install of the line also needs
+
+    @property
+    def requirements(self) -> tuple[str, ...]:
+        """Airflow and what a working install of it holds, as requirement specifiers."""
+        return (f"apache-airflow=={self.airflow}", *self.holds)
 
     @property
     def venv(self) -> Path:
@@ -57,7 +70,7 @@ class Line:
     def image(self) -> tuple[str, ...]:
         """Airflow and the providers installed before the provider, as a managed image has them."""
         extra = FORM_PROVIDERS if self.airflow.startswith(("3.0", "3.1")) else ()
-        return (f"apache-airflow=={self.airflow}", *IMAGE_PROVIDERS, *extra)
+        return (*self.requirements, *IMAGE_PROVIDERS, *extra)
 
     def resolve_args(self) -> list[str]:
         return ["--exclude-newer", self.as_of] if self.as_of else []
@@ -65,7 +78,15 @@ class Line:
 
 LINES = (
     Line("3", "3.3.2", None, "newest Airflow 3", FULL),
-    Line("af2", "2.11.*", None, "newest Airflow 2.11 with today's providers", ("tests",), "not e2e or af2"),
+    Line(
+        "af2",
+        "2.11.*",
+        None,
+        "newest Airflow 2.11 with today's providers",
+        ("tests",),
+        "not e2e or af2",
+        AIRFLOW2_HOLDS,
+    ),
     Line("2.11.0", "2.11.0", "2025-05-21", "MWAA 2.11", FLOOR),
     Line("3.0.6", "3.0.6", "2025-09-15", "MWAA 3.0.6", FLOOR),
     Line("3.1.5", "3.1.5", "2026-01-15", "Astronomer Runtime 3.1, Cloud Composer 3", FLOOR),
@@ -188,8 +209,8 @@ def main(argv: list[str]) -> int:
     command, *rest = argv
     if command == "build":
         build(rest[0])
-    elif command == "airflow":  # the Makefile's version of a newest line
-        print(line(rest[0]).airflow)
+    elif command == "requirements":  # the Makefile's install of a newest line
+        print(" ".join(shlex.quote(spec) for spec in line(rest[0]).requirements))
     elif command == "build-dated":
         build_missing()
     elif command == "stream":
@@ -198,7 +219,9 @@ def main(argv: list[str]) -> int:
     elif command == "test":
         return test_all(rest)
     else:
-        raise SystemExit(f"unknown command {command!r}: airflow NAME, build NAME, build-dated, stream LOG NAMES, test")
+        raise SystemExit(
+            f"unknown command {command!r}: requirements NAME, build NAME, build-dated, stream LOG NAMES, test"
+        )
     return 0
 
 

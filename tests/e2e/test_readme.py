@@ -34,7 +34,8 @@ pytestmark = [
 ]
 H = 3600
 UV = Path(sys.executable).parent / "uv"
-LINES = {"3": f"apache-airflow=={lines.line('3').airflow}", "2": f"apache-airflow=={lines.line('af2').airflow}"}
+# The user's Airflow: the newest of each major version, as a working install of it holds it.
+LINES = {"3": lines.line("3").requirements, "2": lines.line("af2").requirements}
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +67,7 @@ class User:
         subprocess.run([str(UV), "venv", "-q", "-p", sys.executable, str(self.venv)], check=True)
         subprocess.run(
             [str(UV), "pip", "install", "-q", "--offline", "-p", str(self.venv / "bin" / "python"), str(wheel),
-             LINES[line]],
+             *LINES[line]],
             check=True, capture_output=True,
         )  # fmt: skip
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "FINOUT", "_AIRFLOW"))}
