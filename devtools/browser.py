@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,3 +35,25 @@ def chromium(downloads: Path | None = None) -> Iterator[Any]:
     finally:
         browser.quit()
         shutil.rmtree(profile, ignore_errors=True)
+
+
+@contextmanager
+def steps(browser: Any, artifacts: Path) -> Iterator[Any]:
+    """``step(name)`` screenshots the page after each step into a new folder of ``artifacts``; all
+    are kept when the block fails, or always with ``FINOUT_KEEP_SCREENSHOTS`` set (README's pictures)."""
+    shots = artifacts / datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    shots.mkdir(parents=True, exist_ok=True)
+    count = [0]
+
+    def step(name: str) -> None:
+        count[0] += 1
+        browser.save_screenshot(str(shots / f"{count[0]:02d}-{name}.png"))
+
+    try:
+        yield step
+    except BaseException:
+        step("failed")
+        print(f"screenshots of each step: {shots}")
+        raise
+    if not os.environ.get("FINOUT_KEEP_SCREENSHOTS"):
+        shutil.rmtree(shots, ignore_errors=True)

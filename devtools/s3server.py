@@ -23,7 +23,9 @@ class S3Server:
 
     def start(self) -> S3Server:
         self.port = self.port or free_port()
-        binary = shutil.which("moto_server") or str(Path(sys.executable).parent / "moto_server")
+        # The environment's own moto (the version pyproject.toml holds), not one elsewhere on PATH.
+        own = Path(sys.executable).parent / "moto_server"
+        binary = str(own) if own.exists() else shutil.which("moto_server") or str(own)
         env = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
         self.process = subprocess.Popen(
             [binary, "-H", "127.0.0.1", "-p", str(self.port)],

@@ -10,12 +10,9 @@ Each step's screenshot is kept under ``test-artifacts/ui/`` when the test fails 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from urllib.parse import unquote
 
@@ -109,27 +106,6 @@ class UI:
         return self.s3.client().get_object(Bucket=self.bucket, Key=key)  # type: ignore[attr-defined,no-any-return]
 
 
-@contextmanager
-def steps(browser: Any) -> Iterator[Any]:
-    """``step(name)`` screenshots the page after each step; all are kept when the test fails."""
-    shots = ARTIFACTS / datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-    shots.mkdir(parents=True, exist_ok=True)
-    count = [0]
-
-    def step(name: str) -> None:
-        count[0] += 1
-        browser.save_screenshot(str(shots / f"{count[0]:02d}-{name}.png"))
-
-    try:
-        yield step
-    except BaseException:
-        step("failed")
-        print(f"screenshots of each step: {shots}")
-        raise
-    if not os.environ.get("FINOUT_KEEP_SCREENSHOTS"):  # README's pictures come from a kept run
-        shutil.rmtree(shots, ignore_errors=True)
-
-
 def iso(ts: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
@@ -144,7 +120,7 @@ def test_a_user_works_in_the_airflow_ui(ui: UI) -> None:
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
-    from devtools.browser import chromium
+    from devtools.browser import chromium, steps
 
     # Without a login the fleet page is refused, with a forged token too.
     assert requests.get(f"{ui.base}/finout/", timeout=30).status_code == 401
@@ -154,7 +130,7 @@ def test_a_user_works_in_the_airflow_ui(ui: UI) -> None:
     now = int(time.time())
     last = now - now % H - H  # the newest window that has surely closed and settled
     starts = list(range(last - 5 * H, last + H, H))  # six windows: the 6-hour range
-    with chromium() as browser, steps(browser) as step:
+    with chromium() as browser, steps(browser, ARTIFACTS) as step:
         wait = WebDriverWait(browser, 60)
         browser.get(f"{ui.base}/")
         wait.until(ec.presence_of_element_located((By.NAME, "username"))).send_keys(USER)
