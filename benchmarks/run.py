@@ -57,23 +57,21 @@ def dataset() -> Path:
 
 
 def worker(
-    mode: str, prom: str, s3: str, start: int, end: int, step: int, queries: list[dict[str, str]]
+    mode: str,
+    prom: str,
+    s3: str,
+    start: int,
+    end: int,
+    step: int,
+    queries: list[dict[str, str]],
+    source: Path = ROOT,
 ) -> dict[str, Any]:
-    args = [
-        sys.executable,
-        "-m",
-        "benchmarks.worker",
-        mode,
-        prom,
-        s3,
-        BUCKET,
-        str(start),
-        str(end),
-        str(step),
-        json.dumps(queries),
-    ]
+    """One export in a fresh process. ``source``: the checkout whose ``finout_provider`` exports
+    (another commit's, for a before/after); the worker itself is always this checkout's."""
+    args = [sys.executable, str(ROOT / "benchmarks" / "worker.py"), mode, prom, s3, BUCKET, str(start), str(end),
+            str(step), json.dumps(queries)]  # fmt: skip
     out = subprocess.run(
-        args, capture_output=True, text=True, check=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}
+        args, capture_output=True, text=True, check=True, cwd=source, env={**os.environ, "PYTHONPATH": str(source)}
     )
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
@@ -82,18 +80,31 @@ def median(runs: list[dict[str, Any]], field: str) -> float:
     return float(statistics.median(r[field] for r in runs))
 
 
-def export_comparison(prom: str, s3: str) -> dict[str, Any]:
-    queries = [{"name": m.name, "query": render(m.query)} for m in CATALOGUE]
+def rounds(
+    variants: dict[str, tuple[str, Path]], prom: str, s3: str, queries: list[dict[str, str]]
+) -> dict[str, list[dict[str, Any]]]:
+    """:data:`REPEATS` rounds of one export per variant (``name: (mode, source)``) over the same
+    window. The order rotates each round: Prometheus is slower right after a heavy run (GC), and
+    no variant should always follow the same one."""
     start, end = START + H, START + 2 * H
-    runs: dict[str, list[dict[str, Any]]] = {"ours": [], "limit": [], "obvious": []}
-    modes = list(runs)
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in variants}
+    names = list(variants)
     for i in range(REPEATS):
-        # Rotate the order each round: Prometheus is slower right after a heavy run (GC), and no
-        # variant should always follow the obvious one.
-        for mode in modes[i % 3 :] + modes[: i % 3]:
-            runs[mode].append(worker(mode, prom, s3, start, end, 60, queries))
-        log(f"export round {i + 1}/{REPEATS}: " + ", ".join(f"{m} {r[-1]['seconds']:.2f}s" for m, r in runs.items()))
-    result = {
+        for name in names[i % len(names) :] + names[: i % len(names)]:
+            mode, source = variants[name]
+            runs[name].append(worker(mode, prom, s3, start, end, 60, queries, source))
+        log(f"round {i + 1}/{REPEATS}: " + ", ".join(f"{n} {r[-1]['seconds']:.2f}s" for n, r in runs.items()))
+    return runs
+
+
+def catalogue_queries() -> list[dict[str, str]]:
+    return [{"name": m.name, "query": render(m.query)} for m in CATALOGUE]
+
+
+def export_comparison(prom: str, s3: str) -> dict[str, Any]:
+    queries = catalogue_queries()
+    runs = rounds({mode: (mode, ROOT) for mode in ("ours", "limit", "obvious")}, prom, s3, queries)
+    result: dict[str, Any] = {
         mode: {
             "seconds": median(r, "seconds"),
             "cpu_seconds": median(r, "cpu_seconds"),
@@ -107,6 +118,29 @@ def export_comparison(prom: str, s3: str) -> dict[str, Any]:
     result["obvious_over_ours"] = result["obvious"]["seconds"] / result["ours"]["seconds"]
     result["metrics"] = len(queries)
     return result
+
+
+def measured(runs: list[dict[str, Any]], limit: float, limit_cpu: float) -> dict[str, float]:
+    return {"ours": median(runs, "seconds"), "ours_cpu": median(runs, "cpu_seconds"), "limit": limit,
+            "limit_cpu": limit_cpu}  # fmt: skip
+
+
+def validation_comparison(prom: str, s3: str, before: Path) -> dict[str, Any]:
+    """The export before full validation (``before``: a checkout of the commit before it, e.g.
+    1c4fd47), this checkout's, and the limit, in the same rounds."""
+    variants = {"before": ("ours", before), "after": ("ours", ROOT), "limit": ("limit", ROOT)}
+    runs = rounds(variants, prom, s3, catalogue_queries())
+    commit = subprocess.run(["git", "-C", str(before), "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True, check=False).stdout.strip()  # fmt: skip
+    limit, limit_cpu = median(runs["limit"], "seconds"), median(runs["limit"], "cpu_seconds")
+    return {
+        "note": f"Measured together with `BENCH_BEFORE_SOURCE=<checkout of {commit or before}> python -m "
+        f"benchmarks.run validation` (medians of {REPEATS} rounds, the same Prometheus and S3 server): before "
+        "is that commit's export, after this checkout's, which also measures every answer (completeness); CPU "
+        "is the exporting process's (time.process_time), the wall time includes Prometheus answering on the "
+        "same 2 cores.",
+        **{name: measured(runs[name], limit, limit_cpu) for name in ("before", "after")},
+    }
 
 
 def memory_series(prom: str, s3: str) -> list[dict[str, Any]]:
@@ -159,7 +193,7 @@ def split_comparison(data: Path, prom: str, s3: str) -> dict[str, Any]:
     the 500 MB answer."""
     from devtools.history import serving_copy
 
-    queries = [{"name": m.name, "query": render(m.query)} for m in CATALOGUE]
+    queries = catalogue_queries()
     heaviest = [q for q in queries if q["name"] == "cpu_requests"]
     start, end = START + H, START + 2 * H
     result: dict[str, Any] = {"limit": SPLIT_LIMIT}
@@ -235,7 +269,7 @@ def parse_times() -> list[dict[str, Any]]:
 
 
 def prometheus_load(prom_port: int, s3: str) -> dict[str, Any]:
-    queries = [{"name": m.name, "query": render(m.query)} for m in CATALOGUE]
+    queries = catalogue_queries()
     with Recorder(prom_port) as recorder:
         worker("ours", recorder.url, s3, START + H, START + 2 * H, 60, queries)
     return {
@@ -542,6 +576,12 @@ def main() -> int:
             "scheduler": lambda: scheduler_load(prom, s3),
             "fleet": lambda: fleet_times(s3),
             "fleet_page": lambda: fleet_page_times(s3),
+            # With BENCH_BEFORE_SOURCE (a checkout of the commit before full validation).
+            **(
+                {"validation": lambda: validation_comparison(prom.url, s3.url, Path(before))}
+                if (before := os.environ.get("BENCH_BEFORE_SOURCE"))
+                else {}
+            ),
             # With BENCH_CLI_SOURCE (another checkout), recorded as the "before" of the CLI's times.
             "cli_before" if os.environ.get("BENCH_CLI_SOURCE") else "cli": lambda: cli_times(
                 prom.port, START + HOURS * H + 600, s3

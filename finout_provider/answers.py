@@ -112,7 +112,9 @@ def judge_envelope(doc: Any, *, allow_warnings: bool = False, matrix: bool = Tru
 _STRING = rb'"[^"\\\x00-\x1f]*+(?:\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})[^"\\\x00-\x1f]*+)*+"'
 _NUMBER = rb"-?+(?:0|[1-9][0-9]*+)(?:\.[0-9]++)?+(?:[eE][+-]?+[0-9]++)?+"
 _TOKEN = re.compile(rb"[ \t\r\n]*+(?:([{}\[\],:])|(" + _STRING + rb")|(" + _NUMBER + rb")|(true|false|null))")
-_TIME = rb"((?:0|[1-9][0-9]*+)(?:\.[0-9]++)?+)"
+# A sample's timestamp as servers write one (seconds since 1970, so never 0 or negative); any other
+# number is valid JSON too, and such a series goes through the tokenizer.
+_TIME = rb"([1-9][0-9]*+(?:\.[0-9]++)?+)"
 _VALUE = rb',"[^"\\\x00-\x1f]*+"\]'
 _PAIR = _STRING + b":" + _STRING
 # Groups: 1 the values, 2 the first timestamp, 3 the last (when more than one), 4 a comma after.
