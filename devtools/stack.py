@@ -9,7 +9,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -266,6 +266,22 @@ def api_server_env(port: int) -> dict[str, str]:
         "AIRFLOW__API__PORT": str(port),
         "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
     }
+
+
+@contextmanager
+def serving(stack: AirflowStack, servers: Iterable[Any] = ()) -> Iterator[None]:
+    """A test fixture's block against ``stack``: the stack's logs printed if the block fails; the
+    stack and ``servers`` (anything with ``stop()``: Prometheus, Redis, Postgres...) stopped at the
+    end. ``servers`` is read then, so a list the block appends to is stopped whole."""
+    try:
+        yield
+    except BaseException:
+        print(stack.logs())
+        raise
+    finally:
+        stack.cleanup()
+        for server in servers:
+            server.stop()
 
 
 def wait_for(stack: AirflowStack, what: str, check: Callable[[], Any], timeout: float = 300, every: float = 2) -> Any:

@@ -25,7 +25,7 @@ import requests
 from devtools.history import HistorySpec, PrometheusServer, build_tsdb, free_port
 from devtools.s3server import S3Server
 from devtools.services import PostgresServer, RedisServer, celery_settings
-from devtools.stack import ROOT, AirflowStack, Api, airflow_major, api_server_env, wait_for
+from devtools.stack import ROOT, AirflowStack, Api, airflow_major, api_server_env, serving, wait_for
 from finout_provider.catalogue import render, select
 from finout_provider.hooks.prometheus import PrometheusHook
 from finout_provider.layout import build_key
@@ -100,21 +100,12 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, s3_server: S3Server) -> Iter
             "AIRFLOW__CORE__PARALLELISM": "8",
         },
     )  # fmt: skip
-    try:
+    with serving(stack, [*servers, redis, postgres]):
         stack.migrate()
         api = Api(stack.start_airflow3(port))
         stack.start("triggerer", "--skip-serve-logs", log_name="triggerer")
         stack.start_celery_workers(2, SLOTS)
         yield {"stack": stack, "api": api, "servers": servers, "dags": dags, "postgres": postgres}
-    except BaseException:
-        print(stack.logs())
-        raise
-    finally:
-        stack.cleanup()
-        for server in servers:
-            server.stop()
-        redis.stop()
-        postgres.stop()
 
 
 def first_run_windows(api: Api, dag_id: str) -> list[list[int]]:

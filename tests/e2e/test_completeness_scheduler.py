@@ -17,7 +17,7 @@ import pytest
 
 from devtools.history import HistorySpec, PrometheusServer, build_tsdb, free_port
 from devtools.s3server import S3Server
-from devtools.stack import BIN, AirflowStack, Api, airflow_major, api_server_env, wait_for
+from devtools.stack import BIN, AirflowStack, Api, airflow_major, api_server_env, serving, wait_for
 from finout_provider.windows import iso
 
 pytestmark = [
@@ -68,20 +68,13 @@ def stack(
         connections={"aws_default": s3_server.connection()},
         extra_env=api_server_env(port),
     )  # fmt: skip
-    airflow.migrate()
-    try:
+    with serving(airflow, prometheus):  # the test appends the Prometheus that replaces the first
+        airflow.migrate()
         api = Api(airflow.start_airflow3(port))
         wait_for(airflow, "the DAG to be parsed", lambda: api.has_dag(DAG_ID), timeout=180)
         for dag_id in (DAG_ID, f"finout_prometheus_{HEALTHY}"):
             airflow.airflow("dags", "unpause", dag_id, retries_when_locked=5)
         yield airflow, api, prometheus
-    except BaseException:
-        print(airflow.logs())
-        raise
-    finally:
-        airflow.cleanup()
-        for server in prometheus:
-            server.stop()
 
 
 def status(airflow: AirflowStack, cluster: str = CLUSTER) -> dict[str, Any]:

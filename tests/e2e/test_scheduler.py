@@ -12,7 +12,7 @@ import requests
 
 from devtools.history import HistorySpec, PrometheusServer, build_tsdb, free_port
 from devtools.s3server import S3Server
-from devtools.stack import AirflowStack, Api, airflow_major, api_server_env, wait_for
+from devtools.stack import AirflowStack, Api, airflow_major, api_server_env, serving, wait_for
 from finout_provider.get_provider_info import CONN_FIELDS
 from finout_provider.layout import build_key
 from finout_provider.links import folder_url
@@ -61,18 +61,13 @@ def scheduler_stack(prometheus: PrometheusServer, s3_server: S3Server) -> Iterat
         extra_env=api_server_env(port)
         | {"AIRFLOW__CORE__PARALLELISM": "4", "AIRFLOW__CORE__TEST_CONNECTION": "Enabled"},
     )
-    stack.migrate()
-    try:
+    with serving(stack):
+        stack.migrate()
         api = Api(stack.start_airflow3(port))
         wait_for(stack, "the DAG to be parsed", lambda: api.has_dag(DAG_ID), timeout=180)
         # Tasks of a paused DAG are never queued, backfills included.
         stack.airflow("dags", "unpause", DAG_ID, retries_when_locked=5)
         yield stack, api, bucket
-    except BaseException:
-        print(stack.logs())
-        raise
-    finally:
-        stack.cleanup()
 
 
 def keys_of(s3_server: S3Server, bucket: str) -> set[str]:

@@ -21,7 +21,7 @@ import requests
 
 from devtools.history import HistorySpec, PrometheusServer, build_tsdb, free_port
 from devtools.s3server import S3Server
-from devtools.stack import AirflowStack, api_server_env, wait_for
+from devtools.stack import AirflowStack, api_server_env, serving, wait_for
 from finout_provider.layout import build_key, day_folder
 from finout_provider.links import folder_url
 from finout_provider.windows import Window
@@ -66,19 +66,13 @@ def ui(history: HistorySpec, s3_server: S3Server, tmp_path_factory: pytest.TempP
     }
     cluster = {"CLUSTER_NAME": CLUSTER, "BACKFILL_DAYS": 1, "METRICS": METRICS}
     stack = AirflowStack.one_cluster(cluster, prometheus.port, s3_server, "finout-ui", PREFIX, extra_env=env)
-    stack.migrate()
-    try:
+    with serving(stack, [prometheus]):
+        stack.migrate()
         base = stack.start_airflow3(port)
         stack.start("triggerer", "--skip-serve-logs", log_name="triggerer")
         session = UI(stack, base, s3_server, "finout-ui")
         wait_for(stack, "the DAG to be parsed", lambda: session.api("GET", f"/dags/{DAG_ID}", check=False).ok, 180)
         yield session
-    except BaseException:
-        print(stack.logs())
-        raise
-    finally:
-        stack.cleanup()
-        prometheus.stop()
 
 
 class UI:

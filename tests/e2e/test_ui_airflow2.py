@@ -20,7 +20,7 @@ import requests
 
 from devtools.history import HistorySpec, PrometheusServer, build_tsdb, free_port, wait_http
 from devtools.s3server import S3Server
-from devtools.stack import AirflowStack, airflow_major, wait_for
+from devtools.stack import AirflowStack, airflow_major, serving, wait_for
 from finout_provider.layout import build_key
 from finout_provider.windows import Window
 from tests.conftest import ROOT
@@ -71,8 +71,8 @@ def site(s3_server: S3Server, tmp_path_factory: pytest.TempPathFactory) -> Itera
     }
     cluster = {"CLUSTER_NAME": CLUSTER, "BACKFILL_DAYS": 0, "METRICS": METRICS, "CLUSTER_LABEL": "cluster"}
     stack = AirflowStack.one_cluster(cluster, prometheus.port, s3_server, BUCKET, PREFIX, extra_env=env)
-    stack.migrate()
-    try:
+    with serving(stack, [prometheus]):
+        stack.migrate()
         stack.airflow("users", "create", "--username", USER, "--password", PASSWORD, "--role", "Admin",
                       "--firstname", "Ada", "--lastname", "Admin", "--email", "admin@example.com")  # fmt: skip
         port = free_port()
@@ -83,12 +83,6 @@ def site(s3_server: S3Server, tmp_path_factory: pytest.TempPathFactory) -> Itera
         session = Site(stack, base, s3_server)
         wait_for(stack, "the DAG to be parsed", lambda: session.api(f"/dags/{DAG_ID}").ok, 180)
         yield session
-    except BaseException:
-        print(stack.logs())
-        raise
-    finally:
-        stack.cleanup()
-        prometheus.stop()
 
 
 def picker_text(ts: int) -> str:
