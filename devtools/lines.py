@@ -105,7 +105,7 @@ def readme_row(the_line: Line, versions: dict[str, str]) -> str:
     shown = [versions[name] if the_line.as_of else "newest" for name in REQUIRED_PROVIDERS]
     tested = "whole suite" if the_line.suites == FULL else "unit, integration, `airflow dags test`"
     if the_line.markers:
-        tested += ", `airflow dags backfill` and scheduler e2e"
+        tested += ", `airflow dags backfill`, scheduler e2e and the UI in a browser"
     cells = [the_line.airflow.replace(".*", ".x"), the_line.as_of or "today", the_line.what, *shown, tested]
     return "| " + " | ".join(cells) + " |"
 
