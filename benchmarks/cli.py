@@ -45,6 +45,13 @@ RUNS = 5
 BODY = gzip.compress(b'{"status":"success","data":{"resultType":"matrix","result":[]}}', mtime=0)
 
 
+def commit_of(source: str | os.PathLike[str]) -> str:
+    """The short commit of the checkout at ``source`` (its path, if git cannot tell)."""
+    found = subprocess.run(["git", "-C", str(source), "rev-parse", "--short", "HEAD"], capture_output=True,
+                           text=True, check=False).stdout.strip()  # fmt: skip
+    return found or str(source)
+
+
 def _fill(s3: S3Server, now: int) -> int:
     """The last day of exports of cluster ``bench``."""
     client: Any = s3.client()
@@ -112,12 +119,7 @@ def cli_times(prom_port: int, prometheus_now: int, s3: S3Server) -> dict[str, An
     )
     source = os.environ.get("BENCH_CLI_SOURCE")
     env = stack.env | ({"PYTHONPATH": source} if source else {})
-    label = "this checkout"
-    if source:
-        commit = subprocess.run(
-            ["git", "-C", source, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
-        )
-        label = f"commit {commit.stdout.strip() or source}"
+    label = f"commit {commit_of(source)}" if source else "this checkout"
     commands = _commands(stack.clusters_file, now, prometheus_now)
     try:
         from_env = _medians(commands, env, s3)

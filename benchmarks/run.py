@@ -22,7 +22,7 @@ from typing import Any
 import requests
 import yaml
 
-from benchmarks.cli import cli_times
+from benchmarks.cli import cli_times, commit_of
 from benchmarks.fleet import fleet_times
 from benchmarks.fleet_page import fleet_page_times
 from benchmarks.measuring import measuring_overhead
@@ -130,11 +130,9 @@ def validation_comparison(prom: str, s3: str, before: Path) -> dict[str, Any]:
     1c4fd47), this checkout's, and the limit, in the same rounds."""
     variants = {"before": ("ours", before), "after": ("ours", ROOT), "limit": ("limit", ROOT)}
     runs = rounds(variants, prom, s3, catalogue_queries())
-    commit = subprocess.run(["git", "-C", str(before), "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True, check=False).stdout.strip()  # fmt: skip
     limit, limit_cpu = median(runs["limit"], "seconds"), median(runs["limit"], "cpu_seconds")
     return {
-        "note": f"Measured together with `BENCH_BEFORE_SOURCE=<checkout of {commit or before}> python -m "
+        "note": f"Measured together with `BENCH_BEFORE_SOURCE=<checkout of {commit_of(before)}> python -m "
         f"benchmarks.run validation` (medians of {REPEATS} rounds, the same Prometheus and S3 server): before "
         "is that commit's export, after this checkout's, which also measures every answer (completeness); CPU "
         "is the exporting process's (time.process_time), the wall time includes Prometheus answering on the "

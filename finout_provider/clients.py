@@ -28,8 +28,8 @@ def s3_of(config: ClusterConfig) -> S3Objects:
 def prometheus_of(config: ClusterConfig) -> PrometheusApi:
     """The cluster's Prometheus (its connection, or HOSTNAME/PORT of the clusters file)."""
     conn = environment_connection(config.effective_conn_id)
-    extra = conn.extra_dejson if conn is not None else None
-    if conn is not None and isinstance(extra, dict):
+    if conn is not None:
+        extra = conn.extra_dejson
         if not truthy(extra.get("sigv4")):
             return PrometheusClient(conn)
         aws = environment_connection(str(extra.get("aws_conn_id", "aws_default")))

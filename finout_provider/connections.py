@@ -46,19 +46,9 @@ class Conn:
 
     @property
     def extra_dejson(self) -> Any:
-        """The extra as JSON; ``{}`` when there is none."""
+        """The extra as JSON; ``{}`` when there is none (:func:`environment_connection` returns only
+        connections whose extra is a JSON object)."""
         return json.loads(self.extra) if self.extra else {}
-
-
-def _odd_extra(extra: str | None) -> bool:
-    """An extra that is not a JSON object: Airflow lines differ on it (some read ``{}``, some skip the
-    connection), so such a connection is left to Airflow."""
-    if not extra:
-        return False
-    try:
-        return not isinstance(json.loads(extra), dict)
-    except ValueError:
-        return True
 
 
 def _conn_type(value: str) -> str:
@@ -91,8 +81,6 @@ def from_uri(conn_id: str, uri: str) -> Conn | None:
     if parts.query:
         query = dict(parse_qsl(parts.query, keep_blank_values=True))
         extra = query[EXTRA_KEY] if EXTRA_KEY in query else json.dumps(query)
-    if _odd_extra(extra):
-        return None
     return Conn(
         conn_id,
         conn_type=_conn_type(scheme),
@@ -116,8 +104,6 @@ def from_json(conn_id: str, text: str) -> Conn | None:
         return None
     extra = fields.get("extra")
     extra = (extra if isinstance(extra, str) else json.dumps(extra)) if extra else None
-    if _odd_extra(extra):
-        return None
     port = fields.get("port")
     return Conn(
         conn_id,
@@ -164,12 +150,15 @@ def secrets_backend_configured() -> bool:
 
 def environment_connection(conn_id: str) -> Conn | None:
     """Connection ``conn_id`` from ``AIRFLOW_CONN_<ID>`` when that is where Airflow would find it,
-    else ``None`` (no such variable, a secrets backend first, or a form Airflow would refuse)."""
+    else ``None`` (no such variable, a secrets backend first, a form Airflow would refuse, or an
+    extra that is not a JSON object, which Airflow's lines read differently: some as ``{}``, some
+    not at all)."""
     value = os.environ.get(ENV_PREFIX + conn_id.upper(), "").strip()
     if not value or secrets_backend_configured():
         return None
     try:
-        return from_json(conn_id, value) if value[0] == "{" else from_uri(conn_id, value)
+        conn = from_json(conn_id, value) if value[0] == "{" else from_uri(conn_id, value)
+        return conn if conn is not None and isinstance(conn.extra_dejson, dict) else None
     except (ValueError, TypeError):
         return None
 
@@ -184,8 +173,7 @@ def plain_aws(conn: Conn | None) -> bool:
     """Whether an AWS connection means the same to boto3 here as through the Amazon provider."""
     if conn is None or (conn.conn_type or "aws") != "aws":
         return False
-    extra = conn.extra_dejson
-    return isinstance(extra, dict) and set(extra) <= PLAIN_AWS_EXTRAS
+    return set(conn.extra_dejson) <= PLAIN_AWS_EXTRAS
 
 
 def aws_session(conn: Conn, role_arn: str | None = None, external_id: str | None = None) -> Any:
