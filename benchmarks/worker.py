@@ -52,6 +52,23 @@ def s3_client(url: str) -> Any:
     )
 
 
+def export_operator(bucket: str, start: int, end: int, step: int, queries: list[dict[str, str]]) -> Any:
+    """The export operator of whichever checkout runs this (``BENCH_BEFORE_SOURCE`` may be an older one,
+    whose operator took the S3 target and the metrics as loose arguments)."""
+    from finout_provider.transfers.prometheus_to_s3 import PrometheusToS3Operator
+
+    common = {"task_id": "bench", "window_start": start, "window_end": end, "prometheus_conn_id": "bench_prom",
+              "queries_batch_size": CONCURRENCY, "query_delay_seconds": 0}  # fmt: skip
+    try:
+        from finout_provider.catalogue import ExportSpec, Metric
+        from finout_provider.target import S3Target
+    except ImportError:  # before the one target and spec
+        return PrometheusToS3Operator(cluster_name="bench", s3_bucket=bucket, s3_prefix="bench/ours",
+                                      aws_conn_id="bench_s3", metrics=queries, step_seconds=step, **common)  # fmt: skip
+    spec = ExportSpec(tuple(Metric(q["name"], q["query"]) for q in queries), time_frame=end - start, step=step)
+    return PrometheusToS3Operator(target=S3Target("bench", bucket, "bench/ours", "bench_s3"), spec=spec, **common)
+
+
 def main() -> None:
     mode, prom, s3_url, bucket, start, end, step, queries_json = sys.argv[1:9]
     queries = json.loads(queries_json)
@@ -67,22 +84,7 @@ def main() -> None:
                 "extra": {"endpoint_url": s3_url, "region_name": "us-east-1"},
             }
         )
-        from finout_provider.transfers.prometheus_to_s3 import PrometheusToS3Operator
-
-        op = PrometheusToS3Operator(
-            task_id="bench",
-            cluster_name="bench",
-            s3_bucket=bucket,
-            s3_prefix="bench/ours",
-            window_start=start_i,
-            window_end=end_i,
-            metrics=queries,
-            prometheus_conn_id="bench_prom",
-            aws_conn_id="bench_s3",
-            step_seconds=step_i,
-            queries_batch_size=CONCURRENCY,
-            query_delay_seconds=0,
-        )
+        op = export_operator(bucket, start_i, end_i, step_i, queries)
         op.prometheus_hook.session  # noqa: B018 - connections resolved before timing
         op.s3_hook.get_conn()
         base = rss_mb()

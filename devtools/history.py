@@ -42,6 +42,8 @@ class HistorySpec:
     recording_rules: bool = True
     # kube-state-metrics label allowlist in force (pods=[*],nodes=[*]).
     label_allowlist: bool = True
+    # Pods set resource limits (kube_pod_container_resource_limits); many clusters' pods set none.
+    limits: bool = True
     # kube-state-metrics before 2.0: requests, limits and node capacity only under their old
     # per-resource names (kube_pod_container_resource_requests_cpu_cores, ...).
     ksm_v1: bool = False
@@ -213,7 +215,8 @@ def write_openmetrics(spec: HistorySpec, out: TextIO) -> int:
                 cid = {**ident, "container": container, "node": pod.node}
                 for resource, unit, req in (("cpu", "core", 0.25), ("memory", "byte", 256e6)):
                     typed = {**cid, "resource": resource, "unit": unit}
-                    for kind, value in (("requests", req), ("limits", req * 2)):
+                    kinds = (("requests", req), ("limits", req * 2)) if spec.limits else (("requests", req),)
+                    for kind, value in kinds:
                         name = f"kube_pod_container_resource_{kind}"
                         if spec.ksm_v1:
                             writer.series(f"{name}_{_V1_SUFFIX[resource]}", cid, cluster, ps, pe, _const(value))

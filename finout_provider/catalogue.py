@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from finout_provider.completeness import Thresholds
 from finout_provider.layout import validate_metric_name
 
 PLACEHOLDER = "%%%cluster_label"
@@ -135,6 +136,48 @@ EMPTY_IS_FINE = {
     "pv_capacity": "no persistent volumes (fine if the cluster has none)",
     "pod_pvcs": "no pods with persistent volume claims (fine if the cluster has none)",
 }
+
+
+def expected_empty(names: Iterable[str]) -> frozenset[str]:
+    """EXPECT_EMPTY's default for a cluster exporting ``names``."""
+    return frozenset(EMPTY_IS_FINE.keys() & set(names))
+
+
+@dataclass(frozen=True)
+class ExportSpec:
+    """What a cluster exports each window and how a window is judged: the one value the clusters
+    file gives every task, the CLI and the fleet page (with :class:`~finout_provider.target.S3Target`).
+
+    :param metrics: the metrics, as the catalogue and EXTRA_QUERIES describe them (with ``needs``).
+    :param time_frame: TIME_FRAME, the window length in seconds.
+    :param step: STEP_SECONDS, the query resolution.
+    :param expect_empty: EXPECT_EMPTY, metrics that may come back empty (default: the catalogue's
+        GPU and volume metrics).
+    :param thresholds: COMPLETENESS_MIN_SAMPLES and COMPLETENESS_MIN_SERIES.
+    """
+
+    metrics: tuple[Metric, ...] = CATALOGUE
+    time_frame: int = 3600
+    step: int = 60
+    expect_empty: frozenset[str] = frozenset(EMPTY_IS_FINE)
+    thresholds: Thresholds = field(default_factory=Thresholds)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "metrics", tuple(self.metrics))
+        object.__setattr__(self, "expect_empty", frozenset(self.expect_empty))
+
+    @property
+    def names(self) -> list[str]:
+        return [m.name for m in self.metrics]
+
+    @property
+    def points(self) -> int:
+        """Points per series in one window."""
+        return self.time_frame // self.step
+
+    def __str__(self) -> str:
+        """How the serialized DAG shows it (the queries stay in the DAG file, not in the database)."""
+        return f"ExportSpec({len(self.metrics)} metrics, time_frame={self.time_frame}, step={self.step})"
 
 
 class CatalogueError(ValueError):

@@ -207,16 +207,16 @@ def cmd_preflight(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     config = _cluster(args)
     at = _time(args.at, "--at") if args.at else default_instant(time.time(), SETTLE_SECONDS, config.step_seconds)
     hook = prometheus_of(config)
-    check = Preflight(hook.instant, config.cluster_name, config.metrics, config.cluster_label)
+    check = Preflight(hook.instant, config.cluster_name, config.spec, config.cluster_label)
     report = check.run(at, progress=_progress(err, "preflight"))
-    report.cost = check.cost(at, config.time_frame // config.step_seconds, hook.max_samples())
+    report.cost = check.cost(at, hook.max_samples())
     out.write(report.render() + "\n")
     return 1 if report.failed else 0
 
 
 def cmd_coverage(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from finout_provider.coverage import COMPLETE, Coverage
-    from finout_provider.exports import ClusterFolder, Target
+    from finout_provider.exports import by_window, empty_windows
 
     config = _cluster(args)
     start, end = _time(args.from_, "--from"), _time(args.to, "--to")
@@ -229,19 +229,22 @@ def cmd_coverage(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     windows = windows_between(start, min(end, settled), config.time_frame)
     if not windows:
         raise CliError(f"no whole {config.time_frame}s window between --from and --to has closed yet")
-    names = [m.name for m in config.metrics]
-    folder = ClusterFolder(_s3(config), config.s3_bucket, config.s3_prefix, config.cluster_name)
+    target, spec = config.target.checked(), config.spec
+    folder = target.folder(_s3(config))
     days = list(iter_days(windows[0].start, windows[-1].end))
     states: dict[str, str] = {}
     measures: dict[str, Any] = {}
+    begins: list[int] = []
     report = _progress(err, "coverage")
     for number, day in enumerate(days, 1):
         report(number, len(days), time.strftime("%Y-%m-%d", time.gmtime(day)))
         starts = [w.start for w in windows if day <= w.start < day + DAY]
-        found, measured = folder.survey(names, starts, config.time_frame, deep=args.deep)
-        states, measures = states | found, measures | measured
-    coverage = Coverage.from_states(config.cluster_name, config.s3_prefix, config.time_frame, windows, states)
-    coverage.mark_empty(Target.of(config).empty(measures, [w.start for w in windows]))
+        survey = folder.survey(spec.names, starts, spec.time_frame, deep=args.deep)
+        states, measures = states | survey.states, measures | survey.measures
+        begins += [] if survey.begins is None else [survey.begins]
+    coverage = Coverage.from_states(target.cluster, target.prefix, spec.time_frame, windows, states)
+    coverage.mark_empty(empty_windows(spec, by_window(target, measures, [w.start for w in windows])))
+    coverage.mark_before(min(begins, default=None))
     out.write(coverage.render() + "\n")
     if args.png:
         out.write(f"wrote {coverage.write_png(args.png)}\n")
@@ -250,7 +253,7 @@ def cmd_coverage(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 def cmd_plan(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from finout_provider.clients import prometheus_of
-    from finout_provider.exports import Target, incomplete_in
+    from finout_provider.exports import incomplete_in
     from finout_provider.planning import Planner
 
     config = _cluster(args)
@@ -262,7 +265,12 @@ def cmd_plan(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     log.setLevel(logging.INFO)
     prometheus, s3 = prometheus_of(config), _s3(config)
     planner = Planner.from_config(
-        config, s3, prometheus, settle_seconds=SETTLE_SECONDS, log=log, flagged=incomplete_in(s3, Target.of(config))
+        config,
+        s3,
+        prometheus,
+        settle_seconds=SETTLE_SECONDS,
+        log=log,
+        flagged=incomplete_in(s3, config.target, config.spec),
     )
     end = closed_before(now, SETTLE_SECONDS, config.time_frame)
     plan = planner.plan(now, limit=args.limit, interval=(end - config.time_frame, end), repair=config.mode == "airflow")
@@ -279,9 +287,9 @@ def cmd_plan(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if plan.windows and config.mode == "airflow":
         from finout_provider.preflight import Preflight
 
-        check = Preflight(prometheus.instant, config.cluster_name, config.metrics, config.cluster_label)
+        check = Preflight(prometheus.instant, config.cluster_name, config.spec, config.cluster_label)
         at = plan.windows[-1].query_range(config.step_seconds)[1]
-        out.write(check.cost(at, config.time_frame // config.step_seconds, prometheus.max_samples()).render() + "\n")
+        out.write(check.cost(at, prometheus.max_samples()).render() + "\n")
     return 0
 
 
@@ -438,18 +446,10 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout, err: TextI
 
 
 def _expected(error: Exception) -> str:
-    """One line for a failure the user can fix (a connection, S3, Prometheus); re-raise others."""
-    from finout_provider.prometheus_api import PrometheusError
-    from finout_provider.s3_objects import S3AccessError
+    """One line for a failure the user can fix (a connection, S3, Prometheus, a setting); re-raise
+    others (a defect: its traceback is the report)."""
+    from finout_provider.failures import expected, explain
 
-    name = type(error).__name__
-    if name == "AirflowNotFoundException" or "isn't defined" in str(error):
-        return (
-            f"{error}: create it (`airflow connections add ID --conn-type prometheus --conn-host HOST "
-            "--conn-port 9090`, or `--conn-type aws` for S3), or set AIRFLOW_CONN_<ID>"
-        )
-    if name in ("NoCredentialsError", "PartialCredentialsError", "NoRegionError"):
-        return f"{error}: the AWS connection (AWS_CONN_ID, default aws_default) gives no usable credentials"
-    if isinstance(error, PrometheusError | S3AccessError | WindowError | ValueError):
-        return str(error).splitlines()[0]
-    raise error
+    if not expected(error):
+        raise error
+    return explain(error)

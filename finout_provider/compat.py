@@ -11,6 +11,7 @@ provider's ``version_compat.py`` is the model.
 from __future__ import annotations
 
 import importlib
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from packaging.version import Version
@@ -32,6 +33,7 @@ if TYPE_CHECKING:  # what the names are, for type checkers (the newest common-co
         Stats,
         TaskDeferred,
         Variable,
+        XCom,
         conf,
         get_parsing_context,
         mask_secret,
@@ -58,6 +60,7 @@ _PATHS: dict[str, tuple[str, ...]] = {
     "Context": ("airflow.sdk", "airflow.utils.context"),
     "Param": ("airflow.sdk", "airflow.models.param"),
     "Variable": ("airflow.sdk", "airflow.models.variable"),
+    "XCom": ("airflow.sdk.execution_time.xcom", "airflow.models.xcom"),
     "get_parsing_context": ("airflow.sdk", "airflow.utils.dag_parsing_context"),
     "AirflowException": ("airflow.sdk.exceptions", "airflow.exceptions"),
     "AirflowFailException": ("airflow.sdk.exceptions", "airflow.exceptions"),
@@ -90,21 +93,58 @@ def __getattr__(name: str) -> Any:
     return value
 
 
-def earlier_run_running(context: Any) -> str | None:
-    """The run id of the newest earlier run of this task's DAG that is still running, if any.
+# How many earlier scheduled runs a run asks about (Airflow 3): a scheduled run still running after
+# this many later ticks is not seen, and the later run repairs too (the same keys, the same bytes).
+EARLIER_RUNS = 100
 
-    Airflow 3 asks the execution API (``RuntimeTaskInstance.get_previous_dagrun``); Airflow 2 reads
-    its own database, as its tasks may. Earlier means an earlier logical date; a run without one
-    (Airflow 3 API triggers may omit it) is not seen.
+
+def earlier_scheduled_run_running(context: Any) -> str | None:
+    """Which earlier scheduled run of this task's DAG is still running, if any (manual runs and
+    backfills are not looked at).
+
+    Airflow 2 reads its own database, as its tasks may. Airflow 3 counts, through the execution
+    API, the running runs among the DAG's :data:`EARLIER_RUNS` schedule ticks before this run's
+    logical date (a scheduled run's logical date is the start of its data interval).
     """
     ti, run = context.get("ti"), context.get("dag_run")
-    if ti is None or run is None:  # not a task instance's run (an operator executed by hand)
+    if ti is None or run is None or getattr(run, "logical_date", None) is None:
+        return None  # not a task instance's run (an operator executed by hand)
+    if AIRFLOW_VERSION.major < 3:
+        return _earlier_scheduled_run_airflow2(run)
+    expression = getattr(getattr(context.get("dag"), "timetable", None), "summary", "")
+    ticks = _ticks_before(str(expression), run.logical_date, EARLIER_RUNS)
+    if not ticks:
         return None
-    if AIRFLOW_VERSION.major >= 3:
-        previous = ti.get_previous_dagrun(state="running")
-    else:
-        from airflow.models.dagrun import DagRun
-        from airflow.utils.state import DagRunState
+    running = ti.get_dr_count(dag_id=run.dag_id, logical_dates=ticks, states=["running"])
+    return f"({running} of the {len(ticks)} before {run.logical_date.isoformat()})" if running else None
 
-        previous = DagRun.get_previous_dagrun(run, state=DagRunState.RUNNING)
-    return None if previous is None else str(previous.run_id)
+
+def _earlier_scheduled_run_airflow2(run: Any) -> str | None:
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    from airflow.utils.state import DagRunState
+    from airflow.utils.types import DagRunType
+    from sqlalchemy import select
+
+    query = (
+        select(DagRun.run_id)
+        .where(DagRun.dag_id == run.dag_id, DagRun.run_type == DagRunType.SCHEDULED)
+        .where(DagRun.state == DagRunState.RUNNING, DagRun.execution_date < run.execution_date)
+        .order_by(DagRun.execution_date.desc())
+        .limit(1)
+    )
+    with create_session() as session:
+        found = session.scalar(query)
+    return None if found is None else str(found)
+
+
+def _ticks_before(expression: str, moment: Any, count: int) -> list[Any]:
+    """The ``count`` times before ``moment`` of the cron ``expression`` (UTC), newest first; none
+    when it is not a cron expression."""
+    from croniter import croniter
+
+    try:
+        ticks = croniter(expression, moment.astimezone(UTC))
+        return [ticks.get_prev(datetime) for _ in range(count)]
+    except (ValueError, KeyError, TypeError):
+        return []

@@ -28,6 +28,9 @@ from typing import Any
 
 PREFIX = "finout-"
 FIELDS = ("series", "samples", "expected", "first", "last")
+# Where the cluster's data begins in Prometheus (Unix seconds), as the run that wrote the object
+# found it: windows before it are not missing, they were never measured.
+DATA_BEGINS = PREFIX + "data-begins"
 EDGE_STEPS = 2  # steps of slack at a window's edges before data "starts late" or "stops early"
 
 
@@ -59,6 +62,12 @@ class Measured:
         except (KeyError, ValueError):
             return None
         return cls(series, samples, expected, first, last)
+
+
+def data_begins(metadata: Mapping[str, str]) -> int | None:
+    """Where an object's run found the cluster's data to begin, if it asked."""
+    value = metadata.get(DATA_BEGINS, "")
+    return int(value) if value.isdigit() else None
 
 
 @dataclass(frozen=True)

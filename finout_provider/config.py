@@ -17,11 +17,12 @@ import reprlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from finout_provider import exporter_env as env
-from finout_provider.catalogue import EMPTY_IS_FINE, CatalogueError, Metric, select
+from finout_provider.catalogue import CatalogueError, ExportSpec, Metric, expected_empty, select
 from finout_provider.completeness import Thresholds
 from finout_provider.layout import (
     MAX_KEY_BYTES,
@@ -31,6 +32,7 @@ from finout_provider.layout import (
     validate_bucket,
     validate_cluster_name,
 )
+from finout_provider.target import S3Target
 from finout_provider.windows import DAY, MAX_INITIAL_BACKFILL_DAYS, WindowError, check_frame
 from finout_provider.yamltext import TextMap, YamlTextError
 from finout_provider.yamltext import load as load_yaml
@@ -382,6 +384,18 @@ class ClusterConfig:
     def dag_id(self) -> str:
         return f"{DAG_ID_PREFIX}{self.cluster_name}"
 
+    @cached_property
+    def target(self) -> S3Target:
+        """Where the cluster's export lands: the one value every task, the CLI and the page get."""
+        return S3Target(self.cluster_name, self.s3_bucket, self.s3_prefix, self.aws_conn_id, self.role_arn,
+                        self.role_external_id, self.s3_kms_key_id)  # fmt: skip
+
+    @cached_property
+    def spec(self) -> ExportSpec:
+        """What the cluster exports and how its windows are judged (with :attr:`target`)."""
+        thresholds = Thresholds(self.completeness_min_samples, self.completeness_min_series)
+        return ExportSpec(self.metrics, self.time_frame, self.step_seconds, self.expect_empty, thresholds)
+
     @property
     def effective_conn_id(self) -> str:
         """The Airflow connection the hook reads: the configured one or the file-defined one."""
@@ -572,7 +586,7 @@ def parse_entry(
         return entry.errors
     fields = {key.attribute: v[key.name] for key in KEYS if key.attribute}
     names = {m.name for m in metrics}
-    empty = v["EXPECT_EMPTY"] if v["EXPECT_EMPTY"] is not None else EMPTY_IS_FINE.keys() & names
+    empty = v["EXPECT_EMPTY"] if v["EXPECT_EMPTY"] is not None else expected_empty(names)
     return ClusterConfig(**fields, metrics=metrics, expect_empty=frozenset(empty), warnings=_warnings(v))
 
 

@@ -18,10 +18,12 @@ from finout_provider.layout import parse_key
 from finout_provider.windows import DAY, Window
 
 COMPLETE, PARTIAL, MISSING, CORRUPT, EMPTY = "complete", "partial", "missing", "corrupt", "empty"
-SYMBOL = {COMPLETE: "#", PARTIAL: "+", MISSING: ".", CORRUPT: "X", EMPTY: "o"}
+BEFORE = "before data"  # not exported: before the cluster's data begins in Prometheus
+SYMBOL = {COMPLETE: "#", PARTIAL: "+", MISSING: ".", CORRUPT: "X", EMPTY: "o", BEFORE: "-"}
 COLOUR = {
     COMPLETE: (46, 160, 67),
     EMPTY: (150, 180, 220),  # every metric exported with no series (before the data begins)
+    BEFORE: (205, 215, 230),
     PARTIAL: (230, 160, 30),
     MISSING: (215, 50, 40),
     CORRUPT: (40, 40, 40),
@@ -70,6 +72,17 @@ class Coverage:
             if self.windows.get(start) == COMPLETE:
                 self.windows[start] = EMPTY
                 self.problems[start] = {"every metric": "no series"}
+
+    def mark_before(self, begins: int | None) -> list[int]:
+        """Missing windows that end before ``begins``, where the cluster's data begins: nothing was
+        measured then, so nothing is owed. The window holding ``begins`` and all after it keep their
+        state, so a failed first window still shows. Returns the windows marked."""
+        marked = [s for s, state in self.windows.items() if begins is not None and state == MISSING
+                  and s + self.time_frame <= begins]  # fmt: skip
+        for start in marked:
+            self.windows[start] = BEFORE
+            self.problems.pop(start, None)
+        return sorted(marked)
 
     @property
     def slots(self) -> int:

@@ -1,11 +1,13 @@
 """Build one DAG per cluster from the clusters file.
 
-    plan_windows, [preflight] -> export_window[one mapped instance per window] -> validate_export
+    plan_windows -> [preflight] -> export_window[one mapped instance per window] -> validate_export
         -> check_freshness, retention_cleanup
 
+Every task gets the cluster's one :class:`~finout_provider.target.S3Target` and
+:class:`~finout_provider.catalogue.ExportSpec`, built once from its entry of the clusters file.
 plan_windows has no upstream: Airflow 2's BackfillJob expands a mapped task only when its mapping
 source was scheduled at the run's start (a source queued later is tracked under a stale key and
-the run deadlocks), so preflight gates the exports, not the plan.
+the run deadlocks). Preflight follows the plan, so it judges the windows the run exports.
 
 With MODE ``kubernetes_pod`` the export is the official image run by KubernetesPodOperator;
 planning, validation and retention still run in Airflow.
@@ -22,17 +24,15 @@ from typing import Any
 
 from finout_provider import exporter_env
 from finout_provider.compat import DAG, Asset, BaseOperator, Param, mask_secret
-from finout_provider.completeness import Thresholds
 from finout_provider.config import DAG_ID_PREFIX, ClusterConfig, ClustersFile, ConfigError, default_path, load_file
 from finout_provider.connections import export_connection
 from finout_provider.exports import freshness_limit
-from finout_provider.layout import cluster_root
 from finout_provider.operators.freshness import FinoutFreshnessOperator
 from finout_provider.operators.plan import PlanWindowsOperator
 from finout_provider.operators.preflight import PrometheusPreflightOperator
 from finout_provider.operators.retention import FinoutRetentionOperator
 from finout_provider.sensors.export import FinoutExportSensor
-from finout_provider.transfers.prometheus_to_s3 import PrometheusToS3Operator, metric_specs
+from finout_provider.transfers.prometheus_to_s3 import PrometheusToS3Operator
 from finout_provider.windows import SETTLE_SECONDS, default_cron
 
 log = logging.getLogger(__name__)
@@ -80,22 +80,10 @@ def register_inline_connection(config: ClusterConfig) -> None:
     export_connection(config.effective_conn_id, conn)
 
 
-def _s3_args(config: ClusterConfig) -> dict[str, Any]:
-    return {
-        "cluster_name": config.cluster_name,
-        "s3_bucket": config.s3_bucket,
-        "s3_prefix": config.s3_prefix,
-        "aws_conn_id": config.aws_conn_id,
-        "role_arn": config.role_arn,
-        "role_external_id": config.role_external_id,
-        "s3_kms_key_id": config.s3_kms_key_id,
-    }
-
-
 def export_asset(config: ClusterConfig) -> Asset:
     """The cluster's export folder as an Asset: the export task's outlet, so a downstream DAG can be
     scheduled on ``schedule=[export_asset(...)]`` (or the same URI) and run on fresh data."""
-    return Asset(f"s3://{config.s3_bucket}/{cluster_root(config.s3_prefix, config.cluster_name).rstrip('/')}")
+    return Asset(config.target.uri)
 
 
 def pod_export_task(config: ClusterConfig, dag: DAG) -> BaseOperator:
@@ -176,7 +164,20 @@ RANGE_PARAMS: dict[str, dict[str, Any]] = {
 }
 
 
-def _declare_params(dag: DAG) -> None:
+# MODE kubernetes_pod: the official image exports its own window, so a range is refused when the
+# run is triggered (JSON Schema: only null), with the reason in the form.
+POD_PARAMS: dict[str, dict[str, Any]] = {
+    name: {
+        "type": "null",
+        "title": schema["title"],
+        "description": "Not available with MODE kubernetes_pod: the official exporter image exports its own "
+        "window, not a range. Leave empty; use MODE airflow to re-export a range.",
+    }
+    for name, schema in RANGE_PARAMS.items()
+}
+
+
+def _declare_params(dag: DAG, pod_mode: bool) -> None:
     """The trigger form's fields, declared once the tasks exist.
 
     A task takes a copy of its DAG's params when it is created, and serializing a copy costs a JSON
@@ -184,7 +185,8 @@ def _declare_params(dag: DAG) -> None:
     copy: at run time Airflow merges the DAG's params, then the run's conf, into every task's
     ``params`` (``process_params``), and the form and the trigger's validation read the DAG's.
     """
-    dag.params.update({name: Param(None, **schema) for name, schema in RANGE_PARAMS.items()})
+    params = POD_PARAMS if pod_mode else RANGE_PARAMS
+    dag.params.update({name: Param(None, **schema) for name, schema in params.items()})
 
 
 MAX_ACTIVE_RUNS = 8
@@ -227,42 +229,37 @@ def _export_task(config: ClusterConfig, dag: DAG, plan: BaseOperator) -> Any:
     return PrometheusToS3Operator.partial(
         task_id="export_window",
         dag=dag,
-        metrics=metric_specs(config.metrics),
+        target=config.target,
+        spec=config.spec,
         prometheus_conn_id=config.effective_conn_id,
-        step_seconds=config.step_seconds,
         queries_batch_size=config.queries_batch_size,
         query_delay_seconds=config.query_delay_seconds,
         cluster_label=config.cluster_label,
-        expect_empty=sorted(config.expect_empty),
         split=config.split == "auto",
         min_split_seconds=config.min_split_seconds,
         map_index_template="{{ window_label }}",
         max_active_tis_per_dagrun=1,
         outlets=[export_asset(config)],
-        **_s3_args(config),
     ).expand_kwargs(plan.output)
 
 
 def _checks(config: ClusterConfig, dag: DAG, plan: BaseOperator, export: Any) -> list[BaseOperator]:
     """Validation of what the run wrote, then freshness and retention."""
-    names = [m.name for m in config.metrics]
     pod_mode = config.mode == "kubernetes_pod"
+    target, spec = config.target, config.spec
     validate = FinoutExportSensor(
-        task_id="validate_export", dag=dag, windows=plan.output, exports=None if pod_mode else export.output,
-        metrics=names, time_frame=config.time_frame, poke_interval=30, timeout=900, mode="reschedule",
-        trigger_rule="none_failed", step_seconds=config.step_seconds, expect_empty=sorted(config.expect_empty),
-        thresholds=Thresholds(config.completeness_min_samples, config.completeness_min_series),
-        on_incomplete=config.incomplete, **_s3_args(config),
+        task_id="validate_export", dag=dag, target=target, spec=spec, windows=plan.output,
+        exports=None if pod_mode else export.output, poke_interval=30, timeout=900, mode="reschedule",
+        trigger_rule="none_failed", on_incomplete=config.incomplete,
     )  # fmt: skip
     freshness = FinoutFreshnessOperator(
-        task_id="check_freshness", dag=dag, metrics=names, time_frame=config.time_frame,
+        task_id="check_freshness", dag=dag, target=target, spec=spec,
         limit_seconds=freshness_limit(config, SETTLE_SECONDS), settle_seconds=SETTLE_SECONDS,
         trigger_rule="all_done",  # staleness matters most when the exports failed
-        **_s3_args(config),
     )  # fmt: skip
     retention = FinoutRetentionOperator(
-        task_id="retention_cleanup", dag=dag, retention_days=config.retention_days, trigger_rule="none_failed",
-        **_s3_args(config),
+        task_id="retention_cleanup", dag=dag, target=target, retention_days=config.retention_days,
+        trigger_rule="none_failed",
     )  # fmt: skip
     validate >> [freshness, retention]
     return [validate, freshness, retention]
@@ -278,26 +275,25 @@ def build_dag(config: ClusterConfig) -> DAG:
     plan = PlanWindowsOperator(
         task_id="plan_windows",
         dag=dag,
-        metrics=[m.name for m in config.metrics],
-        time_frame=config.time_frame,
+        target=config.target,
+        spec=config.spec,
         backfill_days=config.backfill_days,
         initial_backfill_date=config.initial_backfill_date,
         settle_seconds=SETTLE_SECONDS,
         repair=not pod_mode,  # the official image keeps its own state
         prometheus_conn_id=None if pod_mode else config.effective_conn_id,
         cluster_label=config.cluster_label,
-        **_s3_args(config),
+        ranges=not pod_mode,
     )
     export = _export_task(config, dag, plan)
     if config.preflight is not False and not pod_mode:
-        PrometheusPreflightOperator(
-            task_id="preflight", dag=dag, metrics=metric_specs(config.metrics),
+        plan >> PrometheusPreflightOperator(
+            task_id="preflight", dag=dag, target=config.target, spec=config.spec, windows=plan.output,
             prometheus_conn_id=config.effective_conn_id, cluster_label=config.cluster_label,
-            step_seconds=config.step_seconds, settle_seconds=SETTLE_SECONDS,
-            first_run_only=config.preflight is None, **_s3_args(config),
+            settle_seconds=SETTLE_SECONDS, first_run_only=config.preflight is None,
         ) >> export  # fmt: skip
     export >> _checks(config, dag, plan, export)[0]
-    _declare_params(dag)
+    _declare_params(dag, pod_mode)
     return dag
 
 

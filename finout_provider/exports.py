@@ -23,14 +23,16 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from finout_provider.answers import AnswerCheck, PrometheusError
-from finout_provider.completeness import Measured, Thresholds, judge
+from finout_provider.completeness import Measured, data_begins, judge
 from finout_provider.coverage import COMPLETE, CORRUPT, MISSING, PARTIAL, Coverage
 from finout_provider.layout import LayoutKey, build_key, cluster_root, day_of_folder, metric_folder, parse_key
 from finout_provider.windows import SETTLE_SECONDS, closed_before, iso, iter_days, windows_between
 
 if TYPE_CHECKING:
+    from finout_provider.catalogue import ExportSpec
     from finout_provider.config import ClusterConfig
     from finout_provider.s3_objects import S3Objects
+    from finout_provider.target import S3Target
 
 OK, GAPS, STALE = "ok", "gaps", "stale"
 SEVERITY = {STALE: 0, GAPS: 1, OK: 2}
@@ -65,6 +67,16 @@ def body_problem(chunks: Iterable[bytes]) -> str | None:
 
 # S3 requests of one survey in flight together (within botocore's pool of 10 connections).
 REQUESTS_AT_ONCE = 8
+
+
+@dataclass(frozen=True)
+class Survey:
+    """What S3 holds of some windows: each expected key's state, the measures of the whole objects
+    (by key), and where the cluster's data begins, as the objects' runs found it."""
+
+    states: dict[str, str]
+    measures: dict[str, Measured]
+    begins: int | None = None
 
 
 @dataclass(frozen=True)
@@ -122,21 +134,21 @@ class ClusterFolder:
     ) -> dict[str, str]:
         """State of every expected key of windows ``starts``: ``ok``, ``missing``, ``empty`` or
         what :meth:`inspect` finds (``deep``: every object read whole)."""
-        return self.survey(metrics, starts, window, deep=deep)[0]
+        return self.survey(metrics, starts, window, deep=deep).states
 
-    def survey(
-        self, metrics: Sequence[str], starts: Sequence[int], window: int, *, deep: bool = False
-    ) -> tuple[dict[str, str], dict[str, Measured]]:
-        """:meth:`states`, and the measures each whole object carries (by key)."""
+    def survey(self, metrics: Sequence[str], starts: Sequence[int], window: int, *, deep: bool = False) -> Survey:
+        """:meth:`states`, the measures each whole object carries, and where the data begins."""
         if not starts:
-            return {}, {}
+            return Survey({}, {})
         listed = self.objects(metrics, min(starts), max(starts) + window)
         found = {k.key: int(obj["Size"]) for k, obj in listed.items()}
         expected = sorted(build_key(self.prefix, self.cluster, m, s) for s in set(starts) for m in metrics)
         states = {k: "missing" if k not in found else "empty" if found[k] <= EMPTY_GZIP else "ok" for k in expected}
         seen = self.inspect([k for k, state in states.items() if state == "ok"], deep=deep)
         measures = {k: m for k, (problem, meta) in seen.items() if not problem and (m := Measured.from_metadata(meta))}
-        return states | {k: problem for k, (problem, _) in seen.items() if problem}, measures
+        begins = [b for problem, meta in seen.values() if not problem and (b := data_begins(meta)) is not None]
+        problems = {k: problem for k, (problem, _) in seen.items() if problem}
+        return Survey(states | problems, measures, min(begins, default=None))
 
     def problems_of(self, keys: Sequence[str], *, deep: bool = False) -> dict[str, str]:
         """What is wrong with each of ``keys`` (objects that exist), for those not whole."""
@@ -188,6 +200,7 @@ class ClusterStatus:
     # Windows exported whole from a Prometheus that lacked data: start -> {metric: reason}.
     incomplete: dict[int, dict[str, str]] = field(default_factory=dict)
     empty: list[int] = field(default_factory=list)  # windows exported with no series at all
+    before_data: list[int] = field(default_factory=list)  # windows before the cluster's data begins
 
     @property
     def age(self) -> int | None:
@@ -211,6 +224,7 @@ class ClusterStatus:
             "to": iso(self.end),
             **{state: [iso(s) for s in starts] for state, starts in self.problems.items()},
             "empty": [iso(s) for s in self.empty],
+            "before_data": [iso(s) for s in self.before_data],
             "incomplete": [
                 {"window": iso(start), "metrics": sorted(found), "reason": describe_incomplete(found)}
                 for start, found in sorted(self.incomplete.items())
@@ -218,93 +232,77 @@ class ClusterStatus:
         }
 
 
-@dataclass(frozen=True)
-class Target:
-    """Where a cluster's export lands and what it holds."""
-
-    cluster: str
-    bucket: str
-    prefix: str
-    metrics: Sequence[str]
-    time_frame: int
-    step: int = 60
-    expect_empty: frozenset[str] = frozenset()
-    thresholds: Thresholds = field(default_factory=Thresholds)
-
-    @classmethod
-    def of(cls, config: ClusterConfig) -> Target:
-        names = [m.name for m in config.metrics]
-        limits = Thresholds(config.completeness_min_samples, config.completeness_min_series)
-        return cls(config.cluster_name, config.s3_bucket, config.s3_prefix, names, config.time_frame,
-                   config.step_seconds, config.expect_empty, limits)  # fmt: skip
-
-    def by_window(self, measures: Mapping[str, Measured], starts: Sequence[int]) -> dict[int, dict[str, Measured]]:
-        """The measures of objects (by key) grouped by window and metric."""
-        found: dict[int, dict[str, Measured]] = {s: {} for s in starts}
-        for key, measured in measures.items():
-            parsed = parse_key(key, self.prefix, self.cluster)
-            if parsed is not None and parsed.start in found:
-                found[parsed.start][parsed.metric] = measured
-        return found
-
-    def empty(self, measures: Mapping[str, Measured], starts: Sequence[int]) -> list[int]:
-        """Windows whose every metric (but EXPECT_EMPTY) was exported with no series: before the
-        cluster's data begins, or a Prometheus that had nothing."""
-        needed = [m for m in self.metrics if m not in self.expect_empty]
-        return [
-            start
-            for start, found in sorted(self.by_window(measures, starts).items())
-            if needed and all(m in found and found[m].series == 0 for m in needed)
-        ]
-
-    def incomplete(self, measures: Mapping[str, Measured], starts: Sequence[int]) -> dict[int, dict[str, str]]:
-        """Windows of ``starts`` (in order) whose measures say Prometheus lacked data, judged
-        against the windows before each (:func:`~finout_provider.completeness.judge`)."""
-        by_window = self.by_window(measures, starts)
-        found: dict[int, dict[str, str]] = {}
-        ordered = sorted(by_window)
-        for i, start in enumerate(ordered):
-            before = [by_window[s] for s in reversed(ordered[max(0, i - 3) : i])]
-            reasons = judge((start, start + self.time_frame), self.step, by_window[start], before,
-                            expect_empty=self.expect_empty, thresholds=self.thresholds)  # fmt: skip
-            if reasons:
-                found[start] = reasons
-        return found
+def by_window(
+    target: S3Target, measures: Mapping[str, Measured], starts: Sequence[int]
+) -> dict[int, dict[str, Measured]]:
+    """The measures of ``target``'s objects (by key) grouped by window and metric."""
+    found: dict[int, dict[str, Measured]] = {s: {} for s in starts}
+    for key, measured in measures.items():
+        parsed = parse_key(key, target.prefix, target.cluster)
+        if parsed is not None and parsed.start in found:
+            found[parsed.start][parsed.metric] = measured
+    return found
 
 
-def cluster_status(s3: S3Objects, target: Target, now: int, hours: float, settle: int, limit: int) -> ClusterStatus:
+def empty_windows(spec: ExportSpec, windows: Mapping[int, Mapping[str, Measured]]) -> list[int]:
+    """Windows whose every metric (but EXPECT_EMPTY) was exported with no series: before the
+    cluster's data begins, or a Prometheus that had nothing."""
+    needed = [m for m in spec.names if m not in spec.expect_empty]
+    return [
+        start
+        for start, found in sorted(windows.items())
+        if needed and all(m in found and found[m].series == 0 for m in needed)
+    ]
+
+
+def incomplete_windows(spec: ExportSpec, windows: Mapping[int, Mapping[str, Measured]]) -> dict[int, dict[str, str]]:
+    """Windows (in order) whose measures say Prometheus lacked data, each judged against the three
+    windows before it (:func:`~finout_provider.completeness.judge`)."""
+    found: dict[int, dict[str, str]] = {}
+    ordered = sorted(windows)
+    for i, start in enumerate(ordered):
+        before = [windows[s] for s in reversed(ordered[max(0, i - 3) : i])]
+        reasons = judge((start, start + spec.time_frame), spec.step, windows[start], before,
+                        expect_empty=spec.expect_empty, thresholds=spec.thresholds)  # fmt: skip
+        if reasons:
+            found[start] = reasons
+    return found
+
+
+def cluster_status(
+    s3: S3Objects, target: S3Target, spec: ExportSpec, now: int, hours: float, settle: int, limit: int
+) -> ClusterStatus:
     """The status of ``target``'s export over the last ``hours`` of settled windows."""
-    end = closed_before(now, settle, target.time_frame)
+    target = target.checked()
+    end = closed_before(now, settle, spec.time_frame)
     start = end - int(hours * 3600)
-    windows = windows_between(start, end, target.time_frame)
+    windows = windows_between(start, end, spec.time_frame)
     starts = [w.start for w in windows]
-    states, measures = ClusterFolder(s3, target.bucket, target.prefix, target.cluster).survey(
-        target.metrics, starts, target.time_frame
-    )
-    coverage = Coverage.from_states(target.cluster, target.prefix, target.time_frame, windows, states)
+    survey = target.folder(s3).survey(spec.names, starts, spec.time_frame)
+    coverage = Coverage.from_states(target.cluster, target.prefix, spec.time_frame, windows, survey.states)
     status = ClusterStatus(target.cluster, start, end, now, limit, coverage)
-    status.empty = target.empty(measures, starts)
+    measured = by_window(target, survey.measures, starts)
+    status.empty = empty_windows(spec, measured)
     coverage.mark_empty(status.empty)
+    status.before_data = coverage.mark_before(survey.begins)
     complete = [s for s, state in coverage.windows.items() if state == COMPLETE]
     status.newest = max(complete, default=None)
     status.problems = {
         state: sorted(s for s, st in coverage.windows.items() if st == state) for state in (MISSING, PARTIAL, CORRUPT)
     }
-    status.incomplete = target.incomplete(measures, starts)
+    status.incomplete = incomplete_windows(spec, measured)
     return status
 
 
-def incomplete_in(s3: S3Objects, target: Target) -> Callable[[int, int], list[int]]:
+def incomplete_in(s3: S3Objects, target: S3Target, spec: ExportSpec) -> Callable[[int, int], list[int]]:
     """The starts of ``target``'s windows in ``[since, end)`` whose measures in S3 judge them
     incomplete, as ``status`` shows them: where the validation's flags (an Airflow Variable) are not
     at hand, the planner's source for them."""
 
     def flagged(since: int, end: int) -> list[int]:
-        starts = [w.start for w in windows_between(since, end, target.time_frame)]
-        _, measures = ClusterFolder(s3, target.bucket, target.prefix, target.cluster).survey(
-            target.metrics, starts, target.time_frame
-        )
-        return sorted(target.incomplete(measures, starts))
+        starts = [w.start for w in windows_between(since, end, spec.time_frame)]
+        survey = target.folder(s3).survey(spec.names, starts, spec.time_frame)
+        return sorted(incomplete_windows(spec, by_window(target.checked(), survey.measures, starts)))
 
     return flagged
 
@@ -313,10 +311,9 @@ def status_of(config: ClusterConfig, now: int, hours: float | None = None) -> Cl
     """A configured cluster's status over ``hours`` (default: a day, or its BACKFILL_DAYS if longer)."""
     from finout_provider.clients import s3_of
 
-    s3 = s3_of(config)
     hours = hours or max(24, config.backfill_days * 24)
     limit = freshness_limit(config, SETTLE_SECONDS)
-    return cluster_status(s3, Target.of(config), now, hours, SETTLE_SECONDS, limit)
+    return cluster_status(s3_of(config), config.target, config.spec, now, hours, SETTLE_SECONDS, limit)
 
 
 def worst_first(statuses: Sequence[ClusterStatus]) -> list[ClusterStatus]:
@@ -343,6 +340,7 @@ def render(statuses: Sequence[ClusterStatus]) -> str:
     for s in worst_first(statuses):
         named = [(k, [iso(w) for w in s.problems[k]]) for k in kinds]
         named.append(("empty", [iso(w) for w in s.empty]))
+        named.append(("before its data begins", [iso(w) for w in s.before_data]))
         named.append(("incomplete", [f"{iso(w)} ({describe_incomplete(f)})" for w, f in sorted(s.incomplete.items())]))
         for kind, windows in named:
             if windows:

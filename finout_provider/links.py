@@ -8,8 +8,6 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from finout_provider.compat import BaseOperatorLink
-from finout_provider.layout import LayoutError, cluster_root, day_folder
-from finout_provider.windows import WindowError, to_epoch
 
 log = logging.getLogger(__name__)
 
@@ -38,15 +36,13 @@ def folder_url(bucket: str, folder: str, endpoint: str | None) -> str:
     return LISTING.format(endpoint=base, bucket=quote(bucket, safe=""), prefix=quote(folder, safe=""))
 
 
-def s3_endpoint(aws_conn_id: str | None) -> str | None:
-    """The S3 endpoint URL the AWS connection (or the environment) sets; ``None`` for AWS itself."""
-    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-
+def s3_endpoint(hook: Any) -> str | None:
+    """The S3 endpoint URL an S3 hook's connection (or the environment) sets; ``None`` for AWS itself."""
     try:
-        endpoint = S3Hook(aws_conn_id=aws_conn_id).conn_config.get_service_endpoint_url("s3")
-    except Exception as err:  # noqa: BLE001  (a link never breaks the page; e.g. an unknown connection)
-        log.warning("S3 export link: AWS connection %r cannot be read (%s); linking the AWS console",
-                    aws_conn_id, type(err).__name__)  # fmt: skip
+        endpoint = hook.conn_config.get_service_endpoint_url("s3")
+    except Exception as err:  # noqa: BLE001  (a link never fails a task; e.g. an unknown connection)
+        log.warning("S3 export link: the AWS connection cannot be read (%s); linking the AWS console",
+                    type(err).__name__)  # fmt: skip
         return None
     # boto3 reads these too when the connection sets no endpoint
     endpoint = endpoint or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
@@ -54,18 +50,26 @@ def s3_endpoint(aws_conn_id: str | None) -> str | None:
 
 
 class S3ExportLink(BaseOperatorLink):
-    """ "S3 export" button: the day folder of the task's window, or the cluster's folder."""
+    """ "S3 export" button: the day folder of an export task's window. As the Amazon provider's
+    links do, the task stores the URL in XCom when it runs (:meth:`persist`), so the link needs
+    nothing of the operator where Airflow shows it."""
 
     name = "S3 export"
+    key = "finout_s3_export"
 
     def get_link(self, operator: Any, *, ti_key: Any) -> str:
-        fields = [getattr(operator, name, None) for name in ("s3_bucket", "s3_prefix", "cluster_name")]
-        if not all(isinstance(v, str) and "{{" not in v for v in fields):
-            return ""  # not rendered, e.g. a mapped task seen from Airflow 2's web server
-        bucket, prefix, cluster = (str(v) for v in fields)
-        start = getattr(operator, "window_start", None)
+        from finout_provider.compat import XCom
+
         try:
-            folder = cluster_root(prefix, cluster) if start is None else day_folder(prefix, cluster, to_epoch(start))
-        except (LayoutError, WindowError):
+            return str(XCom.get_value(key=self.key, ti_key=ti_key) or "")
+        except Exception as err:  # noqa: BLE001  (a link never breaks the page)
+            log.warning("S3 export link: %s", err)
             return ""
-        return folder_url(bucket, folder, s3_endpoint(getattr(operator, "aws_conn_id", None)))
+
+    @classmethod
+    def persist(cls, context: Any, bucket: str, folder: str, hook: Any) -> None:
+        """Store the link of ``folder`` (reached through ``hook``'s connection) in XCom (in a task
+        instance's run; an operator executed by hand has none)."""
+        ti = context.get("ti")
+        if ti is not None:
+            ti.xcom_push(key=cls.key, value=folder_url(bucket, folder, s3_endpoint(hook)))

@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
-from finout_provider.catalogue import render
-from finout_provider.exports import ClusterFolder
+from finout_provider.catalogue import ExportSpec, render
+from finout_provider.failures import is_permanent
 from finout_provider.variables import read_object, write_object
 from finout_provider.windows import (
     DAY,
+    SETTLE_SECONDS,
     Plan,
     Window,
     align_down,
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from finout_provider.config import ClusterConfig
     from finout_provider.prometheus_api import PrometheusApi
     from finout_provider.s3_objects import S3Objects
+    from finout_provider.target import S3Target
 
 
 class FlaggedWindows:
@@ -68,15 +70,12 @@ class Planner:
     S3 holds and what Prometheus keeps."""
 
     s3: S3Objects
-    cluster_name: str
-    s3_bucket: str
-    s3_prefix: str
-    metrics: Sequence[str]
-    time_frame: int = 3600
+    target: S3Target
+    spec: ExportSpec
     backfill_days: int = 3
     initial_backfill_date: date | None = None
     lookback_days: int = 0  # days of gap repair beyond the history, if ever wanted
-    settle_seconds: int = 120
+    settle_seconds: int = SETTLE_SECONDS
     prometheus: PrometheusApi | None = None
     log: logging.Logger | Any = field(default_factory=lambda: logging.getLogger(__name__))
     cluster_label: str | None = None
@@ -88,19 +87,17 @@ class Planner:
         cls, config: ClusterConfig, s3: S3Objects, prometheus: PrometheusApi | None, **kwargs: Any
     ) -> Planner:
         """The planner of a cluster of the clusters file."""
-        return cls(
-            s3,
-            config.cluster_name,
-            config.s3_bucket,
-            config.s3_prefix,
-            [m.name for m in config.metrics],
-            time_frame=config.time_frame,
-            backfill_days=config.backfill_days,
-            initial_backfill_date=config.initial_backfill_date,
-            prometheus=prometheus,
-            cluster_label=config.cluster_label,
-            **kwargs,
-        )
+        return cls(s3, config.target.checked(), config.spec, backfill_days=config.backfill_days,
+                   initial_backfill_date=config.initial_backfill_date, prometheus=prometheus,
+                   cluster_label=config.cluster_label, **kwargs)  # fmt: skip
+
+    @property
+    def cluster_name(self) -> str:
+        return self.target.cluster
+
+    @property
+    def time_frame(self) -> int:
+        return self.spec.time_frame
 
     def plan(
         self,
@@ -112,6 +109,7 @@ class Planner:
         repair: bool = True,
     ) -> Plan:
         repairs = self.gaps(now) if repair and explicit is None else []
+        begins = None
         if repairs and self.initial_backfill_date is None:
             begins = self.data_begins(repairs[0].start, now)
             if begins is not None and begins > repairs[0].start:
@@ -122,16 +120,9 @@ class Planner:
                 )  # fmt: skip
                 repairs = [w for w in repairs if w.end > begins]
         oldest = self.oldest_kept(now) if explicit is not None or repairs else None
-        return plan_run(
-            now=now,
-            time_frame=self.time_frame,
-            settle=self.settle_seconds,
-            limit=limit,
-            interval=interval,
-            explicit=explicit,
-            repairs=repairs,
-            oldest=oldest,
-        )
+        plan = plan_run(now=now, time_frame=self.time_frame, settle=self.settle_seconds, limit=limit,
+                        interval=interval, explicit=explicit, repairs=repairs, oldest=oldest)  # fmt: skip
+        return replace(plan, data_begins=begins)
 
     def data_begins(self, since: int, now: int) -> int | None:
         """The start of the first window since ``since`` in which Prometheus holds any of this
@@ -146,7 +137,9 @@ class Planner:
         first_end = since + self.time_frame - 1
         try:
             answer = self.prometheus.query_range(probe, first_end, max(first_end, now), self.time_frame)
-        except Exception as err:  # noqa: BLE001 - the export reports an unreachable Prometheus itself
+        except Exception as err:
+            if is_permanent(err):  # 401, an unknown connection, a bad setting: the export would fail too
+                raise
             self.log.warning("cluster %r: cannot tell where Prometheus' data begins (%s)", self.cluster_name, err)
             return None
         times = [float(t) for series in answer["data"]["result"] for t, _ in series.get("values", [])]
@@ -158,7 +151,9 @@ class Planner:
             return None
         try:
             retention = self.prometheus.retention_seconds()
-        except Exception as err:  # noqa: BLE001 - the export reports an unreachable Prometheus itself
+        except Exception as err:
+            if is_permanent(err):
+                raise
             self.log.warning(
                 "cluster %r: cannot read Prometheus' retention (%s); not checking it", self.cluster_name, err
             )
@@ -177,12 +172,12 @@ class Planner:
         """The windows missing in S3 within the history (BACKFILL_DAYS or INITIAL_BACKFILL_DATE) and
         the look-back, whatever runs came before: a first run finds them all missing. A window
         whose object is not a whole answer (:meth:`_recheck`) is missing too."""
-        s3, bucket, prefix, cluster = self.s3, self.s3_bucket, self.s3_prefix, self.cluster_name
+        cluster, metrics = self.cluster_name, self.spec.names
         history = backfill_start(now, self.backfill_days, self.initial_backfill_date)
         since = align_down(min(history, now - self.lookback_days * DAY), self.time_frame)
         end = now - now % self.time_frame
-        folder = ClusterFolder(s3, bucket, prefix, cluster)
-        found = {key: obj for key, obj in folder.objects(self.metrics, since, end).items() if obj["Size"] > 0}
+        folder = self.target.folder(self.s3)
+        found = {key: obj for key, obj in folder.objects(metrics, since, end).items() if obj["Size"] > 0}
         unproven = folder.problems_of([key.key for key, obj in found.items() if self._recheck(obj, now)])
         if unproven:
             self.log.warning(
@@ -203,7 +198,7 @@ class Planner:
                 "cluster %r: %d windows were exported while Prometheus lacked data (incomplete); exporting "
                 "them again: %s", cluster, len(flagged), ", ".join(iso(s) for s in sorted(flagged)[:10]),
             )  # fmt: skip
-        whole = (s for s, n in complete.items() if n == len(self.metrics) and s not in flagged)
+        whole = (s for s, n in complete.items() if n == len(metrics) and s not in flagged)
         gaps = missing(expected, whole)
         if gaps and len(gaps) == len(expected):
             self.log.info("cluster %r: nothing in S3 since %s: exporting the history", cluster, iso(since))

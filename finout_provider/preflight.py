@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from finout_provider.catalogue import CADVISOR, EMPTY_IS_FINE, KSM, KSM_LABELS, NODE_RULE, Metric, render
+from finout_provider.catalogue import CADVISOR, EMPTY_IS_FINE, KSM, KSM_LABELS, NODE_RULE, ExportSpec, Metric, render
 
 # Runs an instant query at a time and returns Prometheus' ``data.result`` list.
 Query = Callable[[str, int], list[dict[str, Any]]]
@@ -123,16 +123,16 @@ class Preflight:
 
     :param query: runs an instant query (see :data:`Query`).
     :param cluster_name: CLUSTER_NAME.
-    :param metrics: the cluster's metrics (catalogue entries or EXTRA_QUERIES).
+    :param spec: what the cluster exports: its metrics (catalogue entries with what each needs,
+        and EXTRA_QUERIES) and EXPECT_EMPTY.
     :param cluster_label: CLUSTER_LABEL, when one Prometheus holds several clusters.
     """
 
-    def __init__(
-        self, query: Query, cluster_name: str, metrics: Sequence[Metric], cluster_label: str | None = None
-    ) -> None:
+    def __init__(self, query: Query, cluster_name: str, spec: ExportSpec, cluster_label: str | None = None) -> None:
         self.query = query
         self.cluster_name = cluster_name
-        self.metrics = list(metrics)
+        self.spec = spec
+        self.metrics = list(spec.metrics)
         self.cluster_label = cluster_label
 
     def _render(self, promql: str) -> str:
@@ -142,9 +142,9 @@ class Preflight:
         result = self.query(f"count({self._render(promql)})", at)
         return int(float(result[0]["value"][1])) if result else 0
 
-    def cost(self, at: int, points: int, max_samples: int | None) -> WindowCost:
+    def cost(self, at: int, max_samples: int | None) -> WindowCost:
         """Series of each query at ``at`` (a cheap ``count(...)`` each), times a window's points."""
-        return WindowCost(points, {m.name: self._count(m.query, at) for m in self.metrics}, max_samples)
+        return WindowCost(self.spec.points, {m.name: self._count(m.query, at) for m in self.metrics}, max_samples)
 
     def run(self, at: int, progress: Progress | None = None) -> PreflightReport:
         report = PreflightReport(self.cluster_name, at)
@@ -250,8 +250,8 @@ class Preflight:
             return Finding(name, FAIL, 0, silent[source])
         if cluster_failed:
             return Finding(name, FAIL, 0, "nothing for this cluster: see the 'cluster' line")
-        if name in EMPTY_IS_FINE:
-            return Finding(name, EMPTY, 0, EMPTY_IS_FINE[name])
+        if name in self.spec.expect_empty:
+            return Finding(name, EMPTY, 0, EMPTY_IS_FINE.get(name, "no series at this time (EXPECT_EMPTY: fine)"))
         if name == "memory_usage" and not self._count(RECORDING_RULE, at):
             v2 = answers.get("memory_usage_v2")
             fix = (
@@ -306,6 +306,13 @@ def _source(metric: Metric) -> str | None:
 
 
 def default_instant(now: float, settle: int, step: int) -> int:
-    """The instant a preflight looks at: the last step boundary before the settle delay."""
+    """The instant a preflight looks at when no run names one: the last step boundary before the
+    settle delay."""
     at = int(now) - settle
+    return at - at % step
+
+
+def judged_instant(end: int, step: int) -> int:
+    """The last step boundary before ``end``: a window ending at ``end`` has its last point there."""
+    at = end - step
     return at - at % step

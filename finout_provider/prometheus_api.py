@@ -492,37 +492,42 @@ class PrometheusApi:
         """
         self.query("vector(1)")
 
+    def status_page(self, name: str) -> dict[str, Any] | None:
+        """The ``data`` of ``/api/v1/status/<name>`` (buildinfo, flags, runtimeinfo...): optional on
+        every backend, so any answer but a usable success (404, VictoriaMetrics' 400, a proxy's 403,
+        an empty ``data``, not JSON) is ``None``, "not offered", and said once in :attr:`not_offered`.
+        Only a server that cannot be reached raises."""
+        try:
+            data = _data(self._request(f"/api/v1/status/{name}", {}, name, method="GET"))
+        except PrometheusError as err:
+            if err.status is None and err.retryable:
+                raise
+            self.not_offered[name] = str(err).splitlines()[0]
+            return None
+        if not data:
+            self.not_offered[name] = f"{name}: {self.base_url} answers without data"
+            return None
+        return data
+
+    @cached_property
+    def not_offered(self) -> dict[str, str]:
+        """Optional endpoints this server did not offer, and how it answered."""
+        return {}
+
     def build_info(self) -> dict[str, Any]:
         """``/api/v1/status/buildinfo`` ``data`` (empty where the backend does not offer it)."""
-        try:
-            return _data(self._request("/api/v1/status/buildinfo", {}, "buildinfo", method="GET"))
-        except PrometheusError as err:
-            if err.status in (404, 405):
-                return {}
-            raise
+        return self.status_page("buildinfo") or {}
 
     def max_samples(self) -> int | None:
         """The server's ``--query.max-samples`` (``/api/v1/status/flags``), where it says."""
-        try:
-            flags = _data(self._request("/api/v1/status/flags", {}, "flags", method="GET"))
-        except PrometheusError as err:
-            if err.status in (404, 405):
-                return None
-            raise
-        value = str(flags.get("query.max-samples") or "")
+        value = str((self.status_page("flags") or {}).get("query.max-samples") or "")
         return int(value) if value.isdigit() else None
 
     def retention_seconds(self) -> int | None:
         """How far back Prometheus keeps samples (``storageRetention`` of
         ``/api/v1/status/runtimeinfo``), or ``None`` where the backend does not say (Thanos, Mimir,
-        a size-only retention)."""
-        try:
-            info = self._request("/api/v1/status/runtimeinfo", {}, "runtimeinfo", method="GET")
-            retention = str(_data(info).get("storageRetention") or "")
-        except PrometheusError as err:
-            if err.status in (404, 405):
-                return None
-            raise
+        VictoriaMetrics, a size-only retention)."""
+        retention = str((self.status_page("runtimeinfo") or {}).get("storageRetention") or "")
         return parse_duration(retention)
 
     def test_connection(self) -> tuple[bool, str]:

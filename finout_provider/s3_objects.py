@@ -62,6 +62,12 @@ def _is_client_error(err: BaseException) -> bool:
     return isinstance(err, ClientError)
 
 
+ROLE_HINT = (
+    "assuming ROLE_ARN was refused ({code}): check ROLE_ARN and ROLE_EXTERNAL_ID in the clusters file and "
+    "the role's trust policy (it must let the AWS connection's identity assume it with that external id)"
+)
+
+
 def explain(err: Any, action: str, bucket: str, key: str) -> S3AccessError:
     """A readable error for a botocore ``ClientError`` of ``action`` on ``bucket``/``key``."""
     code = str(err.response.get("Error", {}).get("Code", ""))
@@ -107,7 +113,7 @@ class S3Objects:
         read (with a single PUT, or by copying a multipart object onto itself once complete).
         """
         part_size = max(part_size, MIN_PART)
-        client: Any = self.get_conn()
+        client = self._client()
         extra = self.upload_args() | ({"Metadata": dict(metadata)} if metadata else {})
         per_part = {name: value for name, value in extra.items() if name in PART_ARGS}
         raw = 0
@@ -167,7 +173,7 @@ class S3Objects:
     def _replace_metadata(self, bucket: str, key: str, metadata: dict[str, str]) -> None:
         """Copy an object onto itself with ``metadata`` (S3's only way to change it; same bytes)."""
         args = {k: v for k, v in self.upload_args().items() if k not in ("Metadata", "ACL", "Tagging")}
-        self.get_conn().copy_object(
+        self._client().copy_object(
             Bucket=bucket, Key=key, CopySource={"Bucket": bucket, "Key": key}, Metadata=metadata,
             MetadataDirective="REPLACE", ContentType="application/gzip", **args,
         )  # fmt: skip
@@ -188,7 +194,7 @@ class S3Objects:
 
     def list_level(self, bucket: str, prefix: str) -> tuple[list[str], list[dict[str, Any]]]:
         """One level below ``prefix``: (common prefixes, objects with Key, Size and LastModified)."""
-        paginator = self._s3().get_paginator("list_objects_v2")
+        paginator = self._client().get_paginator("list_objects_v2")
         folders: list[str] = []
         objects: list[dict[str, Any]] = []
         try:
@@ -206,7 +212,7 @@ class S3Objects:
 
     def iter_object(self, bucket: str, key: str, chunk_size: int = 1 << 20) -> Iterator[bytes]:
         """An object's bytes in chunks of ``chunk_size``; memory stays at one chunk."""
-        body = self._s3().get_object(Bucket=bucket, Key=key)["Body"]
+        body = self._client().get_object(Bucket=bucket, Key=key)["Body"]
         try:
             yield from iter(lambda: body.read(chunk_size), b"")
         finally:
@@ -219,7 +225,7 @@ class S3Objects:
         under the prefix; evaluators that check the batch against the bucket instead refuse it, so
         refused keys are retried one DeleteObject at a time before anything is reported.
         """
-        client: Any = self.get_conn()
+        client = self._client()
         refused: list[str] = []
         for i in range(0, len(keys), DELETE_BATCH):
             batch = keys[i : i + DELETE_BATCH]
@@ -243,14 +249,23 @@ class S3Objects:
     def object_metadata(self, bucket: str, key: str) -> dict[str, str]:
         """An object's user metadata (a HEAD request; s3:GetObject), or raise."""
         try:
-            return dict(self._s3().head_object(Bucket=bucket, Key=key).get("Metadata") or {})
+            return dict(self._client().head_object(Bucket=bucket, Key=key).get("Metadata") or {})
         except Exception as err:
             if _is_client_error(err):
                 raise explain(err, "s3:GetObject", bucket, key) from None
             raise
 
-    def _s3(self) -> Any:
-        return self.get_conn()
+    def _client(self) -> Any:
+        """The boto3 client; a refused AssumeRole of ROLE_ARN (met when it is built) as
+        :class:`S3AccessError`."""
+        try:
+            return self.get_conn()
+        except Exception as err:
+            if _is_client_error(err):
+                code = str(err.response.get("Error", {}).get("Code", ""))  # type: ignore[attr-defined]
+                permanent = code not in ("Throttling", "RequestExpired", "ServiceUnavailable", "InternalError")
+                raise S3AccessError(ROLE_HINT.format(code=code or type(err).__name__), permanent=permanent) from None
+            raise
 
 
 class S3Client(S3Objects):

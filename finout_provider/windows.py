@@ -196,6 +196,12 @@ class Plan:
     windows: list[Window]
     wait_until: int
     deferred: int = 0
+    data_begins: int | None = None  # where the cluster's data begins in Prometheus, when asked
+
+    def tasks(self) -> list[dict[str, int]]:
+        """The export task's arguments per window (the plan task's return value)."""
+        begins = {} if self.data_begins is None else {"data_begins": self.data_begins}
+        return [w.as_dict() | begins for w in self.windows]
 
 
 def plan_run(

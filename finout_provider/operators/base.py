@@ -1,15 +1,22 @@
-"""What every task of a cluster shares: its S3 target (cluster, bucket, prefix, AWS connection and
-role), declared and documented once, as the Amazon provider's ``AwsBaseOperator`` does."""
+"""What every task of a cluster shares: its S3 target, declared once, and the one failure policy
+(:mod:`finout_provider.failures`), inherited so a task added later cannot forget it."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 from finout_provider.compat import BaseOperator, BaseSensorOperator
-from finout_provider.s3_target import S3TargetMixin
+from finout_provider.failures import failing_fast
 
-S3_TARGET_FIELDS = ("cluster_name", "s3_bucket", "s3_prefix", "aws_conn_id", "role_arn", "s3_kms_key_id")
+if TYPE_CHECKING:
+    from finout_provider.exports import ClusterFolder
+    from finout_provider.hooks.s3 import FinoutS3Hook
+    from finout_provider.target import S3Target
+
+# The methods Airflow calls to run a task: each runs under the failure policy.
+POLICY_METHODS = ("execute", "execute_complete", "poke")
 
 
 def run_type(context: Any) -> str:
@@ -19,47 +26,47 @@ def run_type(context: Any) -> str:
     return str(getattr(kind, "value", kind))
 
 
-def s3_target_fields(*fields: str) -> tuple[str, ...]:
-    """``template_fields`` of a cluster's task: the S3 target's and ``fields``."""
-    return (*S3_TARGET_FIELDS, *fields)
+def is_scheduled(context: Any) -> bool:
+    """Whether the task runs in a scheduled run (or outside a run: an operator executed by hand),
+    where the schedule's promises (freshness, INCOMPLETE: fail) are checked."""
+    return run_type(context) in ("", "scheduled")
 
 
-class ClusterS3Operator(S3TargetMixin, BaseOperator):
+def target_fields(*fields: str) -> tuple[str, ...]:
+    """``template_fields`` of a cluster's task: its target's (rendered in place) and ``fields``."""
+    return ("target", *fields)
+
+
+class FinoutBaseOperator(BaseOperator):
     """
-    Base of a cluster's tasks: where its export lives in S3 and how to reach it.
+    Base of a cluster's tasks: where its export lives in S3, and the failure policy.
 
-    :param cluster_name: the cluster (CLUSTER_NAME), its folder under the prefix. (templated)
-    :param s3_bucket: bare bucket name (S3_BUCKET). (templated)
-    :param s3_prefix: folder inside the bucket (S3_PREFIX). (templated)
-    :param aws_conn_id: AWS connection for S3. (templated)
-    :param role_arn: role to assume for S3 (ROLE_ARN). (templated)
-    :param role_external_id: external id of that role (ROLE_EXTERNAL_ID).
-    :param s3_kms_key_id: KMS key the uploads are encrypted with, SSE-KMS (S3_KMS_KEY_ID). (templated)
+    :param target: the cluster's S3 target (:class:`~finout_provider.target.S3Target`); its fields
+        are templated.
     """
 
-    template_fields: Sequence[str] = s3_target_fields()
+    template_fields: Sequence[str] = target_fields()
 
-    def __init__(
-        self,
-        *,
-        cluster_name: str,
-        s3_bucket: str,
-        s3_prefix: str,
-        aws_conn_id: str | None = "aws_default",
-        role_arn: str | None = None,
-        role_external_id: str | None = None,
-        s3_kms_key_id: str | None = None,
-        **kwargs: Any,
-    ) -> None:
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in POLICY_METHODS:
+            if name in cls.__dict__:
+                setattr(cls, name, failing_fast(cls.__dict__[name]))
+
+    def __init__(self, *, target: S3Target, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.cluster_name = cluster_name
-        self.s3_bucket = s3_bucket
-        self.s3_prefix = s3_prefix
-        self.aws_conn_id = aws_conn_id
-        self.role_arn = role_arn
-        self.role_external_id = role_external_id
-        self.s3_kms_key_id = s3_kms_key_id
+        self.target = target
+
+    @cached_property
+    def s3_hook(self) -> FinoutS3Hook:
+        """The target's S3 hook (its templated fields as rendered)."""
+        return self.target.hook()
+
+    @property
+    def cluster_folder(self) -> ClusterFolder:
+        """The cluster's folder in S3, read through :attr:`s3_hook`."""
+        return self.target.folder(self.s3_hook)
 
 
-class ClusterS3Sensor(ClusterS3Operator, BaseSensorOperator):
-    """A sensor of a cluster's S3 target (the arguments of :class:`ClusterS3Operator`)."""
+class FinoutBaseSensor(FinoutBaseOperator, BaseSensorOperator):
+    """A sensor of a cluster's S3 target (the arguments of :class:`FinoutBaseOperator`)."""

@@ -8,11 +8,11 @@ from datetime import date, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from finout_provider.catalogue import ExportSpec
 from finout_provider.compat import conf
-from finout_provider.failures import failing_fast
-from finout_provider.operators.base import ClusterS3Operator, run_type, s3_target_fields
+from finout_provider.operators.base import FinoutBaseOperator, run_type, target_fields
 from finout_provider.planning import Planner
-from finout_provider.windows import WindowError, to_epoch
+from finout_provider.windows import SETTLE_SECONDS, WindowError, to_epoch
 
 if TYPE_CHECKING:
     from finout_provider.compat import Context
@@ -20,13 +20,19 @@ if TYPE_CHECKING:
 
 
 AUTOMATIC_RUN_TYPES = ("scheduled",)
+RANGES_REFUSED = (
+    "MODE kubernetes_pod runs the official exporter image, which exports its own window: params 'start' and "
+    "'end' cannot be honoured; trigger without them, or use MODE airflow to re-export a range"
+)
 
 
-def requested_range(params: dict[str, Any]) -> tuple[int, int] | None:
+def requested_range(params: dict[str, Any], allowed: bool = True) -> tuple[int, int] | None:
     """A manual run's params ``start``/``end`` as Unix seconds; ``None`` when neither is given."""
     start, end = params.get("start"), params.get("end")
     if not start and not end:
         return None
+    if not allowed:
+        raise WindowError(RANGES_REFUSED)
     if not (start and end):
         missing = "end" if start else "start"
         raise WindowError(f"param {missing!r} is empty: give both 'start' and 'end' (UTC, end exclusive), or neither")
@@ -36,9 +42,10 @@ def requested_range(params: dict[str, Any]) -> tuple[int, int] | None:
     return begin, until
 
 
-class PlanWindowsOperator(ClusterS3Operator):
+class PlanWindowsOperator(FinoutBaseOperator):
     """
-    Decide which windows a run exports; returns ``[{"window_start", "window_end"}, ...]``.
+    Decide which windows a run exports; returns ``[{"window_start", "window_end"}, ...]`` (with
+    ``data_begins`` when the run asked Prometheus where the cluster's data begins).
 
     A scheduled run exports the windows its data interval closes and every window missing in S3
     within the BACKFILL_DAYS history (or from INITIAL_BACKFILL_DATE, at most 3 days back) and the
@@ -47,8 +54,8 @@ class PlanWindowsOperator(ClusterS3Operator):
     exactly that range. The task returns once the newest window has settled: deferred to the
     triggerer when ``deferrable``, else asleep in its worker slot.
 
-    :param metrics: metric names a window must have to count as present.
-    :param time_frame: window length in seconds (TIME_FRAME).
+    :param target: the cluster's S3 target. (templated)
+    :param spec: what the cluster exports (metrics, TIME_FRAME, STEP_SECONDS...).
     :param backfill_days: history of a first run, in days (BACKFILL_DAYS).
     :param initial_backfill_date: first-run start (INITIAL_BACKFILL_DATE), at most 3 days back.
     :param lookback_days: days of gap repair beyond the history (BACKFILL_DAYS); default 0.
@@ -58,64 +65,57 @@ class PlanWindowsOperator(ClusterS3Operator):
         (manual runs) or cut (history, gaps) instead of exporting empty files, and history before
         the cluster's data begins is not exported. (templated)
     :param cluster_label: CLUSTER_LABEL, to find where this cluster's data begins.
+    :param ranges: whether a manual run may give params ``start``/``end`` (MODE kubernetes_pod
+        exports the official image's own window, so it refuses them).
     :param deferrable: wait for the newest window to settle in the triggerer, not a worker slot
         (default Airflow's ``[operators] default_deferrable``, as the Amazon provider does).
-
-    The S3 target's arguments are :class:`~finout_provider.operators.base.ClusterS3Operator`'s.
     """
 
-    template_fields: Sequence[str] = s3_target_fields("prometheus_conn_id")
+    template_fields: Sequence[str] = target_fields("prometheus_conn_id")
 
     def __init__(
         self,
         *,
-        metrics: Sequence[str],
-        time_frame: int = 3600,
+        spec: ExportSpec,
         backfill_days: int = 3,
         initial_backfill_date: date | None = None,
-        lookback_days: int | None = None,
-        settle_seconds: int = 120,
+        lookback_days: int = 0,
+        settle_seconds: int = SETTLE_SECONDS,
         repair: bool = True,
         prometheus_conn_id: str | None = None,
         cluster_label: str | None = None,
+        ranges: bool = True,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.metrics = list(metrics)
-        self.time_frame = time_frame
+        self.spec = spec
         self.backfill_days = backfill_days
         self.initial_backfill_date = initial_backfill_date
-        self.lookback_days = 0 if lookback_days is None else lookback_days
+        self.lookback_days = lookback_days
         self.settle_seconds = settle_seconds
         self.repair = repair
         self.prometheus_conn_id = prometheus_conn_id
         self.cluster_label = cluster_label
+        self.ranges = ranges
         self.deferrable = deferrable
 
     def execute(self, context: Context) -> list[dict[str, int]]:
         now = int(time.time())
-        params = context.get("params") or {}
+        explicit = requested_range(context.get("params") or {}, self.ranges)
         interval: tuple[int, int] | None = None
-        where = f"cluster {self.cluster_name!r}"
-        with failing_fast(f"{where}: cannot plan this run"):
-            explicit = requested_range(params)
-            if explicit is None and None not in (context.get("data_interval_start"), context.get("data_interval_end")):
-                interval = (to_epoch(context["data_interval_start"]), to_epoch(context["data_interval_end"]))
-            plan = self.planner.plan(
-                now,
-                limit=conf.getint("core", "max_map_length", fallback=1024),
-                interval=interval,
-                explicit=explicit,
-                repair=self._repairs(context),
-            )
+        if explicit is None and None not in (context.get("data_interval_start"), context.get("data_interval_end")):
+            interval = (to_epoch(context["data_interval_start"]), to_epoch(context["data_interval_end"]))
+        limit = conf.getint("core", "max_map_length", fallback=1024)
+        plan = self.planner.plan(now, limit=limit, interval=interval, explicit=explicit, repair=self._repairs(context))
+        where = f"cluster {self.target.cluster!r}"
         if plan.deferred:
             self.log.warning(
                 "%s: %d older windows exceed the map limit and are left to the next runs", where, plan.deferred
             )
         labels = [w.label for w in plan.windows]
         self.log.info("%s: %d windows to export: %s", where, len(labels), ", ".join(labels[:5] + labels[-5:][5:]))
-        windows = [w.as_dict() for w in plan.windows]
+        windows = plan.tasks()
         wait = plan.wait_until - int(time.time())
         if windows and wait > 0:
             self.log.info("%s: waiting %ds for the newest window to settle", where, wait)
@@ -133,19 +133,21 @@ class PlanWindowsOperator(ClusterS3Operator):
     def _repairs(self, context: Context) -> bool:
         """Whether this run brings history and heals gaps: scheduled runs, one at a time.
 
-        Manual runs start at once, beside scheduled ones (the DAG allows several active runs). A
-        scheduled run that starts while an earlier run is still running (a first run's history
-        takes hours) exports its own interval only: the windows it would repair are the earlier
-        run's to export, and the next run heals whatever is still missing.
+        Manual runs start at once, beside scheduled ones (the DAG allows several active runs), and
+        never stop a scheduled run's repair. A scheduled run that starts while an earlier scheduled
+        run is still running (a first run's history takes hours) exports its own interval only: the
+        windows it would repair are the earlier run's to export, and the next run heals whatever is
+        still missing.
         """
         if not self.repair or run_type(context) not in AUTOMATIC_RUN_TYPES:
             return False
-        from finout_provider.compat import earlier_run_running
+        from finout_provider.compat import earlier_scheduled_run_running
 
-        earlier = earlier_run_running(context)
+        earlier = earlier_scheduled_run_running(context)
         if earlier is not None:
-            self.log.info("cluster %r: run %s is still running; this run exports its own interval only and leaves "
-                          "history and gap repair to it and the next run", self.cluster_name, earlier)  # fmt: skip
+            self.log.info("cluster %r: scheduled run %s is still running; this run exports its own interval only "
+                          "and leaves history and gap repair to it and the next run", self.target.cluster,
+                          earlier)  # fmt: skip
         return earlier is None
 
     def execute_complete(
@@ -156,21 +158,10 @@ class PlanWindowsOperator(ClusterS3Operator):
 
     @property
     def planner(self) -> Planner:
-        return Planner(
-            self.s3_hook,
-            self.cluster_name,
-            self.s3_bucket,
-            self.s3_prefix,
-            self.metrics,
-            time_frame=self.time_frame,
-            backfill_days=self.backfill_days,
-            initial_backfill_date=self.initial_backfill_date,
-            lookback_days=self.lookback_days,
-            settle_seconds=self.settle_seconds,
-            prometheus=self.prometheus_hook,
-            log=self.log,
-            cluster_label=self.cluster_label,
-        )
+        return Planner(self.s3_hook, self.target.checked(), self.spec, backfill_days=self.backfill_days,
+                       initial_backfill_date=self.initial_backfill_date, lookback_days=self.lookback_days,
+                       settle_seconds=self.settle_seconds, prometheus=self.prometheus_hook, log=self.log,
+                       cluster_label=self.cluster_label)  # fmt: skip
 
     @cached_property
     def prometheus_hook(self) -> PrometheusHook | None:

@@ -10,14 +10,14 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from finout_provider.answers import ANSWER_TIMEOUT, BACKOFF_CAP, MAX_RETRIES
-from finout_provider.catalogue import CATALOGUE, Metric, render
+from finout_provider.catalogue import ExportSpec, Metric, render
 from finout_provider.compat import AirflowException, AirflowFailException, Stats
-from finout_provider.completeness import Measured
+from finout_provider.completeness import DATA_BEGINS, Measured
 from finout_provider.exports import PROVEN
-from finout_provider.failures import all_permanent, failing_fast
-from finout_provider.layout import build_key, normalize_prefix, validate_bucket
+from finout_provider.failures import RETRY_CANNOT_FIX, all_permanent
+from finout_provider.layout import build_key, day_folder
 from finout_provider.links import S3ExportLink
-from finout_provider.operators.base import ClusterS3Operator, s3_target_fields
+from finout_provider.operators.base import FinoutBaseOperator, target_fields
 from finout_provider.variables import read_object, write_object
 from finout_provider.windows import DAY, Window, check_frame, to_epoch
 
@@ -25,15 +25,7 @@ if TYPE_CHECKING:
     from finout_provider.compat import Context
     from finout_provider.hooks.prometheus import PrometheusHook
     from finout_provider.hooks.s3 import Upload
-
-
-def metric_specs(metrics: Sequence[Metric | Mapping[str, str]] | None) -> list[dict[str, str]]:
-    """Metrics as plain ``{name, query}`` dicts (what an operator argument should hold)."""
-    chosen = CATALOGUE if metrics is None else metrics
-    return [
-        {"name": m.name, "query": m.query} if isinstance(m, Metric) else {"name": m["name"], "query": m["query"]}
-        for m in chosen
-    ]
+    from finout_provider.target import S3Target
 
 
 def window_deadline(metrics: int, batch_size: int, delay: float) -> timedelta:
@@ -88,82 +80,74 @@ class SplitHints:
             log.info("split hints %s: %s", self.key, self._known)
 
 
-class PrometheusToS3Operator(ClusterS3Operator):
+class PrometheusToS3Operator(FinoutBaseOperator):
     """
     Export one time window of a cluster's Prometheus metrics to S3 in Finout's layout.
 
-    For each metric, ``query_range`` runs from ``window_start`` to ``window_end - step_seconds``
+    For each metric, ``query_range`` runs from ``window_start`` to ``window_end - step``
     (both inclusive) and the raw answer is streamed through a deterministic gzip to
-    ``<s3_prefix>/<cluster_name>/end=YYYYMMDD/day=D/metric=NAME/<START>_NAME.json.gz``.
+    ``<prefix>/<cluster>/end=YYYYMMDD/day=D/metric=NAME/<START>_NAME.json.gz``.
     Nothing is written under a metric's key unless Prometheus answered ``success`` in full.
 
+    :param target: the cluster's S3 target. (templated)
+    :param spec: what the cluster exports: its metrics, STEP_SECONDS and EXPECT_EMPTY. When every
+        metric but those of EXPECT_EMPTY came back empty, the return value says so (``all_empty``)
+        with preflight's diagnosis, and the validation task fails the run: Finout would receive
+        files with nothing in them.
     :param window_start: window start: Unix seconds, ISO-8601 or datetime. (templated)
     :param window_end: window end, exclusive. (templated)
-    :param metrics: ``{name, query}`` pairs or :class:`~finout_provider.catalogue.Metric`;
-        default the whole catalogue.
     :param prometheus_conn_id: connection of type ``prometheus``. (templated)
-    :param step_seconds: query resolution (STEP_SECONDS); must divide the window.
     :param queries_batch_size: queries in flight at once (QUERIES_BATCH_SIZE).
     :param query_delay_seconds: pause between batches (QUERY_DELAY_SECONDS).
     :param cluster_label: label naming the cluster in a shared Prometheus (CLUSTER_LABEL);
-        queries are then narrowed to ``cluster_label="<cluster_name>"``. (templated)
+        queries are then narrowed to ``cluster_label="<cluster>"``. (templated)
     :param compresslevel: gzip level, 1-9.
     :param allow_warnings: write answers that carry ``warnings`` (partial answers) too.
-
-    The S3 target's arguments are :class:`~finout_provider.operators.base.ClusterS3Operator`'s.
     :param split: when the server refuses a query as too heavy, run it as shorter pieces and join
         them (SPLIT ``auto``); ``False`` fails as the server did (SPLIT ``off``).
     :param min_split_seconds: the shortest piece (MIN_SPLIT_SECONDS; never below one step).
-    :param expect_empty: metrics that may come back empty (EXPECT_EMPTY). When every other metric
-        came back empty, the return value says so (``all_empty``) with preflight's diagnosis, and
-        the validation task fails the run: Finout would receive files with nothing in them.
+    :param data_begins: where the cluster's data begins in Prometheus (the plan's finding), kept
+        with each object so ``status`` tells the windows before it from missing ones.
 
     Without an ``execution_timeout``, the task gets :func:`window_deadline`'s.
     """
 
-    template_fields: Sequence[str] = s3_target_fields(
-        "window_start", "window_end", "prometheus_conn_id", "cluster_label"
-    )
+    template_fields: Sequence[str] = target_fields("window_start", "window_end", "prometheus_conn_id", "cluster_label")
     ui_color = "#e6522c"
     operator_extra_links = (S3ExportLink(),)
 
     def __init__(
         self,
         *,
+        spec: ExportSpec,
         window_start: Any,
         window_end: Any,
-        metrics: Sequence[Metric | Mapping[str, str]] | None = None,
         prometheus_conn_id: str = "prometheus_default",
-        step_seconds: int = 60,
         queries_batch_size: int = 5,
         query_delay_seconds: float = 5.0,
         cluster_label: str | None = None,
         compresslevel: int = 6,
         allow_warnings: bool = False,
-        expect_empty: Sequence[str] = (),
         split: bool = True,
         min_split_seconds: int = 60,
+        data_begins: int | None = None,
         **kwargs: Any,
     ) -> None:
         if kwargs.get("execution_timeout") is None:
-            kwargs["execution_timeout"] = window_deadline(
-                len(metric_specs(metrics)), queries_batch_size, query_delay_seconds
-            )
+            kwargs["execution_timeout"] = window_deadline(len(spec.metrics), queries_batch_size, query_delay_seconds)
         super().__init__(**kwargs)
+        self.spec = spec
         self.window_start = window_start
         self.window_end = window_end
-        self.metrics = metric_specs(metrics)
         self.prometheus_conn_id = prometheus_conn_id
-        self.step_seconds = step_seconds
         self.queries_batch_size = queries_batch_size
         self.query_delay_seconds = query_delay_seconds
         self.cluster_label = cluster_label
         self.compresslevel = compresslevel
         self.allow_warnings = allow_warnings
-        self.expect_empty = list(expect_empty)
         self.split = split
         self.min_split_seconds = min_split_seconds
-        self.split_hints = SplitHints(self.cluster_name)
+        self.data_begins = data_begins
         self._uploads: list[Upload] = []
 
     @cached_property
@@ -172,52 +156,54 @@ class PrometheusToS3Operator(ClusterS3Operator):
 
         return PrometheusHook(self.prometheus_conn_id, pool_size=self.queries_batch_size)
 
+    @cached_property
+    def split_hints(self) -> SplitHints:
+        return SplitHints(self.target.cluster)
+
     @property
     def window(self) -> Window:
         return Window(to_epoch(self.window_start), to_epoch(self.window_end))
 
     def execute(self, context: Context) -> dict[str, Any]:
-        with failing_fast(f"cluster {self.cluster_name!r}"):
-            window = self.window
-            check_frame(window.end - window.start, self.step_seconds)
-            bucket, prefix = validate_bucket(self.s3_bucket), normalize_prefix(self.s3_prefix)
+        window, target = self.window, self.target.checked()
+        check_frame(window.end - window.start, self.spec.step)
         context["window_label"] = window.label  # type: ignore[typeddict-unknown-key]  # map_index_template
-        where = f"cluster {self.cluster_name!r} window {window.label}"
-        self.log.info(
-            "%s: exporting %d metrics to s3://%s/%s/%s/", where, len(self.metrics), bucket, prefix, self.cluster_name
+        S3ExportLink.persist(
+            context, target.bucket, day_folder(target.prefix, target.cluster, window.start), self.s3_hook
         )
-        exported, failures = self._export_all(window, bucket, prefix, where)
+        where = f"cluster {target.cluster!r} window {window.label}"
+        self.log.info(
+            "%s: exporting %d metrics to s3://%s/%s", where, len(self.spec.metrics), target.bucket, target.root
+        )
+        exported, failures = self._export_all(window, target, where)
         if failures:
             message = (
-                f"{where}: {len(failures)} of {len(self.metrics)} metrics failed; nothing was written under their "
-                "keys. Fix the cause and clear this task to export the window again.\n"
+                f"{where}: {len(failures)} of {len(self.spec.metrics)} metrics failed; nothing was written under "
+                "their keys. Fix the cause and clear this task to export the window again.\n"
                 + "\n".join(f"metric {name!r}: {err}" for name, err in failures.items())
             )
             if all_permanent(failures.values()):
-                raise AirflowFailException(f"{message}\n(a retry cannot fix these: failing without retrying)")
+                raise AirflowFailException(f"{message}\n({RETRY_CANNOT_FIX})")
             raise AirflowException(message)
         return self._summarize(window, exported, where)
 
     def _export_all(
-        self, window: Window, bucket: str, prefix: str, where: str
+        self, window: Window, target: S3Target, where: str
     ) -> tuple[dict[str, Exported], dict[str, Exception]]:
         """Every metric's export, QUERIES_BATCH_SIZE at a time (batches QUERY_DELAY_SECONDS apart),
         and what failed."""
         exported: dict[str, Exported] = {}
         failures: dict[str, Exception] = {}
-        size = max(1, self.queries_batch_size)
+        metrics, size = self.spec.metrics, max(1, self.queries_batch_size)
         batches = (
-            [self.metrics]
-            if not self.query_delay_seconds
-            else [self.metrics[i : i + size] for i in range(0, len(self.metrics), size)]
+            [metrics] if not self.query_delay_seconds else [metrics[i : i + size] for i in range(0, len(metrics), size)]
         )
-        with failing_fast(where):
-            self._resolve_before_threads()
+        self._resolve_before_threads()
         with ThreadPoolExecutor(max_workers=size, thread_name_prefix="finout-export") as pool:
             for number, batch in enumerate(batches):
                 if number:
                     time.sleep(self.query_delay_seconds)
-                futures = [(m["name"], pool.submit(self._export_metric, window, bucket, prefix, m)) for m in batch]
+                futures = [(m.name, pool.submit(self._export_metric, window, target, m)) for m in batch]
                 for name, future in futures:
                     try:
                         exported[name] = future.result()
@@ -233,7 +219,7 @@ class PrometheusToS3Operator(ClusterS3Operator):
         series = {name: count for name, (_, count, _) in exported.items()}
         splits = {name: split for name, (_, _, split) in exported.items() if split}
         result: dict[str, Any] = {
-            "cluster": self.cluster_name,
+            "cluster": self.target.cluster,
             "window_start": window.start,
             "window_end": window.end,
             "objects": len(uploads),
@@ -245,7 +231,7 @@ class PrometheusToS3Operator(ClusterS3Operator):
         }
         used = {name: splits[name]["pieces"] if name in splits else 1 for name in series}
         self.split_hints.save(used, window.start, self.log)
-        required = [name for name in series if name not in self.expect_empty]
+        required = [name for name in series if name not in self.spec.expect_empty]
         if required and not any(series[name] for name in required):
             result |= {"all_empty": True, "diagnosis": self._diagnose(window)}
             self.log.error("%s: every metric came back empty:\n%s", where, "\n".join(result["diagnosis"]))
@@ -254,8 +240,8 @@ class PrometheusToS3Operator(ClusterS3Operator):
     def _emit_stats(self, metric: str, upload: Upload, body: Any, seconds: float) -> None:
         """Per window and metric, through Airflow's metrics (StatsD or OpenTelemetry as configured):
         ``finout.export.{bytes,gzip_bytes,series,retries,split_pieces,duration}.<cluster>.<metric>``."""
-        tags = {"cluster": self.cluster_name, "metric": metric}
-        name = f"{self.cluster_name}.{metric}"
+        tags = {"cluster": self.target.cluster, "metric": metric}
+        name = f"{self.target.cluster}.{metric}"
         for what, value in (("bytes", upload.raw_bytes), ("gzip_bytes", upload.gzip_bytes), ("series", body.series),
                             ("retries", body.retries), ("split_pieces", body.pieces)):  # fmt: skip
             Stats.gauge(f"finout.export.{what}.{name}", value, tags=tags)
@@ -273,11 +259,9 @@ class PrometheusToS3Operator(ClusterS3Operator):
         """Preflight's reasons why the window's answers are empty (at its last step)."""
         from finout_provider.preflight import Preflight
 
-        metrics = [Metric(m["name"], m["query"], next((c.needs for c in CATALOGUE if c.name == m["name"]), ()))
-                   for m in self.metrics]  # fmt: skip
-        check = Preflight(self.prometheus_hook.instant, self.cluster_name, metrics, self.cluster_label)
+        check = Preflight(self.prometheus_hook.instant, self.target.cluster, self.spec, self.cluster_label)
         try:
-            report = check.run(window.query_range(self.step_seconds)[1])
+            report = check.run(window.query_range(self.spec.step)[1])
         except Exception as err:  # noqa: BLE001 - the diagnosis is a help; the empty answers are the finding
             return [f"(preflight could not run: {err})"]
         return [f"{f.metric}: {f.reason}" for f in report.findings if f.level != "ok" and f.reason]
@@ -291,31 +275,38 @@ class PrometheusToS3Operator(ClusterS3Operator):
         inputs = [
             Dataset(
                 namespace=endpoint,
-                name=m["name"],
-                facets={"documentation": DocumentationDatasetFacet(description=self.render_query(m["query"]))},
+                name=m.name,
+                facets={"documentation": DocumentationDatasetFacet(description=self.render_query(m.query))},
             )
-            for m in self.metrics
+            for m in self.spec.metrics
         ]
-        outputs = [Dataset(namespace=f"s3://{self.s3_bucket}", name=u.key) for u in self._uploads]
+        outputs = [Dataset(namespace=f"s3://{self.target.bucket}", name=u.key) for u in self._uploads]
         return OperatorLineage(inputs=inputs, outputs=outputs)
 
     def render_query(self, query: str) -> str:
-        return render(query, self.cluster_label, self.cluster_name if self.cluster_label else None)
+        return render(query, self.cluster_label, self.target.cluster if self.cluster_label else None)
 
-    def _export_metric(self, window: Window, bucket: str, prefix: str, metric: Mapping[str, str]) -> Exported:
-        key = build_key(prefix, self.cluster_name, metric["name"], window.start)
-        query = self.render_query(metric["query"])
-        start, end = window.query_range(self.step_seconds)
+    def _metadata(self, body: Any) -> dict[str, str]:
+        """What an object carries besides the proof it is whole: its answer's measures, and where the
+        cluster's data begins when the plan found it."""
+        begins = {} if self.data_begins is None else {DATA_BEGINS: str(int(self.data_begins))}
+        return Measured.of(body.measures).as_metadata() | begins
+
+    def _export_metric(self, window: Window, target: S3Target, metric: Metric) -> Exported:
+        key = build_key(target.prefix, target.cluster, metric.name, window.start)
+        query = self.render_query(metric.query)
+        step = self.spec.step
+        start, end = window.query_range(step)
         began = time.monotonic()
         from finout_provider.hooks.prometheus import HeavyQueryError
 
-        name = metric["name"]
+        name = metric.name
 
         def upload(body: Any) -> Exported:
             # The upload completes only once the body proved whole: the mark is true of what lands.
             done = self.s3_hook.upload_gzip_stream(
-                body, bucket, key, level=self.compresslevel, metadata=PROVEN,
-                final_metadata=lambda: Measured.of(body.measures).as_metadata(),
+                body, target.bucket, key, level=self.compresslevel, metadata=PROVEN,
+                final_metadata=lambda: self._metadata(body),
             )  # fmt: skip
             split = {"pieces": body.pieces, "depth": body.depth, "refused_by": body.refusal}
             self._emit_stats(name, done, body, time.monotonic() - began)
@@ -323,7 +314,7 @@ class PrometheusToS3Operator(ClusterS3Operator):
 
         try:
             done, series, split = self.prometheus_hook.stream_query_range(
-                query, start, end, self.step_seconds, upload, allow_warnings=self.allow_warnings, split=self.split,
+                query, start, end, step, upload, allow_warnings=self.allow_warnings, split=self.split,
                 min_split_seconds=self.min_split_seconds, pieces=self.split_hints.pieces(name, window.start),
             )  # fmt: skip
         except HeavyQueryError as err:
@@ -340,6 +331,6 @@ class PrometheusToS3Operator(ClusterS3Operator):
             )  # fmt: skip
         self.log.info(
             "metric %s: %d series, %d bytes -> %d gzip in %.2fs -> s3://%s/%s",
-            name, series, done.raw_bytes, done.gzip_bytes, time.monotonic() - began, bucket, key,
+            name, series, done.raw_bytes, done.gzip_bytes, time.monotonic() - began, target.bucket, key,
         )  # fmt: skip
         return done, series, split

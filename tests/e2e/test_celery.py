@@ -45,11 +45,13 @@ BUCKET = "finout-fleet"
 PREFIX = "k8s/prometheus"
 PROBE = '''"""Validation of one window through FinoutExportSensor, deferrable by [operators] default_deferrable."""
 from airflow.sdk import DAG
+from finout_provider.catalogue import ExportSpec, select
 from finout_provider.sensors.export import FinoutExportSensor
+from finout_provider.target import S3Target
 
 with DAG("validation_probe", schedule=None, start_date=None, catchup=False):
-    FinoutExportSensor(task_id="validate", cluster_name="probe", s3_bucket="{bucket}", s3_prefix="{prefix}",
-                       windows=[{start}], metrics=["cpu_requests"], time_frame={frame}, poke_interval=2, timeout=300)
+    FinoutExportSensor(task_id="validate", target=S3Target("probe", "{bucket}", "{prefix}"), windows=[{start}],
+                       spec=ExportSpec(select(["cpu_requests"]), time_frame={frame}), poke_interval=2, timeout=300)
 '''
 
 

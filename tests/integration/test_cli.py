@@ -14,10 +14,11 @@ import yaml
 
 from devtools.history import HistorySpec, PrometheusServer
 from devtools.s3server import S3Server
-from finout_provider.catalogue import select
+from finout_provider.catalogue import ExportSpec, select
 from finout_provider.cli import main
 from finout_provider.coverage import COLOUR, COMPLETE, CORRUPT, MISSING, PARTIAL, Coverage
 from finout_provider.layout import build_key
+from finout_provider.target import S3Target
 from finout_provider.transfers.prometheus_to_s3 import PrometheusToS3Operator
 from finout_provider.windows import DAY, Window, iso
 from tests.conftest import ROOT, set_connection
@@ -64,8 +65,8 @@ def export(prometheus: PrometheusServer, bucket: str, starts: list[int]) -> None
     set_connection("cli_prom", conn_type="prometheus", host="127.0.0.1", port=prometheus.port, schema="http")
     for start in starts:
         PrometheusToS3Operator(
-            task_id="export", cluster_name="prod-eu", s3_bucket=bucket, s3_prefix=PREFIX, window_start=start,
-            window_end=start + H, metrics=select(METRICS), prometheus_conn_id="cli_prom", cluster_label="cluster",
+            task_id="export", target=S3Target("prod-eu", bucket, PREFIX), spec=ExportSpec(tuple(select(METRICS))),
+            window_start=start, window_end=start + H, prometheus_conn_id="cli_prom", cluster_label="cluster",
             query_delay_seconds=0,
         ).execute({})  # fmt: skip
 

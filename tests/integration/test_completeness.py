@@ -13,11 +13,12 @@ import pytest
 
 from devtools.faults import SUCCESS
 from devtools.history import HistorySpec, PrometheusServer, build_tsdb
-from finout_provider.catalogue import select
-from finout_provider.exports import PROVEN, Target, cluster_status, incomplete_in
+from finout_provider.catalogue import ExportSpec, select
+from finout_provider.exports import PROVEN, cluster_status, incomplete_in
 from finout_provider.hooks.s3 import FinoutS3Hook
 from finout_provider.layout import build_key
 from finout_provider.sensors.export import FinoutExportSensor
+from finout_provider.target import S3Target
 from finout_provider.windows import iso
 from tests.conftest import BUCKET, PREFIX, set_connection
 from tests.integration.test_export import make_operator
@@ -43,10 +44,12 @@ def export_all(conn_id: str, history: HistorySpec, clusters: tuple[str, ...], st
             make_operator(conn_id, start, start + H, metrics=select(METRICS), cluster_name=cluster).execute({})
 
 
+SPEC = ExportSpec(tuple(select(METRICS)))
+
+
 def status_of(cluster: str, history: HistorySpec) -> dict[str, Any]:
-    target = Target(cluster, BUCKET, PREFIX, METRICS, H)
     now = history.end + 600
-    return cluster_status(FinoutS3Hook(), target, now, 8, 120, 3 * H).as_dict()
+    return cluster_status(FinoutS3Hook(), S3Target(cluster, BUCKET, PREFIX), SPEC, now, 8, 120, 3 * H).as_dict()
 
 
 def test_an_outage_is_flagged_per_window_and_metric_and_clears_when_the_data_arrives(
@@ -69,14 +72,14 @@ def test_an_outage_is_flagged_per_window_and_metric_and_clears_when_the_data_arr
     healthy = status_of("staging", history)  # pod churn: pods start and stop inside windows
     assert healthy["incomplete"] == [] and healthy["empty"] == [] and healthy["state"] == "ok", healthy
     # The CLI's planner reads the same windows from S3's measures (no Airflow Variable at hand).
-    flagged = incomplete_in(FinoutS3Hook(), Target("prod-eu", BUCKET, PREFIX, METRICS, H))
+    flagged = incomplete_in(FinoutS3Hook(), S3Target("prod-eu", BUCKET, PREFIX), SPEC)
     assert flagged(starts[0], history.end) == [outage, outage + H]
-    assert incomplete_in(FinoutS3Hook(), Target("staging", BUCKET, PREFIX, METRICS, H))(starts[0], history.end) == []
+    assert incomplete_in(FinoutS3Hook(), S3Target("staging", BUCKET, PREFIX), SPEC)(starts[0], history.end) == []
 
     run = [{"window_start": s, "window_end": s + H} for s in (outage, outage + H)]
     sensor = FinoutExportSensor(
-        task_id="validate_export", cluster_name="prod-eu", s3_bucket=BUCKET, s3_prefix=PREFIX, windows=run,
-        metrics=METRICS, time_frame=H, poke_interval=0.1, timeout=5,
+        task_id="validate_export", target=S3Target("prod-eu", BUCKET, PREFIX), spec=SPEC, windows=run,
+        poke_interval=0.1, timeout=5,
     )  # fmt: skip
     capfd.readouterr()
     sensor.execute({})  # type: ignore[arg-type]
@@ -87,8 +90,8 @@ def test_an_outage_is_flagged_per_window_and_metric_and_clears_when_the_data_arr
 
     with pytest.raises(AirflowFailException, match="lacked data"):
         FinoutExportSensor(
-            task_id="validate_export", cluster_name="prod-eu", s3_bucket=BUCKET, s3_prefix=PREFIX, windows=run,
-            metrics=METRICS, time_frame=H, poke_interval=0.1, timeout=5, on_incomplete="fail",
+            task_id="validate_export", target=S3Target("prod-eu", BUCKET, PREFIX), spec=SPEC, windows=run,
+            poke_interval=0.1, timeout=5, on_incomplete="fail",
         ).execute({})  # type: ignore[arg-type]  # fmt: skip
 
     # The data arrives later (a remote-write backlog): the flagged windows are exported again.
@@ -107,7 +110,8 @@ def test_gap_repair_exports_flagged_windows_until_they_are_complete(
 
     now = history.end + 600
     starts = list(range(history.end - 24 * H, history.end, H))
-    planner = Planner(FinoutS3Hook(), "prod-eu", BUCKET, PREFIX, ["cpu_requests"], backfill_days=1)
+    planner = Planner(FinoutS3Hook(), S3Target("prod-eu", BUCKET, PREFIX), ExportSpec(select(["cpu_requests"])),
+                      backfill_days=1)  # fmt: skip
     assert len(planner.gaps(now)) == 24  # nothing in S3 yet
     for start in starts:
         key = build_key(PREFIX, "prod-eu", "cpu_requests", start)

@@ -5,27 +5,48 @@ from __future__ import annotations
 import gzip
 import json
 import random
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pytest
 
 from devtools.faults import FaultServer, Seen, reply
 from devtools.history import HistorySpec
-from finout_provider.catalogue import CATALOGUE, render
+from finout_provider.catalogue import CATALOGUE, ExportSpec, Metric, render
 from finout_provider.hooks.prometheus import PrometheusHook
 from finout_provider.layout import build_key
+from finout_provider.target import S3Target
 from finout_provider.transfers.prometheus_to_s3 import PrometheusToS3Operator
 from tests.conftest import BUCKET, PREFIX, set_connection
 
 pytestmark = pytest.mark.integration
 
 
-def make_operator(conn_id: str, start: int, end: int, **kwargs: Any) -> PrometheusToS3Operator:
+def as_metric(metric: Metric | Mapping[str, str]) -> Metric:
+    """A test's own query (``{name, query}``) as the clusters file's EXTRA_QUERIES would make it."""
+    return metric if isinstance(metric, Metric) else Metric(metric["name"], metric["query"], ("user-defined",))
+
+
+def make_operator(
+    conn_id: str,
+    start: int,
+    end: int,
+    *,
+    metrics: Sequence[Metric | Mapping[str, str]] = CATALOGUE,
+    cluster_name: str = "prod-eu",
+    s3_bucket: str = BUCKET,
+    s3_prefix: str = PREFIX,
+    s3_kms_key_id: str | None = None,
+    step: int = 60,
+    **kwargs: Any,
+) -> PrometheusToS3Operator:
+    """An export of window ``[start, end)`` built by hand, with what the DAG passes: one target, one spec."""
+    target = S3Target(cluster_name, s3_bucket, s3_prefix, kms_key_id=s3_kms_key_id)
+    spec = ExportSpec(tuple(as_metric(m) for m in metrics), time_frame=end - start, step=step)
     args: dict[str, Any] = {
         "task_id": "export",
-        "cluster_name": "prod-eu",
-        "s3_bucket": BUCKET,
-        "s3_prefix": PREFIX,
+        "target": target,
+        "spec": spec,
         "window_start": start,
         "window_end": end,
         "prometheus_conn_id": conn_id,
@@ -33,6 +54,16 @@ def make_operator(conn_id: str, start: int, end: int, **kwargs: Any) -> Promethe
         "cluster_label": "cluster",
     } | kwargs
     return PrometheusToS3Operator(**args)
+
+
+class PushedXCom:
+    """A task instance's ``xcom_push``, recorded."""
+
+    def __init__(self) -> None:
+        self.pushed: dict[str, Any] = {}
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.pushed[key] = value
 
 
 def read(s3: Any, key: str) -> bytes:
@@ -174,8 +205,8 @@ def test_lineage_and_console_link_name_the_endpoint_queries_and_objects(
 ) -> None:
     start = history.start + 3600
     metrics = [m for m in CATALOGUE if m.name in ("cpu_requests", "pod_labels")]
-    operator = make_operator(prom_conn, start, start + 3600, metrics=metrics)
-    summary = operator.execute({})
+    operator, ti = make_operator(prom_conn, start, start + 3600, metrics=metrics), PushedXCom()
+    summary = operator.execute({"ti": ti})  # type: ignore[typeddict-item]
     lineage = operator.get_openlineage_facets_on_complete(None)
     port = PrometheusHook(prom_conn).base_url.rsplit(":", 1)[1]
     assert {(d.namespace, d.name) for d in lineage.inputs} == {
@@ -187,10 +218,9 @@ def test_lineage_and_console_link_name_the_endpoint_queries_and_objects(
     assert sorted((d.namespace, d.name) for d in lineage.outputs) == [(f"s3://{BUCKET}", k) for k in summary["keys"]]
 
     link = operator.operator_extra_links[0]
-    url = link.get_link(operator, ti_key=None)
     day = build_key(PREFIX, "prod-eu", "cpu_requests", start).split("metric=")[0]
-    assert url == f"https://s3.console.aws.amazon.com/s3/buckets/{BUCKET}?prefix={day}&showversions=false"
-    assert link.name == "S3 export"
+    url = f"https://s3.console.aws.amazon.com/s3/buckets/{BUCKET}?prefix={day}&showversions=false"
+    assert ti.pushed[link.key] == url and link.name == "S3 export"  # where Airflow reads the link
 
 
 def test_a_window_empty_for_every_metric_fails_validation_with_the_diagnosis(
@@ -211,8 +241,8 @@ def test_a_window_empty_for_every_metric_fails_validation_with_the_diagnosis(
 
     def validate(cluster: str, exports: list[dict[str, Any]]) -> Any:
         return FinoutExportSensor(
-            task_id="validate", cluster_name=cluster, s3_bucket=BUCKET, s3_prefix=PREFIX, windows=[start],
-            metrics=[m.name for m in CATALOGUE], exports=exports, timeout=5, poke_interval=1, deferrable=False,
+            task_id="validate", target=S3Target(cluster, BUCKET, PREFIX), spec=ExportSpec(), windows=[start],
+            exports=exports, timeout=5, poke_interval=1, deferrable=False,
         ).execute({})  # fmt: skip
 
     with pytest.raises(AirflowFailException, match=r"(?s)cluster 'nobody': 1 windows .* came back empty.*no series"):
@@ -234,8 +264,8 @@ def test_sse_kms_key_reaches_single_and_multipart_uploads(s3: Any, prom_conn: st
 
     entry = {"CLUSTER_NAME": "prod-eu", "S3_BUCKET": BUCKET, "S3_PREFIX": PREFIX, "S3_KMS_KEY_ID": KMS_KEY}
     dag = build_dag(parse_document({"clusters": [entry]}).clusters[0])
-    assert {dag.get_task(t).s3_kms_key_id for t in ("plan_windows", "validate_export")} == {KMS_KEY}  # type: ignore[attr-defined]
-    assert dag.get_task("export_window").partial_kwargs["s3_kms_key_id"] == KMS_KEY  # type: ignore[attr-defined]
+    assert {dag.get_task(t).target.kms_key_id for t in ("plan_windows", "validate_export")} == {KMS_KEY}  # type: ignore[attr-defined]
+    assert dag.get_task("export_window").partial_kwargs["target"].kms_key_id == KMS_KEY  # type: ignore[attr-defined]
 
     start = history.start
     metric = next(m for m in CATALOGUE if m.name == "cpu_requests")
@@ -269,17 +299,14 @@ def test_sse_kms_key_reaches_single_and_multipart_uploads(s3: Any, prom_conn: st
 )
 def test_the_extra_link_follows_the_aws_connection(extra: dict[str, Any], expected: str) -> None:
     """The AWS console for AWS; the endpoint's own listing of the day folder for MinIO or Ceph."""
+    from finout_provider.hooks.s3 import FinoutS3Hook
     from finout_provider.links import S3ExportLink
-    from finout_provider.transfers.prometheus_to_s3 import PrometheusToS3Operator
 
     set_connection("aws_link", conn_type="aws", extra=extra)
-    start = 1759622400
-    operator = PrometheusToS3Operator(
-        task_id="t", cluster_name="prod-eu", s3_bucket=BUCKET, s3_prefix=PREFIX, aws_conn_id="aws_link",
-        prometheus_conn_id="p", window_start=start, window_end=start + 3600, metrics=[],
-    )  # fmt: skip
-    url = S3ExportLink().get_link(operator, ti_key=None)
-    day = build_key(PREFIX, "prod-eu", "cpu_requests", start).split("metric=")[0]
+    day = build_key(PREFIX, "prod-eu", "cpu_requests", 1759622400).split("metric=")[0]
+    ti = PushedXCom()
+    S3ExportLink.persist({"ti": ti}, BUCKET, day, FinoutS3Hook("aws_link"))
+    url = ti.pushed[S3ExportLink.key]
     assert url.startswith(expected.format(bucket=BUCKET, day=day)), url
     assert "secret" not in url and "user" not in url
     if "list-type" in url:

@@ -17,8 +17,9 @@ import pytest
 
 from devtools.faults import SUCCESS, FaultServer, Seen, forward, reply
 from devtools.history import HistorySpec, serving_copy
-from finout_provider.catalogue import CATALOGUE
+from finout_provider.catalogue import CATALOGUE, ExportSpec
 from finout_provider.layout import build_key
+from finout_provider.target import S3Target
 from tests.conftest import BUCKET, PREFIX, ROOT, set_connection
 from tests.integration.test_export import all_keys, make_operator, read
 
@@ -303,10 +304,12 @@ def test_a_worker_killed_mid_export_leaves_no_object_and_the_rerun_finishes(
     env["AIRFLOW_CONN_AWS_KILL"] = json.dumps(s3_server.connection())
     script = (
         "import sys\n"
+        "from finout_provider.catalogue import ExportSpec, select\n"
+        "from finout_provider.target import S3Target\n"
         "from finout_provider.transfers.prometheus_to_s3 import PrometheusToS3Operator\n"
-        "op = PrometheusToS3Operator(task_id='t', cluster_name='prod-eu', s3_bucket='finout-kill', s3_prefix='k8s',\n"
-        "    window_start=int(sys.argv[1]), window_end=int(sys.argv[1]) + 3600, metrics=[{'name': 'node_info', 'query': 'kube_node_info'}],\n"
-        "    prometheus_conn_id='p_kill', aws_conn_id='aws_kill', query_delay_seconds=0)\n"
+        "op = PrometheusToS3Operator(task_id='t', target=S3Target('prod-eu', 'finout-kill', 'k8s', 'aws_kill'),\n"
+        "    window_start=int(sys.argv[1]), window_end=int(sys.argv[1]) + 3600, spec=ExportSpec(select(['node_info'])),\n"
+        "    prometheus_conn_id='p_kill', query_delay_seconds=0)\n"
         "op.execute({})\n"
     )
     key = build_key("k8s", "prod-eu", "node_info", history.start)
@@ -340,10 +343,12 @@ def test_two_runs_exporting_the_same_window_at_once_agree(
     }
     script = (
         "import sys\n"
+        "from finout_provider.catalogue import ExportSpec\n"
+        "from finout_provider.target import S3Target\n"
         "from finout_provider.transfers.prometheus_to_s3 import PrometheusToS3Operator\n"
-        "op = PrometheusToS3Operator(task_id='t', cluster_name='prod-eu', s3_bucket='finout-twice', s3_prefix='k8s',\n"
+        "op = PrometheusToS3Operator(task_id='t', target=S3Target('prod-eu', 'finout-twice', 'k8s', 'aws_twice'),\n"
         "    window_start=int(sys.argv[1]), window_end=int(sys.argv[1]) + 3600, cluster_label='cluster',\n"
-        "    prometheus_conn_id='p_twice', aws_conn_id='aws_twice', query_delay_seconds=0)\n"
+        "    spec=ExportSpec(), prometheus_conn_id='p_twice', query_delay_seconds=0)\n"
         "op.execute({})\n"
     )
     start = history.start + 2 * H
@@ -393,7 +398,7 @@ def test_after_the_faults_clear_gap_repair_leaves_the_range_complete(
         run_type = "scheduled"
 
     plan = PlanWindowsOperator(
-        task_id="plan_windows", cluster_name="prod-eu", s3_bucket=BUCKET, s3_prefix=PREFIX, metrics=["node_info"],
+        task_id="plan_windows", target=S3Target("prod-eu", BUCKET, PREFIX), spec=ExportSpec(tuple(ONE)),
         settle_seconds=0,
     )  # fmt: skip
     last = starts[-1]
@@ -404,8 +409,8 @@ def test_after_the_faults_clear_gap_repair_leaves_the_range_complete(
         make_operator("p_direct", window["window_start"], window["window_end"], metrics=ONE).execute({})
 
     sensor = FinoutExportSensor(
-        task_id="validate_export", cluster_name="prod-eu", s3_bucket=BUCKET, s3_prefix=PREFIX,
-        windows=[{"window_start": s, "window_end": s + H} for s in starts], metrics=["node_info"], time_frame=H,
+        task_id="validate_export", target=S3Target("prod-eu", BUCKET, PREFIX), spec=ExportSpec(tuple(ONE)),
+        windows=[{"window_start": s, "window_end": s + H} for s in starts],
     )  # fmt: skip
     assert sensor.problems() == []
     for start in starts:
@@ -422,8 +427,8 @@ def test_errors_a_retry_cannot_fix_fail_at_once_and_transient_ones_retry(
 
     began = time.monotonic()
     planner = PlanWindowsOperator(
-        task_id="plan_windows", cluster_name="prod-eu", s3_bucket="no-such-bucket", s3_prefix=PREFIX,
-        metrics=["node_info"], settle_seconds=0,
+        task_id="plan_windows", target=S3Target("prod-eu", "no-such-bucket", PREFIX), spec=ExportSpec(tuple(ONE)),
+        settle_seconds=0,
     )  # fmt: skip
     with pytest.raises(AirflowFailException, match="bucket 'no-such-bucket' does not exist"):
         scheduled = {"dag_run": SimpleNamespace(run_type="scheduled")}  # gap repair reads S3
@@ -433,7 +438,7 @@ def test_errors_a_retry_cannot_fix_fail_at_once_and_transient_ones_retry(
     syntax = [{"name": "node_info", "query": "sum(kube_node_info"}]
     with pytest.raises(AirflowFailException, match="bad_data") as err:
         make_operator(prom_conn, history.start, history.start + H, metrics=syntax).execute({})
-    assert "a retry cannot fix these" in str(err.value)
+    assert "a retry cannot fix this" in str(err.value)
     with pytest.raises(AirflowFailException, match="unknown_conn"):
         make_operator("unknown_conn", history.start, history.start + H, metrics=ONE).execute({})
     assert time.monotonic() - began < 30

@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 
 from devtools.history import PrometheusServer
+from finout_provider.catalogue import ExportSpec, select
 from finout_provider.hooks.prometheus import PrometheusHook
 from finout_provider.operators.plan import PlanWindowsOperator
+from finout_provider.target import S3Target
 from tests.conftest import set_connection
 
 pytestmark = pytest.mark.integration
@@ -28,8 +30,8 @@ def short_memory(tmp_path: Path) -> Iterator[str]:
 
 def plan(conn_id: str, start: int, end: int) -> list[dict[str, int]]:
     operator = PlanWindowsOperator(
-        task_id="plan_windows", cluster_name="prod-eu", s3_bucket="finout-metrics", s3_prefix="k8s/prometheus",
-        metrics=["cpu_requests"], prometheus_conn_id=conn_id, settle_seconds=0,
+        task_id="plan_windows", target=S3Target("prod-eu", "finout-metrics", "k8s/prometheus"),
+        spec=ExportSpec(select(["cpu_requests"])), prometheus_conn_id=conn_id, settle_seconds=0,
     )  # fmt: skip
     iso = lambda ts: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))  # noqa: E731
     return operator.execute({"params": {"start": iso(start), "end": iso(end)}})  # type: ignore[arg-type]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from devtools.history import HistorySpec, PrometheusServer, build_tsdb
-from finout_provider.catalogue import select
+from finout_provider.catalogue import ExportSpec, select
 from finout_provider.hooks.prometheus import PrometheusHook
 from finout_provider.preflight import EMPTY, FAIL, OK, WARN, Preflight, PreflightReport
 from tests.conftest import set_connection
@@ -51,7 +51,7 @@ def hook_for(server: PrometheusServer, conn_id: str) -> PrometheusHook:
 def run(
     hook: PrometheusHook, cluster: str, at: int, label: str | None, names: list[str] | None = None
 ) -> PreflightReport:
-    return Preflight(hook.instant, cluster, select(names), label).run(at)
+    return Preflight(hook.instant, cluster, ExportSpec(tuple(select(names))), label).run(at)
 
 
 def test_a_well_shaped_cluster_passes_and_cadvisor_without_node_label_is_explained(
@@ -148,7 +148,7 @@ def test_a_metric_empty_while_its_source_answers_is_exported_empty_not_blocking(
     """A cluster where no pod sets limits: the limits come back empty, everything is exported."""
     from finout_provider.catalogue import KSM, Metric
     from finout_provider.operators.preflight import PrometheusPreflightOperator
-    from finout_provider.transfers.prometheus_to_s3 import metric_specs
+    from finout_provider.target import S3Target
     from tests.integration.test_export import all_keys, make_operator
 
     hook_for(prometheus, "pf_nolimits")
@@ -156,12 +156,12 @@ def test_a_metric_empty_while_its_source_answers_is_exported_empty_not_blocking(
     metrics = [*select(["cpu_requests", "pod_info"]), no_limits]
     end = history.end - H
     check = PrometheusPreflightOperator(
-        task_id="preflight", cluster_name="prod-eu", metrics=metrics, prometheus_conn_id="pf_nolimits",
-        cluster_label="cluster",
+        task_id="preflight", target=S3Target("prod-eu", "finout-metrics", "k8s"), spec=ExportSpec(tuple(metrics)),
+        prometheus_conn_id="pf_nolimits", cluster_label="cluster", windows=[{"window_start": end - H, "window_end": end}],
     )  # fmt: skip
-    levels = check.execute({"data_interval_end": end})  # type: ignore[arg-type]
+    levels = check.execute({})  # type: ignore[arg-type]
     assert levels == {"cluster": OK, "cpu_requests": OK, "pod_info": OK, "cpu_limits": EMPTY}
-    summary = make_operator("pf_nolimits", end - H, end, metrics=metric_specs(metrics)).execute({})
+    summary = make_operator("pf_nolimits", end - H, end, metrics=metrics).execute({})
     assert summary["objects"] == 3 and summary["series"]["cpu_limits"] == 0 and len(all_keys(s3)) == 3
 
 
@@ -170,29 +170,21 @@ def test_the_dag_task_fails_a_run_that_would_export_empty_files(
 ) -> None:
     from finout_provider.compat import AirflowFailException
     from finout_provider.operators.preflight import PrometheusPreflightOperator
+    from finout_provider.target import S3Target
 
     hook_for(prometheus, "pf_task")
-    metrics = select(["cpu_requests", "pod_labels"])
+    spec = ExportSpec(tuple(select(["cpu_requests", "pod_labels"])))
     end = history.end - H
-    good = PrometheusPreflightOperator(
-        task_id="preflight",
-        cluster_name="prod-eu",
-        metrics=metrics,
-        prometheus_conn_id="pf_task",
-        cluster_label="cluster",
-    )
-    # A run's data interval end is the instant checked (the last step before it).
-    assert good.instant({"data_interval_end": end}) == end - 60  # type: ignore[arg-type]
-    assert good.execute({"data_interval_end": end}) == {"cluster": OK, "cpu_requests": OK, "pod_labels": OK}  # type: ignore[arg-type]
-    wrong = PrometheusPreflightOperator(
-        task_id="preflight",
-        cluster_name="prod-eu",
-        metrics=metrics,
-        prometheus_conn_id="pf_task",
-        cluster_label="k8s_cluster",
-    )
+    windows = [{"window_start": end - 2 * H, "window_end": end - H}, {"window_start": end - H, "window_end": end}]
+    common = {"task_id": "preflight", "target": S3Target("prod-eu", "b-1", "k8s"), "spec": spec, "windows": windows,
+              "prometheus_conn_id": "pf_task"}  # fmt: skip
+    good = PrometheusPreflightOperator(cluster_label="cluster", **common)
+    # The newest window's last step is the instant checked: what the run exports.
+    assert good.instant() == end - 60
+    assert good.execute({}) == {"cluster": OK, "cpu_requests": OK, "pod_labels": OK}  # type: ignore[arg-type]
+    wrong = PrometheusPreflightOperator(cluster_label="k8s_cluster", **common)
     with pytest.raises(AirflowFailException, match=r"cluster 'prod-eu': preflight found 3 problems") as err:
-        wrong.execute({"data_interval_end": end})  # type: ignore[arg-type]
+        wrong.execute({})  # type: ignore[arg-type]
     assert "- cluster: no series carries the label CLUSTER_LABEL='k8s_cluster'" in str(err.value)
 
 

@@ -10,10 +10,12 @@ from typing import Any
 import pytest
 
 from devtools.faults import SUCCESS
+from finout_provider.catalogue import ExportSpec, select
 from finout_provider.exports import PROVEN
 from finout_provider.layout import build_key
 from finout_provider.operators.retention import FinoutRetentionOperator
 from finout_provider.sensors.export import FinoutExportSensor
+from finout_provider.target import S3Target
 from finout_provider.windows import DAY
 from tests.conftest import BUCKET, PREFIX
 
@@ -74,12 +76,10 @@ def test_retention_deletes_exactly_the_old_layout_keys_of_this_cluster(s3: Any) 
     for key in old + new + foreign:
         put(s3, key)
 
-    op = FinoutRetentionOperator(
-        task_id="retention", cluster_name="prod-eu", s3_bucket=BUCKET, s3_prefix=PREFIX, retention_days=30
-    )
+    op = FinoutRetentionOperator(task_id="retention", target=S3Target("prod-eu", BUCKET, PREFIX), retention_days=30)
     seen = record_requests(op.s3_hook.get_conn())
     dry = FinoutRetentionOperator(
-        task_id="dry", cluster_name="prod-eu", s3_bucket=BUCKET, s3_prefix=PREFIX, retention_days=30, dry_run=True
+        task_id="dry", target=S3Target("prod-eu", BUCKET, PREFIX), retention_days=30, dry_run=True
     )
     assert dry.execute({})["expired"] == len(old)
     assert _keys(s3) == sorted(old + new + foreign)
@@ -101,7 +101,7 @@ def test_retention_deletes_in_batches_of_1000(s3: Any) -> None:
     keys = [build_key(PREFIX, "big", f"m{i:04d}", start) for i in range(1100)]
     for key in keys:
         put(s3, key)
-    op = FinoutRetentionOperator(task_id="r", cluster_name="big", s3_bucket=BUCKET, s3_prefix=PREFIX)
+    op = FinoutRetentionOperator(task_id="r", target=S3Target("big", BUCKET, PREFIX))
     seen = record_requests(op.s3_hook.get_conn())
     assert op.execute({})["deleted"] == 1100
     assert [len(p["Delete"]["Objects"]) for n, p in seen if n == "DeleteObjects"] == [1000, 100]
@@ -111,11 +111,9 @@ def test_retention_deletes_in_batches_of_1000(s3: Any) -> None:
 def sensor(windows: list[Any], **kwargs: Any) -> FinoutExportSensor:
     return FinoutExportSensor(
         task_id="validate",
-        cluster_name="prod-eu",
-        s3_bucket=BUCKET,
-        s3_prefix=PREFIX,
+        target=S3Target("prod-eu", BUCKET, PREFIX),
+        spec=ExportSpec(tuple(select(["cpu_requests", "pod_labels"]))),
         windows=windows,
-        metrics=["cpu_requests", "pod_labels"],
         poke_interval=0.1,
         timeout=0.5,
         **kwargs,
@@ -155,15 +153,10 @@ def test_trigger_reports_success_and_timeout(s3: Any) -> None:
 
     start = aligned(NOW - 3 * H)
     args = dict(
-        cluster_name="prod-eu",
-        s3_bucket=BUCKET,
-        s3_prefix=PREFIX,
+        target=S3Target("prod-eu", BUCKET, PREFIX).__dict__,
         starts=[start],
         metrics=["cpu_requests"],
         time_frame=H,
-        aws_conn_id="aws_default",
-        role_arn=None,
-        role_external_id=None,
         poke_interval=0.05,
         timeout=0.2,
     )

@@ -13,9 +13,10 @@ import pytest
 from devtools.faults import SUCCESS, FaultServer, Seen, make_ca_and_server_cert, reply
 from devtools.history import HistorySpec
 from devtools.stack import airflow_version
-from finout_provider.catalogue import CATALOGUE
+from finout_provider.catalogue import CATALOGUE, ExportSpec
 from finout_provider.hooks.prometheus import PrometheusError, PrometheusHook
 from finout_provider.layout import build_key
+from finout_provider.target import S3Target
 from tests.conftest import BUCKET, PREFIX, set_connection
 from tests.integration.test_retention_validation import assert_within_policy, record_requests
 
@@ -96,12 +97,11 @@ def test_the_whole_run_works_with_exactly_the_seed_policy(prom_conn: str, histor
             password=key["SecretAccessKey"],
             extra={"region_name": "us-east-1"},
         )
-        common = {"cluster_name": "prod-eu", "s3_bucket": BUCKET, "s3_prefix": PREFIX, "aws_conn_id": "aws_exporter"}
-        metrics = [m for m in CATALOGUE if m.name in ("node_info", "cpu_requests")]
-        names = [m.name for m in metrics]
+        target = S3Target("prod-eu", BUCKET, PREFIX, "aws_exporter")
+        spec = ExportSpec(tuple(m for m in CATALOGUE if m.name in ("node_info", "cpu_requests")))
         recorded: list[list[tuple[str, dict[str, Any]]]] = []
 
-        plan = PlanWindowsOperator(task_id="plan", metrics=names, settle_seconds=0, lookback_days=1, **common)
+        plan = PlanWindowsOperator(task_id="plan", target=target, spec=spec, settle_seconds=0, lookback_days=1)
         recorded.append(record_requests(plan.s3_hook.get_conn()))
         now = history.start + 3 * H
         run = type("Run", (), {"run_type": "scheduled"})()
@@ -109,35 +109,27 @@ def test_the_whole_run_works_with_exactly_the_seed_policy(prom_conn: str, histor
         assert windows  # S3 listing under the policy worked (the old key makes this a "not first" run)
         for window in windows[-2:]:
             export = PrometheusToS3Operator(
-                task_id="export",
-                metrics=metrics,
-                prometheus_conn_id=prom_conn,
-                query_delay_seconds=0,
+                task_id="export", target=target, spec=spec, prometheus_conn_id=prom_conn, query_delay_seconds=0,
                 **window,
-                **common,
-            )
+            )  # fmt: skip
             recorded.append(record_requests(export.s3_hook.get_conn()))
             assert export.execute({})["objects"] == 2
         sensor = FinoutExportSensor(
-            task_id="validate", windows=windows[-2:], metrics=names, timeout=1, poke_interval=0.1, **common
+            task_id="validate", target=target, spec=spec, windows=windows[-2:], timeout=1, poke_interval=0.1
         )
         recorded.append(record_requests(sensor.s3_hook.get_conn()))
         assert sensor.poke({}) is True  # type: ignore[arg-type]
-        retention = FinoutRetentionOperator(task_id="retention", retention_days=30, **common)
+        retention = FinoutRetentionOperator(task_id="retention", target=target, retention_days=30)
         recorded.append(record_requests(retention.s3_hook.get_conn()))
         assert retention.execute({})["deleted"] == 1  # type: ignore[arg-type]
         assert_within_policy([call for calls in recorded for call in calls])
 
         # Outside the prefix the same user is refused, and the error says what to fix.
         outside = PrometheusToS3Operator(
-            task_id="x",
-            metrics=metrics[:1],
-            prometheus_conn_id=prom_conn,
-            query_delay_seconds=0,
-            window_start=windows[-1]["window_start"],
-            window_end=windows[-1]["window_end"],
-            **{**common, "s3_prefix": "elsewhere"},
-        )
+            task_id="x", target=S3Target("prod-eu", BUCKET, "elsewhere", "aws_exporter"),
+            spec=ExportSpec(spec.metrics[:1]), prometheus_conn_id=prom_conn, query_delay_seconds=0,
+            window_start=windows[-1]["window_start"], window_end=windows[-1]["window_end"],
+        )  # fmt: skip
         with pytest.raises(Exception) as err:
             outside.execute({})
         message = str(err.value)

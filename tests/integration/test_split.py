@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from devtools.faults import FaultServer, Seen, forward, reply
 from devtools.history import HistorySpec, PrometheusServer, serving_copy
-from finout_provider.catalogue import CATALOGUE, render
+from finout_provider.catalogue import CATALOGUE, ExportSpec, render
 from finout_provider.hooks.prometheus import PrometheusHook
 from finout_provider.layout import build_key
 from finout_provider.matrix import JoinedBody
@@ -269,7 +269,7 @@ def test_preflight_and_plan_say_which_metrics_will_need_splitting(
 
     start = history.start + 3 * H
     hook = PrometheusHook("prom_limited")
-    cost = Preflight(hook.instant, "prod-eu", list(CATALOGUE), "cluster").cost(start + H - 60, 60, hook.max_samples())
+    cost = Preflight(hook.instant, "prod-eu", ExportSpec(), "cluster").cost(start + H - 60, hook.max_samples())
     assert cost.max_samples == MAX_SAMPLES
     estimated = {m.name for m in CATALOGUE if cost.pieces(m.name) > 1}
     actual = set(make_operator("prom_limited", start, start + H).execute({})["split"])

@@ -20,9 +20,10 @@ from PIL import Image
 
 from devtools.history import HistorySpec, PrometheusServer, build_tsdb
 from devtools.s3server import S3Server
-from finout_provider.catalogue import select
+from finout_provider.catalogue import ExportSpec, select
 from finout_provider.coverage import COLOUR, COMPLETE, CORRUPT, MISSING, fleet_cell_box
 from finout_provider.layout import build_key
+from finout_provider.target import S3Target
 from finout_provider.transfers.prometheus_to_s3 import PrometheusToS3Operator
 from finout_provider.windows import closed_before
 from tests.conftest import CLUSTERS, HOURS, ROOT, set_connection
@@ -32,6 +33,7 @@ pytestmark = pytest.mark.integration
 H = 3600
 PREFIX = "k8s/prometheus"
 METRICS = ["cpu_requests", "pod_labels"]
+SPEC = ExportSpec(tuple(select(METRICS)))
 FLEET = {"whole": [0, 1, 2, 3], "gap": [0, 1, 3], "stale": [0], "corrupt": [0, 1, 2, 3]}
 
 
@@ -51,8 +53,8 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusS
 def export(cluster: str, starts: list[int], bucket: str) -> None:
     for start in starts:
         PrometheusToS3Operator(
-            task_id="x", cluster_name=cluster, s3_bucket=bucket, s3_prefix=PREFIX, window_start=start,
-            window_end=start + H, metrics=select(METRICS), prometheus_conn_id="status_prom", query_delay_seconds=0,
+            task_id="x", target=S3Target(cluster, bucket, PREFIX), spec=SPEC, window_start=start,
+            window_end=start + H, prometheus_conn_id="status_prom", query_delay_seconds=0,
         ).execute({})  # fmt: skip
 
 
@@ -134,8 +136,8 @@ def test_freshness_task_fails_on_a_stale_cluster_and_passes_on_a_fresh_one(fleet
 
     def check(cluster: str, hours: float) -> Any:
         return FinoutFreshnessOperator(
-            task_id="check_freshness", cluster_name=cluster, s3_bucket=bucket, s3_prefix=PREFIX, metrics=METRICS,
-            time_frame=H, limit_seconds=int(hours * 3600),
+            task_id="check_freshness", target=S3Target(cluster, bucket, PREFIX), spec=SPEC,
+            limit_seconds=int(hours * 3600),
         ).execute({})  # fmt: skip
 
     fresh = check("whole", 3.1)
@@ -157,10 +159,11 @@ try:  # Airflow 3: a task process initialises Stats as the task runner does
     stats.initialize(factory=stats_utils.get_stats_factory(), export_legacy_names=True)
 except ImportError:  # Airflow 2.11 configures Stats from [metrics] on first use
     pass
-from finout_provider.catalogue import select
+from finout_provider.catalogue import ExportSpec, select
+from finout_provider.target import S3Target
 from finout_provider.transfers.prometheus_to_s3 import PrometheusToS3Operator
-PrometheusToS3Operator(task_id="x", cluster_name="prod-eu", s3_bucket={bucket!r}, s3_prefix="k8s", window_start={start},
-    window_end={start + H}, metrics=select(["cpu_requests"]), prometheus_conn_id="p", cluster_label="cluster",
+PrometheusToS3Operator(task_id="x", target=S3Target("prod-eu", {bucket!r}, "k8s"), window_start={start},
+    window_end={start + H}, spec=ExportSpec(select(["cpu_requests"])), prometheus_conn_id="p", cluster_label="cluster",
     query_delay_seconds=0).execute({{}})
 """
     env = {**os.environ, "PYTHONPATH": str(ROOT), "AIRFLOW__METRICS__STATSD_ON": "True",

@@ -63,10 +63,11 @@ def test_valid_clusters_load_and_each_invalid_entry_gives_one_error(
     assert sorted(bag.dags) == sorted(f"finout_prometheus_{c['CLUSTER_NAME']}" for c in GOOD)
     for dag in bag.dags.values():
         graph = {t.task_id: sorted(t.downstream_task_ids) for t in dag.tasks}
-        # plan_windows is a root: Airflow 2's BackfillJob expands export_window only then.
+        # plan_windows is a root: Airflow 2's BackfillJob expands export_window only then. Preflight
+        # follows it, to judge the windows the run exports.
         assert graph == {
             "preflight": ["export_window"],
-            "plan_windows": ["export_window", "validate_export"],
+            "plan_windows": ["export_window", "preflight", "validate_export"],
             "export_window": ["validate_export"],
             "validate_export": ["check_freshness", "retention_cleanup"],
             "check_freshness": [],

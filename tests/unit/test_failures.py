@@ -6,7 +6,7 @@ import pytest
 
 from finout_provider.answers import HeavyQueryError, IncompleteBodyError, PrometheusError
 from finout_provider.config import ConfigError
-from finout_provider.failures import all_permanent, failing_fast, is_permanent
+from finout_provider.failures import all_permanent, failing_at_once, is_permanent
 from finout_provider.hooks.s3 import S3AccessError
 from finout_provider.refusals import REFUSALS
 from finout_provider.windows import WindowError
@@ -41,10 +41,10 @@ def test_failing_fast_turns_only_permanent_errors_into_a_failure_without_retries
 
     with (
         pytest.raises(AirflowFailException, match=r"plan: no such bucket .*failing without retrying"),
-        failing_fast("plan"),
+        failing_at_once("plan"),
     ):
         raise S3AccessError("no such bucket")
-    with pytest.raises(PrometheusError), failing_fast("plan"):
+    with pytest.raises(PrometheusError), failing_at_once("plan"):
         raise PrometheusError("503", retryable=True)
     assert all_permanent([ConfigError("prod", "PORT", "x"), S3AccessError("y")]) and not all_permanent([])
     assert not all_permanent([ConfigError("prod", "PORT", "x"), IncompleteBodyError("cut")])

@@ -10,7 +10,9 @@ from types import SimpleNamespace
 import jsonschema
 import pytest
 
+from finout_provider.catalogue import ExportSpec, select
 from finout_provider.operators.plan import PlanWindowsOperator
+from finout_provider.target import S3Target
 
 H = 3600
 SETTLE = 2 * H  # longer than the hour that just closed has been closed
@@ -18,8 +20,8 @@ SETTLE = 2 * H  # longer than the hour that just closed has been closed
 
 def operator(**kwargs: object) -> PlanWindowsOperator:
     return PlanWindowsOperator(
-        task_id="plan_windows", cluster_name="prod-eu", s3_bucket="finout-metrics", s3_prefix="k8s/prometheus",
-        metrics=["cpu_requests"], settle_seconds=SETTLE, **kwargs,  # type: ignore[arg-type]
+        task_id="plan_windows", target=S3Target("prod-eu", "finout-metrics", "k8s/prometheus"),
+        spec=ExportSpec(select(["cpu_requests"])), settle_seconds=SETTLE, **kwargs,  # type: ignore[arg-type]
     )  # fmt: skip
 
 
@@ -75,7 +77,7 @@ def test_a_range_the_schema_cannot_judge_fails_the_plan_at_once_naming_the_param
 ) -> None:
     from finout_provider.compat import AirflowFailException
 
-    with pytest.raises(AirflowFailException, match="cluster 'prod-eu': cannot plan this run") as failed:
+    with pytest.raises(AirflowFailException, match="cluster 'prod-eu': plan_windows: ") as failed:
         operator(deferrable=False).execute({"params": params})  # type: ignore[arg-type]
     assert message in str(failed.value)
 
@@ -99,7 +101,7 @@ def test_the_range_params_refuse_what_is_not_a_date_time_before_a_run_exists() -
 
 
 @pytest.mark.parametrize(("earlier", "repairs"), [(None, True), ("scheduled__2026-12-03T09:00:00+00:00", False)])
-def test_a_scheduled_run_repairs_only_when_no_earlier_run_is_still_running(
+def test_a_scheduled_run_repairs_only_when_no_earlier_scheduled_run_is_still_running(
     earlier: str | None, repairs: bool, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Manual runs start beside scheduled ones; a scheduled run starting while an earlier one runs
@@ -107,8 +109,8 @@ def test_a_scheduled_run_repairs_only_when_no_earlier_run_is_still_running(
     (Airflow's own answer to "is an earlier run running" is exercised by the scheduler tests.)"""
     from finout_provider import compat
 
-    monkeypatch.setattr(compat, "earlier_run_running", lambda context: earlier)
+    monkeypatch.setattr(compat, "earlier_scheduled_run_running", lambda context: earlier)
     assert operator()._repairs({"dag_run": SimpleNamespace(run_type="scheduled")}) is repairs  # type: ignore[arg-type]
     assert operator()._repairs({"dag_run": SimpleNamespace(run_type="manual")}) is False  # type: ignore[arg-type]
     if earlier:
-        assert f"run {earlier} is still running" in "".join(capfd.readouterr())
+        assert f"scheduled run {earlier} is still running" in "".join(capfd.readouterr())

@@ -69,6 +69,7 @@ def test_retention_deletes_exactly_old_layout_keys_of_its_cluster(keys: list[str
     from moto import mock_aws
 
     from finout_provider.operators.retention import FinoutRetentionOperator
+    from finout_provider.target import S3Target
 
     # moto's in-process S3, whatever aws_default an earlier test in this process pointed elsewhere
     environ = {k: v for k, v in os.environ.items() if k != "AIRFLOW_CONN_AWS_DEFAULT"}
@@ -79,9 +80,7 @@ def test_retention_deletes_exactly_old_layout_keys_of_its_cluster(keys: list[str
         s3.create_bucket(Bucket="prop-bucket")
         for key in keys:
             s3.put_object(Bucket="prop-bucket", Key=key, Body=b"x")
-        op = FinoutRetentionOperator(
-            task_id="r", cluster_name="prod", s3_bucket="prop-bucket", s3_prefix="k8s/prometheus"
-        )
+        op = FinoutRetentionOperator(task_id="r", target=S3Target("prod", "prop-bucket", "k8s/prometheus"))
         expired = set(op.expired_keys(cutoff))
     wanted = {
         k for k in keys if (parsed := parse_key(k, "k8s/prometheus", "prod")) is not None and parsed.start < cutoff

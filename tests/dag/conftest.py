@@ -1,0 +1,123 @@
+"""The generated DAG as a user runs it: a clusters file typed as YAML, the DAG file of the package
+loaded by Airflow's DagBag, and ``dag.test()`` (Airflow's system tests' way) against a real
+Prometheus and S3 (moto, in-process: ``dag.test()`` runs every task in this process)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from devtools.history import PrometheusServer
+from devtools.stack import airflow_major
+from tests.conftest import BUCKET, PREFIX, ROOT, set_connection
+
+DAG_FOLDER = ROOT / "dags"
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> None:
+    """The session's metadata database (SQLite in the test home), migrated once."""
+    airflow = Path(sys.executable).parent / "airflow"
+    subprocess.run([str(airflow), "db", "migrate"], check=True, capture_output=True, env=os.environ, timeout=300)
+
+
+@pytest.fixture
+def moto_s3() -> Iterator[Any]:
+    """moto's S3 in this process, with the export bucket and ``aws_default`` pointing at it."""
+    from moto import mock_aws
+
+    with mock_aws():
+        import boto3
+
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket=BUCKET)
+        set_connection("aws_default", conn_type="aws", extra={"region_name": "us-east-1"})
+        yield client
+
+
+@dataclass
+class Outcome:
+    """What a ``dag.test()`` run left: its state, each task instance, the output and the time."""
+
+    state: str
+    tis: dict[tuple[str, int], Any]
+    output: str
+    seconds: float
+
+    def ti(self, task_id: str, map_index: int = -1) -> Any:
+        return self.tis[(task_id, map_index)]
+
+    def states(self) -> dict[str, set[str]]:
+        found: dict[str, set[str]] = {}
+        for (task_id, _), ti in self.tis.items():
+            found.setdefault(task_id, set()).add(str(getattr(ti.state, "value", ti.state)))
+        return found
+
+
+@dataclass
+class ClusterDag:
+    """One cluster's entry of a clusters file, as the DAG file of the package turns it into a DAG."""
+
+    entry: Mapping[str, Any]
+    folder: Path
+    monkeypatch: pytest.MonkeyPatch
+    defaults: Mapping[str, Any] = field(default_factory=lambda: {"S3_BUCKET": BUCKET, "S3_PREFIX": PREFIX})
+
+    def __post_init__(self) -> None:
+        path = self.folder / "clusters.yaml"
+        path.write_text(yaml.safe_dump({"defaults": dict(self.defaults), "clusters": [dict(self.entry)]}))
+        self.monkeypatch.setenv("FINOUT_CLUSTERS_FILE", str(path))
+
+    @property
+    def dag_id(self) -> str:
+        return f"finout_prometheus_{self.entry['CLUSTER_NAME']}"
+
+    @property
+    def dag(self) -> Any:
+        """The DAG as Airflow's DagBag builds it from the package's DAG file."""
+        from airflow.models import DagBag
+
+        bag = DagBag(dag_folder=str(DAG_FOLDER))
+        assert self.dag_id in bag.dags, bag.import_errors
+        return bag.dags[self.dag_id]
+
+    def test(self, capfd: pytest.CaptureFixture[str], logical: int, conf: dict[str, Any] | None = None) -> Outcome:
+        """``dag.test()`` of a manual run at ``logical`` (as ``airflow dags test`` runs one)."""
+        dag = self.dag
+        moment = datetime.fromtimestamp(logical, UTC)
+        capfd.readouterr()
+        began = time.monotonic()
+        if airflow_major() >= 3:
+            run = dag.test(logical_date=moment, run_conf=conf)
+        else:
+            run = dag.test(execution_date=moment, run_conf=conf)
+        seconds = time.monotonic() - began
+        output = "".join(capfd.readouterr())
+        tis = {(ti.task_id, ti.map_index): ti for ti in run.get_task_instances()}
+        return Outcome(str(getattr(run.state, "value", run.state)), tis, output, seconds)
+
+
+@pytest.fixture
+def cluster_dag(airflow_db: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., ClusterDag]:
+    """``cluster_dag({"CLUSTER_NAME": ..., ...})``: a cluster of the clusters file and its DAG."""
+
+    def make(entry: Mapping[str, Any], **defaults: Any) -> ClusterDag:
+        base = {"S3_BUCKET": BUCKET, "S3_PREFIX": PREFIX, "QUERY_DELAY_SECONDS": 0} | defaults
+        return ClusterDag(entry, tmp_path, monkeypatch, base)
+
+    return make
+
+
+def on(server: PrometheusServer, **entry: Any) -> dict[str, Any]:
+    """A cluster entry reaching ``server`` by HOSTNAME/PORT, as the CronJob's variables would."""
+    return {"HOSTNAME": "127.0.0.1", "PORT": server.port, **entry}
