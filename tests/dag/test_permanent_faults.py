@@ -122,7 +122,7 @@ def populate(s3: Any, cluster: str, metrics: list[str], start: int) -> None:
 def task_of(dag: Any, task_id: str, start: int) -> Any:
     """The DAG's task as a run executes it: a mapped export unmapped with the window the plan hands
     over, the plan's output where a task reads it."""
-    task = dag.get_task(task_id.split(" ")[0])
+    task = dag.get_task(task_id.split(" ", maxsplit=1)[0])
     window = {"window_start": start, "window_end": start + H}
     if task.task_id == "export_window":
         return task.unmap(window)
