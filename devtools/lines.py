@@ -44,7 +44,8 @@ AIRFLOW2_HOLDS = ("cryptography<51",)
 
 # The whole suite; the unit and integration tests with one real `airflow dags test`.
 FULL: tuple[str, ...] = ()
-FLOOR = ("tests/unit", "tests/integration", "tests/e2e/test_dags_test.py")
+FLOOR = ("tests/unit", "tests/dag", "tests/integration", "tests/e2e/test_dags_test.py")
+README_TEST = "tests/e2e/test_readme.py"
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,7 @@ LINES = (
         AIRFLOW2_HOLDS,
     ),
     Line("2.11.0", "2.11.0", "2025-05-21", "MWAA 2.11", FLOOR),
-    Line("3.0.6", "3.0.6", "2025-09-15", "MWAA 3.0.6", FLOOR),
+    Line("3.0.6", "3.0.6", "2025-09-15", "MWAA 3.0.6", (*FLOOR, README_TEST)),
     Line("3.1.5", "3.1.5", "2026-01-15", "Astronomer Runtime 3.1, Cloud Composer 3", FLOOR),
 )
 DATED = tuple(line for line in LINES if line.as_of)
@@ -103,7 +104,13 @@ def line(name: str) -> Line:
 def readme_row(the_line: Line, versions: dict[str, str]) -> str:
     """The line's row of README's compatibility table, from the versions its venv holds."""
     shown = [versions[name] if the_line.as_of else "newest" for name in REQUIRED_PROVIDERS]
-    tested = "whole suite" if the_line.suites == FULL else "unit, integration, `airflow dags test`"
+    tested = (
+        "whole suite"
+        if the_line.suites == FULL
+        else "unit, the DAG through `dag.test()`, integration, `airflow dags test`"
+    )
+    if README_TEST in the_line.suites:
+        tested += ", README followed literally"
     if the_line.markers:
         tested += ", `airflow dags backfill`, scheduler e2e and the UI in a browser"
     cells = [the_line.airflow.replace(".*", ".x"), the_line.as_of or "today", the_line.what, *shown, tested]

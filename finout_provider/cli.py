@@ -23,7 +23,7 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -427,14 +427,26 @@ class _Discard(io.TextIOBase):
 DISCARD = _Discard()
 
 
-def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+@contextlib.contextmanager
+def _environment() -> Iterator[None]:
+    """What the command sets in its environment (Airflow's log level, its process context, the
+    clusters file's inline connections), undone when it returns, as its process' end would."""
+    saved = dict(os.environ)
     os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
     # Connections resolve as Airflow's own CLI resolves them: environment, secrets backends and the
     # metadata database (Airflow 3 reads the database only in a "server" process, as its CLI is).
     os.environ.setdefault("_AIRFLOW_PROCESS_CONTEXT", "server")
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
     args = parser().parse_args(argv)
     try:
-        with contextlib.redirect_stdout(err if AIRFLOW_LOGS_WANTED else DISCARD):
+        with _environment(), contextlib.redirect_stdout(err if AIRFLOW_LOGS_WANTED else DISCARD):
             return int(args.run(args, out, err))
     except CliError as error:
         message = str(error)

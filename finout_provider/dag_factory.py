@@ -165,13 +165,13 @@ RANGE_PARAMS: dict[str, dict[str, Any]] = {
 
 
 # MODE kubernetes_pod: the official image exports its own window, so a range is refused when the
-# run is triggered (JSON Schema: only null), with the reason in the form.
+# run is triggered (JSON Schema: only null); the title, which Airflow's refusal quotes, says why.
 POD_PARAMS: dict[str, dict[str, Any]] = {
     name: {
         "type": "null",
-        "title": schema["title"],
-        "description": "Not available with MODE kubernetes_pod: the official exporter image exports its own "
-        "window, not a range. Leave empty; use MODE airflow to re-export a range.",
+        "title": f"{schema['title']}: not with MODE kubernetes_pod (the official image exports its own window)",
+        "description": "Leave empty: the official exporter image exports its own window, not a range. Use MODE "
+        "airflow to re-export a range.",
     }
     for name, schema in RANGE_PARAMS.items()
 }

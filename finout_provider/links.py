@@ -7,7 +7,10 @@ import os
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from finout_provider.compat import BaseOperatorLink
+from finout_provider.compat import AIRFLOW_VERSION, BaseOperatorLink
+from finout_provider.layout import day_folder
+from finout_provider.target import S3Target
+from finout_provider.windows import to_epoch
 
 log = logging.getLogger(__name__)
 
@@ -50,14 +53,20 @@ def s3_endpoint(hook: Any) -> str | None:
 
 
 class S3ExportLink(BaseOperatorLink):
-    """ "S3 export" button: the day folder of an export task's window. As the Amazon provider's
-    links do, the task stores the URL in XCom when it runs (:meth:`persist`), so the link needs
-    nothing of the operator where Airflow shows it."""
+    """ "S3 export" button: the day folder of an export task's window.
+
+    Airflow 3 asks for the link where the task ran, right after it ran, with the task itself at hand.
+    Airflow 2's web server has only the serialized task, whose target is not an
+    :class:`~finout_provider.target.S3Target`: there, as the Amazon provider's links do, the URL
+    the task stored in XCom when it ran (:meth:`persist`) is read.
+    """
 
     name = "S3 export"
     key = "finout_s3_export"
 
     def get_link(self, operator: Any, *, ti_key: Any) -> str:
+        if isinstance(getattr(operator, "target", None), S3Target):
+            return self.url_of(operator)
         from finout_provider.compat import XCom
 
         try:
@@ -66,10 +75,20 @@ class S3ExportLink(BaseOperatorLink):
             log.warning("S3 export link: %s", err)
             return ""
 
+    @staticmethod
+    def url_of(operator: Any) -> str:
+        """The link of an export task: its window's day folder, where its connection's S3 is."""
+        try:
+            target = operator.target.checked()
+            folder = day_folder(target.prefix, target.cluster, to_epoch(operator.window_start))
+        except ValueError:  # not rendered, or not a valid target: no link
+            return ""
+        return folder_url(target.bucket, folder, s3_endpoint(operator.s3_hook))
+
     @classmethod
-    def persist(cls, context: Any, bucket: str, folder: str, hook: Any) -> None:
-        """Store the link of ``folder`` (reached through ``hook``'s connection) in XCom (in a task
-        instance's run; an operator executed by hand has none)."""
+    def persist(cls, context: Any, operator: Any) -> None:
+        """Store the task's link in XCom, where Airflow 2's web server reads it (in a task instance's
+        run; an operator executed by hand has none)."""
         ti = context.get("ti")
-        if ti is not None:
-            ti.xcom_push(key=cls.key, value=folder_url(bucket, folder, s3_endpoint(hook)))
+        if ti is not None and AIRFLOW_VERSION.major < 3:
+            ti.xcom_push(key=cls.key, value=cls.url_of(operator))

@@ -15,7 +15,7 @@ from finout_provider.compat import AirflowException, AirflowFailException, Stats
 from finout_provider.completeness import DATA_BEGINS, Measured
 from finout_provider.exports import PROVEN
 from finout_provider.failures import RETRY_CANNOT_FIX, all_permanent
-from finout_provider.layout import build_key, day_folder
+from finout_provider.layout import build_key
 from finout_provider.links import S3ExportLink
 from finout_provider.operators.base import FinoutBaseOperator, target_fields
 from finout_provider.variables import read_object, write_object
@@ -168,9 +168,7 @@ class PrometheusToS3Operator(FinoutBaseOperator):
         window, target = self.window, self.target.checked()
         check_frame(window.end - window.start, self.spec.step)
         context["window_label"] = window.label  # type: ignore[typeddict-unknown-key]  # map_index_template
-        S3ExportLink.persist(
-            context, target.bucket, day_folder(target.prefix, target.cluster, window.start), self.s3_hook
-        )
+        S3ExportLink.persist(context, self)
         where = f"cluster {target.cluster!r} window {window.label}"
         self.log.info(
             "%s: exporting %d metrics to s3://%s/%s", where, len(self.spec.metrics), target.bucket, target.root

@@ -10,14 +10,11 @@ window as the plan hands it over), executed as a run executes it; the whole run 
 from __future__ import annotations
 
 import asyncio
-import copy
 import gzip
 import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -27,7 +24,7 @@ from devtools.history import HistorySpec, PrometheusServer
 from finout_provider.exports import PROVEN
 from finout_provider.layout import build_key
 from tests.conftest import BUCKET, PREFIX, set_connection
-from tests.dag.conftest import ClusterDag, on
+from tests.dag.conftest import ClusterDag, on, scheduled_run, task_of
 
 pytestmark = [pytest.mark.dag, pytest.mark.af2]
 H = 3600
@@ -119,31 +116,6 @@ def populate(s3: Any, cluster: str, metrics: list[str], start: int) -> None:
         s3.put_object(Bucket=BUCKET, Key=build_key(PREFIX, cluster, metric, start), Body=body, Metadata=PROVEN)
 
 
-def task_of(dag: Any, task_id: str, start: int) -> Any:
-    """The DAG's task as a run executes it: a mapped export unmapped with the window the plan hands
-    over, the plan's output where a task reads it."""
-    task = dag.get_task(task_id.split(" ", maxsplit=1)[0])
-    window = {"window_start": start, "window_end": start + H}
-    if task.task_id == "export_window":
-        return task.unmap(window)
-    task = copy.copy(task)
-    if getattr(task, "mode", None) == "reschedule":
-        task.mode = "poke"  # rescheduling is the scheduler's; each poke is the same either way
-        task.timeout = 20  # what is missing fails the test instead of holding it
-    if hasattr(task, "windows"):
-        task.windows = [window]
-    if hasattr(task, "exports"):
-        task.exports = []
-    return task
-
-
-def scheduled_run(start: int) -> dict[str, Any]:
-    """A scheduled run's context whose data interval is the window."""
-    moment = lambda ts: datetime.fromtimestamp(ts, UTC)  # noqa: E731
-    run = SimpleNamespace(run_type="scheduled", logical_date=moment(start))
-    return {"dag_run": run, "params": {}, "data_interval_start": moment(start), "data_interval_end": moment(start + H)}
-
-
 def execute(task_id: str, task: Any, start: int) -> Any:
     """Run the task as Airflow does: ``execute``; for the triggerer's part of a deferred
     validation, the sensor's trigger until its event, then ``execute_complete``."""
@@ -202,10 +174,30 @@ def test_a_first_run_meeting_a_permanent_fault_fails_in_one_try_within_a_minute(
         iam_user(fault.iam)
     dag = cluster_dag(entry_for(fault, cluster, prometheus, unauthorized), **fault.defaults)
     outcome = under(fault, lambda: dag.test(capfd, history.end))
-    assert outcome.state == "failed", outcome.output[-5000:]
+    assert outcome.state == "failed", (outcome.state, outcome.states(), outcome.output[-3000:])
     states = outcome.states()
     failed = [ti for (task_id, _), ti in outcome.tis.items() if states[task_id] == {"failed"}]
-    assert failed and all(ti.try_number == 1 for ti in failed), (states, outcome.output[-5000:])
+    assert failed and all(ti.try_number == 1 for ti in failed), (states, [ti.try_number for ti in failed])
     assert not [t for t, s in states.items() if s & {"up_for_retry", "up_for_reschedule"}], states
     assert outcome.seconds < 60, outcome.seconds
     assert fault.cause in outcome.output and f"cluster {cluster!r}" in outcome.output, outcome.output[-5000:]
+
+
+@pytest.mark.parametrize("fault_name", ["missing bucket", "refused role", "prometheus 401", "unknown connection",
+                                        "bad setting"])  # fmt: skip
+def test_the_cli_says_the_same_faults_in_one_line(
+    fault_name: str, cluster_dag: Callable[..., ClusterDag], moto_s3: Any, prometheus: PrometheusServer,
+    unauthorized: FaultServer,
+) -> None:  # fmt: skip
+    """``finout-provider plan`` reads S3 and Prometheus as the plan task does: the same faults are
+    one line naming the cluster and what to change, exit code 2, no traceback."""
+    from tests.integration.test_cli import cli
+
+    fault = FAULTS[fault_name]
+    if fault.iam:
+        iam_user(fault.iam)
+    cluster_dag(entry_for(fault, "prod-eu", prometheus, unauthorized), **fault.defaults)
+    code, out, err = under(fault, lambda: cli("plan", "--cluster", "prod-eu"))
+    assert code == 2 and "Traceback" not in err, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("finout-provider plan (cluster prod-eu): ") and fault.cause in last, err

@@ -1,8 +1,9 @@
-"""README's "Use it on your Airflow", followed literally on Airflow 3.3 and 2.11: the wheel built
-from this clone in a fresh virtualenv, `finout-provider init`, connections made with
-`airflow connections add` (so they live in the metadata database, not the environment),
-preflight, plan, a trial `airflow dags test`, then the scheduler's first run: the BACKFILL_DAYS
-history is complete in S3 although a trial run came first.
+"""README's "Use it on your Airflow", followed literally on Airflow 3.3, 2.11 and MWAA's 3.0.6: Airflow
+and its providers installed first in a fresh virtualenv (as of the line's date), then the wheel
+built from this clone, `finout-provider init`, connections made with `airflow connections add` (so
+they live in the metadata database, not the environment), preflight, plan, `airflow dags
+reserialize`, a trial `airflow dags test`, then the scheduler's first run: the BACKFILL_DAYS history
+is complete in S3 although a trial run came first.
 
 Packages come from uv's cache only (`--offline`): `make test` has installed them there already.
 """
@@ -25,17 +26,23 @@ import pytest
 from devtools import lines
 from devtools.history import HistorySpec, PrometheusServer, build_tsdb, free_port, wait_http
 from devtools.s3server import S3Server
-from devtools.stack import ROOT, airflow_major
+from devtools.stack import ROOT, airflow_major, airflow_version
 
 pytestmark = [
     pytest.mark.e2e,
-    # Runs once, from the Airflow 3 suite; it builds both Airflow lines' virtualenvs itself.
-    pytest.mark.skipif(airflow_major() < 3, reason="builds its own virtualenvs for both lines"),
+    # Runs from the Airflow 3 suites; it builds the user's virtualenvs itself.
+    pytest.mark.skipif(airflow_major() < 3, reason="builds its own virtualenvs"),
 ]
 H = 3600
-UV = Path(sys.executable).parent / "uv"
-# The user's Airflow: the newest of each major version, as a working install of it holds it.
-LINES = {"3": lines.line("3").requirements, "2": lines.line("af2").requirements}
+UV = lines.uv()
+ON_3_0 = airflow_version().startswith("3.0.")
+# The user's Airflow: the newest of each major version, as a working install of it holds it (from the
+# newest Airflow 3 suite), and MWAA's 3.0.6 as its date had it (from that line's suite, beside).
+LINES = {
+    "3": pytest.param(lines.line("3"), marks=pytest.mark.skipif(ON_3_0, reason="the newest line's suite runs it")),
+    "2": pytest.param(lines.line("af2"), marks=pytest.mark.skipif(ON_3_0, reason="the newest line's suite runs it")),
+    "3.0": pytest.param(lines.line("3.0.6"), marks=pytest.mark.skipif(not ON_3_0, reason="the 3.0.6 suite runs it")),
+}
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +50,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("dist")
     source = tmp_path_factory.mktemp("src") / "clone"
     shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".venv*", ".git", "benchmarks", "*.egg-info", "build"))
-    subprocess.run([str(UV), "build", "--offline", "--wheel", "--out-dir", str(out), str(source)],
+    subprocess.run([UV, "build", "--offline", "--wheel", "--out-dir", str(out), str(source)],
                    check=True, capture_output=True)  # fmt: skip
     return next(out.glob("airflow_provider_finout-*.whl"))
 
@@ -61,15 +68,14 @@ def a_day(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusServer
 class User:
     """A shell in a fresh virtualenv with its own AIRFLOW_HOME, as a user's."""
 
-    def __init__(self, folder: Path, line: str, wheel: Path) -> None:
+    def __init__(self, folder: Path, line: lines.Line, wheel: Path) -> None:
         self.venv, self.home = folder / "venv", folder / "airflow"
         self.home.mkdir()
-        subprocess.run([str(UV), "venv", "-q", "-p", sys.executable, str(self.venv)], check=True)
-        subprocess.run(
-            [str(UV), "pip", "install", "-q", "--offline", "-p", str(self.venv / "bin" / "python"), str(wheel),
-             *LINES[line]],
-            check=True, capture_output=True,
-        )  # fmt: skip
+        python = str(self.venv / "bin" / "python")
+        subprocess.run([UV, "venv", "-q", "-p", sys.executable, str(self.venv)], check=True)
+        install = [UV, "pip", "install", "-q", "--offline", "-p", python]
+        subprocess.run([*install, *line.resolve_args(), *line.image], check=True, capture_output=True)  # Airflow first
+        subprocess.run([*install, str(wheel)], check=True, capture_output=True)  # then README's step 1
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "FINOUT", "_AIRFLOW"))}
         self.env |= {
             "PATH": f"{self.venv / 'bin'}:{os.environ['PATH']}",
@@ -106,12 +112,12 @@ class User:
 
 
 @pytest.mark.timeout(1200)
-@pytest.mark.parametrize("line", ["3", "2"])
+@pytest.mark.parametrize("line", LINES.values(), ids=LINES.keys())
 def test_readme_followed_literally(
-    line: str, wheel: Path, a_day: PrometheusServer, s3_server: S3Server, tmp_path: Path
+    line: lines.Line, wheel: Path, a_day: PrometheusServer, s3_server: S3Server, tmp_path: Path
 ) -> None:
     user = User(tmp_path, line, wheel)
-    bucket = f"readme-{line}"
+    bucket = f"readme-{line.name.replace('.', '-')}"
     s3_server.client().create_bucket(Bucket=bucket)  # type: ignore[attr-defined]
     try:
         follow(user, bucket, a_day, s3_server, line)
@@ -122,7 +128,7 @@ def test_readme_followed_literally(
         user.stop()
 
 
-def follow(user: User, bucket: str, prometheus: PrometheusServer, s3: S3Server, line: str) -> None:
+def follow(user: User, bucket: str, prometheus: PrometheusServer, s3: S3Server, line: lines.Line) -> None:
     user.run("airflow db migrate")
     dags = user.run("airflow config get-value core dags_folder").stdout.strip().splitlines()[-1]
     Path(dags).mkdir(parents=True, exist_ok=True)
@@ -148,6 +154,7 @@ def follow(user: User, bucket: str, prometheus: PrometheusServer, s3: S3Server, 
     planned = windows_planned(user.run("finout-provider plan --cluster prod-eu").stdout)
     assert planned in (4, 5)  # a day of 6-hour windows (and the newest, once it has closed)
 
+    user.run("airflow dags reserialize")
     trial = user.run("airflow dags test finout_prometheus_prod-eu")
     assert trial.returncode == 0
     # The trial exported one window of the history; the scheduled run still brings the others.
@@ -168,9 +175,9 @@ def windows_planned(plan: str) -> int:
     return int(match[1])
 
 
-def scheduler_run(user: User, line: str) -> None:
+def scheduler_run(user: User, line: lines.Line) -> None:
     """Unpause and let the scheduler run the first scheduled run to its end."""
-    if line == "3":
+    if line.airflow.startswith("3"):
         port = free_port()
         user.env |= {
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",

@@ -217,10 +217,13 @@ def test_lineage_and_console_link_name_the_endpoint_queries_and_objects(
     assert queries["pod_labels"] == 'kube_pod_labels{cluster="prod-eu"}'
     assert sorted((d.namespace, d.name) for d in lineage.outputs) == [(f"s3://{BUCKET}", k) for k in summary["keys"]]
 
+    from finout_provider.compat import AIRFLOW_VERSION
+
     link = operator.operator_extra_links[0]
     day = build_key(PREFIX, "prod-eu", "cpu_requests", start).split("metric=")[0]
     url = f"https://s3.console.aws.amazon.com/s3/buckets/{BUCKET}?prefix={day}&showversions=false"
-    assert ti.pushed[link.key] == url and link.name == "S3 export"  # where Airflow reads the link
+    assert link.get_link(operator, ti_key=None) == url and link.name == "S3 export"  # Airflow 3 asks the task
+    assert ti.pushed == ({link.key: url} if AIRFLOW_VERSION.major < 3 else {})  # Airflow 2's web server reads XCom
 
 
 def test_a_window_empty_for_every_metric_fails_validation_with_the_diagnosis(
@@ -299,14 +302,16 @@ def test_sse_kms_key_reaches_single_and_multipart_uploads(s3: Any, prom_conn: st
 )
 def test_the_extra_link_follows_the_aws_connection(extra: dict[str, Any], expected: str) -> None:
     """The AWS console for AWS; the endpoint's own listing of the day folder for MinIO or Ceph."""
-    from finout_provider.hooks.s3 import FinoutS3Hook
     from finout_provider.links import S3ExportLink
 
     set_connection("aws_link", conn_type="aws", extra=extra)
-    day = build_key(PREFIX, "prod-eu", "cpu_requests", 1759622400).split("metric=")[0]
-    ti = PushedXCom()
-    S3ExportLink.persist({"ti": ti}, BUCKET, day, FinoutS3Hook("aws_link"))
-    url = ti.pushed[S3ExportLink.key]
+    start = 1759622400
+    operator = PrometheusToS3Operator(
+        task_id="t", target=S3Target("prod-eu", BUCKET, PREFIX, "aws_link"), spec=ExportSpec(),
+        prometheus_conn_id="p", window_start=start, window_end=start + 3600,
+    )  # fmt: skip
+    url = S3ExportLink().get_link(operator, ti_key=None)
+    day = build_key(PREFIX, "prod-eu", "cpu_requests", start).split("metric=")[0]
     assert url.startswith(expected.format(bucket=BUCKET, day=day)), url
     assert "secret" not in url and "user" not in url
     if "list-type" in url:

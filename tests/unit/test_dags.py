@@ -157,3 +157,41 @@ def test_a_task_start_builds_only_its_dag_from_its_entry(tmp_path: Path, monkeyp
     bag = dagbag(tmp_path, monkeypatch, [*GOOD, BAD["badport"][0]], ROOT / "dags" / "finout_prometheus.py")
     assert list(bag.dags) == ["finout_prometheus_staging.us_1"]
     assert "staging.us_1" in read and "prod-eu" not in read and "central" not in read
+
+
+def test_every_task_gets_the_clusters_one_target_and_spec_and_the_serialized_dag_stays_small() -> None:
+    """What the clusters file says of a cluster reaches each task as one typed value: the
+    catalogue's metrics with what each needs (preflight judges by it), EXPECT_EMPTY, one target, the
+    thresholds. The queries stay in the DAG file: the serialized DAG carries none."""
+    import json
+
+    from airflow.serialization import serialized_objects
+
+    from finout_provider.config import parse_document
+    from finout_provider.dag_factory import build_dag
+
+    entry = {**GOOD[0], "S3_BUCKET": "finout-metrics", "S3_PREFIX": "k8s", "EXPECT_EMPTY": ["gpu_requests"],
+             "COMPLETENESS_MIN_SAMPLES": 0.5, "STEP_SECONDS": 300}  # fmt: skip
+    config = parse_document({"clusters": [entry]}).clusters[0]
+    dag = build_dag(config)
+    export = dag.get_task("export_window").partial_kwargs  # type: ignore[attr-defined]
+    targets = [dag.get_task(t).target for t in dag.task_ids if t != "export_window"] + [export["target"]]  # type: ignore[attr-defined]
+    assert all(target is config.target for target in targets)
+    specs = [dag.get_task(t).spec for t in ("plan_windows", "preflight", "validate_export", "check_freshness")]  # type: ignore[attr-defined]
+    assert all(spec is config.spec for spec in [*specs, export["spec"]])
+    spec = config.spec
+    assert spec.expect_empty == {"gpu_requests"} and spec.thresholds.min_samples == 0.5 and spec.step == 300
+    assert next(m for m in spec.metrics if m.name == "cpu_limits").needs  # what preflight judges by
+    serializer = getattr(serialized_objects, "DagSerialization", None) or serialized_objects.SerializedDAG
+    text = json.dumps(serializer.to_dict(dag))
+    assert "kube_pod_info" not in text and len(text) < 10_000, len(text)
+
+
+def test_the_target_stays_templated() -> None:
+    """A task's target is one of its template fields: Airflow renders the target's fields in place."""
+    from finout_provider.operators.retention import FinoutRetentionOperator
+    from finout_provider.target import S3Target
+
+    task = FinoutRetentionOperator(task_id="r", target=S3Target("{{ params.cluster }}", "finout-metrics", "k8s"))
+    task.render_template_fields({"params": {"cluster": "prod-eu"}})  # type: ignore[arg-type]
+    assert task.target.cluster == "prod-eu" and "target" in task.template_fields
