@@ -197,7 +197,7 @@ def test_the_cli_says_the_same_faults_in_one_line(
     if fault.iam:
         iam_user(fault.iam)
     cluster_dag(entry_for(fault, "prod-eu", prometheus, unauthorized), **fault.defaults)
-    code, out, err = under(fault, lambda: cli("plan", "--cluster", "prod-eu"))
+    code, _, err = under(fault, lambda: cli("plan", "--cluster", "prod-eu"))
     assert code == 2 and "Traceback" not in err, err
     last = err.strip().splitlines()[-1]
     assert last.startswith("finout-provider plan (cluster prod-eu): ") and fault.cause in last, err
