@@ -34,9 +34,9 @@ import psutil
 from devtools.s3server import S3Server
 from devtools.stack import AirflowStack
 from finout_provider.catalogue import CATALOGUE_NAMES
-from finout_provider.exports import PROVEN
-from finout_provider.layout import build_key
-from finout_provider.windows import SETTLE_SECONDS, closed_before, iso
+from finout_provider.plan.windows import SETTLE_SECONDS, closed_before, iso
+from finout_provider.s3.folder import PROVEN
+from finout_provider.s3.layout import build_key
 
 H = 3600
 BUCKET = "finout-cli"

@@ -19,8 +19,8 @@ import requests
 from devtools.history import free_port
 from devtools.s3server import S3Server
 from devtools.stack import AirflowStack, api_server_env
-from finout_provider.exports import PROVEN
-from finout_provider.layout import build_key
+from finout_provider.s3.folder import PROVEN
+from finout_provider.s3.layout import build_key
 
 H = 3600
 CLUSTERS = 100

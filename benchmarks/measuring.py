@@ -12,7 +12,7 @@ import statistics
 import time
 from typing import Any
 
-from finout_provider.answers import AnswerCheck
+from finout_provider.prometheus.answer import AnswerCheck
 
 SERIES, SAMPLES, STEP = 2000, 240, 60
 CHUNK = 1 << 20

@@ -85,7 +85,7 @@ def main() -> None:
             }
         )
         op = export_operator(bucket, start_i, end_i, step_i, queries)
-        op.prometheus_hook.session  # noqa: B018 - connections resolved before timing
+        op._resolve_before_threads()  # connections resolved before timing
         op.s3_hook.get_conn()
         base = rss_mb()
         sampler = PeakSampler()

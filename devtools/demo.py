@@ -99,10 +99,10 @@ def main() -> int:
 
         import os
 
-        from finout_provider.config import load_file
-        from finout_provider.exports import ClusterFolder
+        from finout_provider.config.clusters import load_file
         from finout_provider.hooks.s3 import FinoutS3Hook
-        from finout_provider.windows import windows_between
+        from finout_provider.plan.windows import windows_between
+        from finout_provider.s3.folder import ClusterFolder
 
         os.environ["AIRFLOW_CONN_AWS_DEFAULT"] = stack.env["AIRFLOW_CONN_AWS_DEFAULT"]
         hook = FinoutS3Hook("aws_default")

@@ -13,8 +13,8 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from finout_provider.completeness import Thresholds
-from finout_provider.layout import validate_metric_name
+from finout_provider.checks.completeness import Thresholds
+from finout_provider.s3.layout import validate_metric_name
 
 PLACEHOLDER = "%%%cluster_label"
 

@@ -29,9 +29,9 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import yaml
 
-from finout_provider.config import CLUSTERS_FILE_ENV, ClusterConfig, load_file
+from finout_provider.config.clusters import CLUSTERS_FILE_ENV, ClusterConfig, load_file
 from finout_provider.connections import airflow_home, airflow_option, export_connection
-from finout_provider.windows import (
+from finout_provider.plan.windows import (
     DAY,
     SETTLE_SECONDS,
     WindowError,
@@ -43,7 +43,9 @@ from finout_provider.windows import (
 )
 
 if TYPE_CHECKING:
-    from finout_provider.s3_objects import S3Objects
+    from finout_provider.s3.store import S3Store
+
+    pass
 
 
 class CliError(Exception):
@@ -96,8 +98,8 @@ def _time(value: str, option: str) -> int:
         raise CliError(f"{option}: {err}") from None
 
 
-def _s3(config: ClusterConfig) -> S3Objects:
-    from finout_provider.clients import s3_of
+def _s3(config: ClusterConfig) -> S3Store:
+    from finout_provider.connections import s3_of
 
     return s3_of(config)
 
@@ -135,9 +137,9 @@ def _umask_mode() -> int:
 
 def _clusters_text(path: Path, entry: dict[str, Any]) -> str:
     """The clusters file at ``path`` with ``entry`` added; refused unless the file parses as one."""
-    from finout_provider.config import parse_document
-    from finout_provider.cronjob import CronJobError, append_entry_text, merge_entry
-    from finout_provider.yamltext import YamlTextError, load
+    from finout_provider.config.clusters import parse_document
+    from finout_provider.config.cronjob import CronJobError, append_entry_text, merge_entry
+    from finout_provider.config.yamltext import YamlTextError, load
 
     old = path.read_text(encoding="utf-8") if path.exists() else ""
     try:
@@ -168,7 +170,7 @@ def _connections_text(path: Path, connections: dict[str, Any]) -> str:
 
 
 def cmd_import_cronjob(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from finout_provider.cronjob import CronJobError, import_cronjob, redacted
+    from finout_provider.config.cronjob import CronJobError, import_cronjob, redacted
 
     try:
         imported = import_cronjob(Path(args.cronjob).read_text(encoding="utf-8"))
@@ -201,8 +203,8 @@ def cmd_import_cronjob(args: argparse.Namespace, out: TextIO, err: TextIO) -> in
 
 
 def cmd_preflight(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from finout_provider.clients import prometheus_of
-    from finout_provider.preflight import Preflight, default_instant
+    from finout_provider.checks.preflight import Preflight, default_instant
+    from finout_provider.connections import prometheus_of
 
     config = _cluster(args)
     at = _time(args.at, "--at") if args.at else default_instant(time.time(), SETTLE_SECONDS, config.step_seconds)
@@ -215,8 +217,8 @@ def cmd_preflight(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def cmd_coverage(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from finout_provider.coverage import COMPLETE, Coverage
-    from finout_provider.exports import by_window, empty_windows
+    from finout_provider.checks.coverage import COMPLETE, Coverage
+    from finout_provider.checks.status import by_window, empty_windows
 
     config = _cluster(args)
     start, end = _time(args.from_, "--from"), _time(args.to, "--to")
@@ -252,9 +254,9 @@ def cmd_coverage(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def cmd_plan(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from finout_provider.clients import prometheus_of
-    from finout_provider.exports import incomplete_in
-    from finout_provider.planning import Planner
+    from finout_provider.checks.status import incomplete_in
+    from finout_provider.connections import prometheus_of
+    from finout_provider.plan.planner import Planner
 
     config = _cluster(args)
     if args.limit < 1:
@@ -285,7 +287,7 @@ def cmd_plan(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if plan.wait_until > now:
         out.write(f"it waits until {iso(plan.wait_until)} for the newest window to settle\n")
     if plan.windows and config.mode == "airflow":
-        from finout_provider.preflight import Preflight
+        from finout_provider.checks.preflight import Preflight
 
         check = Preflight(prometheus.instant, config.cluster_name, config.spec, config.cluster_label)
         at = plan.windows[-1].query_range(config.step_seconds)[1]
@@ -296,8 +298,8 @@ def cmd_plan(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 def cmd_status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from concurrent.futures import ThreadPoolExecutor
 
-    from finout_provider.coverage import fleet_html, write_fleet_png
-    from finout_provider.exports import STALE, render, status_of, worst_first
+    from finout_provider.checks.coverage import fleet_html, write_fleet_png
+    from finout_provider.checks.status import STALE, render, status_of, worst_first
 
     path = _clusters_file(args.clusters_file)
     try:

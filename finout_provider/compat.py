@@ -1,97 +1,109 @@
 """Every difference between the Airflow and provider versions we support, in one place.
 
-The provider imports Airflow's task-authoring names from here, never from a versioned path. The
-floors (``pyproject.toml``) are what the oldest tested line ships: Airflow 2.11.0 with
-common-compat 1.7.0, which has no ``airflow.providers.common.compat.sdk`` (1.11 has it, without
-``conf``). So each name is looked up as ``common.compat.sdk`` looks it up (newest path first, the
-Airflow 2 path last), with the same paths, whatever common-compat is installed. The Amazon
-provider's ``version_compat.py`` is the model.
+The provider imports Airflow's names from here, never from a versioned path. Each name is imported
+explicitly, by the version that has it where it is, as the Amazon provider's ``version_compat.py``
+does: a wrong path fails when this module is imported, and go-to-definition lands on the import.
+The floors (``pyproject.toml``) are what the oldest tested line ships: Airflow 2.11.0 with
+common-compat 1.7.0, which has no ``airflow.providers.common.compat.sdk``.
 """
 
 from __future__ import annotations
 
-import importlib
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from airflow import __version__ as _airflow_version
 from packaging.version import Version
 
-if TYPE_CHECKING:  # what the names are, for type checkers (the newest common-compat has them all)
-    from airflow.providers.common.compat.sdk import (  # noqa: F401
+AIRFLOW_VERSION = Version(Version(_airflow_version).base_version)
+AIRFLOW_V_3_0_PLUS = Version("3.0.0") <= AIRFLOW_VERSION
+AIRFLOW_V_3_1_PLUS = Version("3.1.0") <= AIRFLOW_VERSION
+
+if AIRFLOW_V_3_0_PLUS:
+    from airflow.sdk import (
         DAG,
-        AirflowException,
-        AirflowFailException,
-        AirflowSensorTimeout,
-        AirflowSkipException,
         Asset,
-        BaseHook,
         BaseOperator,
         BaseOperatorLink,
         BaseSensorOperator,
         Context,
         Param,
-        Stats,
-        TaskDeferred,
         Variable,
-        XCom,
-        conf,
         get_parsing_context,
-        mask_secret,
     )
-    from airflow.providers.common.compat.standard.triggers import TimeDeltaTrigger  # noqa: F401
+    from airflow.sdk.execution_time.xcom import XCom
+    from airflow.sdk.log import mask_secret
+else:
+    from airflow.datasets import Dataset as Asset  # type: ignore[no-redef]
+    from airflow.models.baseoperator import BaseOperator  # type: ignore[no-redef]
+    from airflow.models.baseoperatorlink import BaseOperatorLink  # type: ignore[no-redef]
+    from airflow.models.dag import DAG  # type: ignore[no-redef]
+    from airflow.models.param import Param  # type: ignore[no-redef]
+    from airflow.models.variable import Variable  # type: ignore[no-redef]
+    from airflow.models.xcom import XCom  # type: ignore[no-redef]
+    from airflow.sensors.base import BaseSensorOperator  # type: ignore[no-redef]
+    from airflow.utils.context import Context  # type: ignore[no-redef,attr-defined]
+    from airflow.utils.dag_parsing_context import get_parsing_context  # type: ignore[no-redef]
+    from airflow.utils.log.secrets_masker import mask_secret  # type: ignore[no-redef]
 
+if AIRFLOW_V_3_1_PLUS:
+    from airflow.sdk import BaseHook
+else:
+    from airflow.hooks.base import BaseHook  # type: ignore[no-redef,attr-defined]
 
-def _airflow_version() -> Version:
-    from airflow import __version__
+try:  # Airflow 3.2+: the task SDK's own exceptions
+    from airflow.sdk.exceptions import (
+        AirflowException,
+        AirflowFailException,
+        AirflowSensorTimeout,
+        AirflowSkipException,
+        TaskDeferred,
+    )
+except ImportError:  # Airflow 2.11 to 3.1
+    from airflow.exceptions import (  # type: ignore[no-redef]
+        AirflowException,
+        AirflowFailException,
+        AirflowSensorTimeout,
+        AirflowSkipException,
+        TaskDeferred,
+    )
 
-    return Version(Version(__version__).base_version)
+try:  # Airflow 3.2+
+    from airflow.sdk.configuration import conf
+    from airflow.sdk.observability.stats import Stats
+except ImportError:  # Airflow 2.11 to 3.1
+    from airflow.configuration import conf  # type: ignore[no-redef]
+    from airflow.stats import Stats  # type: ignore[no-redef]
 
+try:  # the standard provider: Airflow 3, and Airflow 2.11 images that install it
+    from airflow.providers.standard.triggers.temporal import TimeDeltaTrigger
+except ImportError:  # Airflow 2.11 without it
+    from airflow.triggers.temporal import TimeDeltaTrigger  # type: ignore[no-redef]
 
-AIRFLOW_VERSION = _airflow_version()
-
-# name -> modules that may hold it, newest first (common-compat's own paths for these names).
-_PATHS: dict[str, tuple[str, ...]] = {
-    "DAG": ("airflow.sdk", "airflow.models.dag"),
-    "Asset": ("airflow.sdk", "airflow.datasets:Dataset"),
-    "BaseHook": ("airflow.sdk", "airflow.hooks.base"),
-    "BaseOperator": ("airflow.sdk", "airflow.models.baseoperator"),
-    "BaseOperatorLink": ("airflow.sdk", "airflow.models.baseoperatorlink"),
-    "BaseSensorOperator": ("airflow.sdk", "airflow.sensors.base"),
-    "Context": ("airflow.sdk", "airflow.utils.context"),
-    "Param": ("airflow.sdk", "airflow.models.param"),
-    "Variable": ("airflow.sdk", "airflow.models.variable"),
-    "XCom": ("airflow.sdk.execution_time.xcom", "airflow.models.xcom"),
-    "get_parsing_context": ("airflow.sdk", "airflow.utils.dag_parsing_context"),
-    "AirflowException": ("airflow.sdk.exceptions", "airflow.exceptions"),
-    "AirflowFailException": ("airflow.sdk.exceptions", "airflow.exceptions"),
-    "AirflowSensorTimeout": ("airflow.sdk.exceptions", "airflow.exceptions"),
-    "AirflowSkipException": ("airflow.sdk.exceptions", "airflow.exceptions"),
-    "TaskDeferred": ("airflow.sdk.exceptions", "airflow.exceptions"),
-    "Stats": ("airflow.sdk.observability.stats", "airflow.observability.stats", "airflow.stats"),
-    "conf": ("airflow.sdk.configuration", "airflow.configuration"),
-    "mask_secret": ("airflow.sdk.log", "airflow.sdk.execution_time.secrets_masker", "airflow.utils.log.secrets_masker"),
-    "TimeDeltaTrigger": ("airflow.providers.standard.triggers.temporal", "airflow.triggers.temporal"),
-}
-
-
-def _load(name: str) -> Any:
-    errors: list[str] = []
-    for path in _PATHS[name]:
-        module_name, _, attribute = path.partition(":")
-        try:
-            return getattr(importlib.import_module(module_name), attribute or name)
-        except (ImportError, AttributeError) as err:
-            errors.append(f"{path}: {err}")
-    raise ImportError(f"cannot import {name!r} on Airflow {AIRFLOW_VERSION}: " + "; ".join(errors))
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _PATHS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = _load(name)
-    globals()[name] = value
-    return value
-
+__all__ = [
+    "AIRFLOW_VERSION",
+    "DAG",
+    "AirflowException",
+    "AirflowFailException",
+    "AirflowSensorTimeout",
+    "AirflowSkipException",
+    "Asset",
+    "BaseHook",
+    "BaseOperator",
+    "BaseOperatorLink",
+    "BaseSensorOperator",
+    "Context",
+    "Param",
+    "Stats",
+    "TaskDeferred",
+    "TimeDeltaTrigger",
+    "Variable",
+    "XCom",
+    "conf",
+    "earlier_scheduled_run_running",
+    "get_parsing_context",
+    "mask_secret",
+]
 
 # How many earlier scheduled runs a run asks about (Airflow 3): a scheduled run still running after
 # this many later ticks is not seen, and the later run repairs too (the same keys, the same bytes).
@@ -109,7 +121,7 @@ def earlier_scheduled_run_running(context: Any) -> str | None:
     ti, run = context.get("ti"), context.get("dag_run")
     if ti is None or run is None or getattr(run, "logical_date", None) is None:
         return None  # not a task instance's run (an operator executed by hand)
-    if AIRFLOW_VERSION.major < 3:
+    if not AIRFLOW_V_3_0_PLUS:
         return _earlier_scheduled_run_airflow2(run)
     expression = getattr(getattr(context.get("dag"), "timetable", None), "summary", "")
     ticks = _ticks_before(str(expression), run.logical_date, EARLIER_RUNS)

@@ -1,5 +1,7 @@
 """Connections read without importing Airflow, for the CLI: ``AIRFLOW_CONN_<ID>`` parsed by
-Airflow's own rules, and the S3 and Prometheus clients such connections give.
+Airflow's own rules, and a cluster's S3 store and Prometheus client outside tasks (the CLI, the
+fleet page): from such connections without Airflow, else from Airflow's hooks, which resolve
+connections through secrets backends and the metadata database.
 
 Importing Airflow takes seconds, more than the CLI's commands need for one cluster. Airflow looks a
 connection up in a configured secrets backend first, then in the environment, then in its
@@ -11,13 +13,19 @@ answers ``None`` and the caller uses Airflow's hooks, which resolve it as always
 from __future__ import annotations
 
 import configparser
+import functools
 import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote, urlsplit
+
+if TYPE_CHECKING:
+    from finout_provider.config.clusters import ClusterConfig
+    from finout_provider.prometheus.client import PrometheusClient
+    from finout_provider.s3.store import S3Store
 
 ENV_PREFIX = "AIRFLOW_CONN_"
 EXTRA_KEY = "__extra__"  # Airflow's query key for a whole extra in a URI
@@ -218,3 +226,43 @@ def aws_credentials(conn: Conn) -> Callable[[], Any]:
     session = aws_session(conn)
     credentials: Callable[[], Any] = session.get_credentials
     return credentials
+
+
+# --- a cluster's clients outside tasks ------------------------------------------------------------
+
+
+def s3_of(config: ClusterConfig) -> S3Store:
+    """The cluster's S3 store (its AWS_CONN_ID, with ROLE_ARN assumed)."""
+    from finout_provider.s3.store import S3Store
+
+    target = config.target
+    conn = environment_connection(target.aws_conn_id) if target.aws_conn_id else None
+    if conn is not None and plain_aws(conn):
+        return S3Store(functools.partial(aws_client, conn, "s3", target.role_arn, target.role_external_id))
+    return target.hook().store
+
+
+def prometheus_of(config: ClusterConfig) -> PrometheusClient:
+    """The cluster's Prometheus (its connection, or HOSTNAME/PORT of the clusters file)."""
+    from finout_provider.prometheus.client import PrometheusClient
+    from finout_provider.prometheus.connection import Endpoint, truthy
+
+    conn = environment_connection(config.effective_conn_id)
+    if conn is not None and (not truthy(conn.extra_dejson.get("sigv4")) or _plain_aws_of(conn)):
+        return PrometheusClient(Endpoint(conn, aws=_environment_aws))
+    from finout_provider.hooks.prometheus import PrometheusHook
+
+    return PrometheusHook(config.effective_conn_id).get_conn()
+
+
+def _plain_aws_of(conn: Conn) -> bool:
+    """Whether the AWS connection a SigV4 Prometheus connection signs with is a plain one here."""
+    return plain_aws(environment_connection(str(conn.extra_dejson.get("aws_conn_id", "aws_default"))))
+
+
+def _environment_aws(aws_conn_id: str) -> tuple[Callable[[], Any], str | None]:
+    """SigV4's credentials and region from an AWS connection in the environment."""
+    conn = environment_connection(aws_conn_id)
+    if conn is None:
+        raise ValueError(f"AWS connection {aws_conn_id!r} is not in the environment")
+    return aws_credentials(conn), conn.extra_dejson.get("region_name")

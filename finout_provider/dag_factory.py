@@ -22,18 +22,25 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from finout_provider import exporter_env
+from finout_provider.checks.status import freshness_limit
 from finout_provider.compat import DAG, Asset, BaseOperator, Param, mask_secret
-from finout_provider.config import DAG_ID_PREFIX, ClusterConfig, ClustersFile, ConfigError, default_path, load_file
+from finout_provider.config import exporter_env
+from finout_provider.config.clusters import (
+    DAG_ID_PREFIX,
+    ClusterConfig,
+    ClustersFile,
+    ConfigError,
+    default_path,
+    load_file,
+)
 from finout_provider.connections import export_connection
-from finout_provider.exports import freshness_limit
 from finout_provider.operators.freshness import FinoutFreshnessOperator
 from finout_provider.operators.plan import PlanWindowsOperator
 from finout_provider.operators.preflight import PrometheusPreflightOperator
 from finout_provider.operators.retention import FinoutRetentionOperator
+from finout_provider.plan.windows import SETTLE_SECONDS, default_cron
 from finout_provider.sensors.export import FinoutExportSensor
 from finout_provider.transfers.prometheus_to_s3 import PrometheusToS3Operator
-from finout_provider.windows import SETTLE_SECONDS, default_cron
 
 log = logging.getLogger(__name__)
 

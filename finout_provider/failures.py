@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from finout_provider.answers import PrometheusError
+from finout_provider.prometheus.errors import PrometheusError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -68,7 +68,7 @@ def aws_error_code(err: BaseException) -> str | None:
 
 def is_permanent(err: BaseException) -> bool:
     """Whether retrying cannot fix ``err``."""
-    from finout_provider.s3_objects import S3AccessError
+    from finout_provider.s3.store import S3AccessError
 
     if isinstance(err, PrometheusError):
         return not err.retryable
@@ -110,7 +110,7 @@ def explain(err: BaseException) -> str:
 def expected(err: BaseException) -> bool:
     """Whether ``err`` is a failure of the outside world that :func:`explain` describes (the CLI
     prints it as one line) rather than a defect (a traceback)."""
-    from finout_provider.s3_objects import S3AccessError
+    from finout_provider.s3.store import S3AccessError
 
     return is_permanent(err) or isinstance(err, PrometheusError | S3AccessError) or aws_error_code(err) is not None
 

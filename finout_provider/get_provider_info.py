@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from finout_provider import __version__
-from finout_provider.answers import ANSWER_TIMEOUT, MAX_RETRIES
+from finout_provider.prometheus.connection import ANSWER_TIMEOUT, MAX_RETRIES
 
 
 def _field(label: str, kind: str = "string", description: str = "", **schema: Any) -> dict[str, Any]:

@@ -8,9 +8,9 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from finout_provider.compat import AIRFLOW_VERSION, BaseOperatorLink
-from finout_provider.layout import day_folder
+from finout_provider.plan.windows import to_epoch
+from finout_provider.s3.layout import day_folder
 from finout_provider.target import S3Target
-from finout_provider.windows import to_epoch
 
 log = logging.getLogger(__name__)
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from finout_provider.layout import cluster_root, normalize_prefix, validate_bucket, validate_cluster_name
+from finout_provider.s3.layout import cluster_root, normalize_prefix, validate_bucket, validate_cluster_name
 
 if TYPE_CHECKING:
-    from finout_provider.exports import ClusterFolder
     from finout_provider.hooks.s3 import FinoutS3Hook
-    from finout_provider.s3_objects import S3Objects
+    from finout_provider.s3.folder import ClusterFolder
+    from finout_provider.s3.store import S3Store
 
 
 @dataclass
@@ -86,9 +86,9 @@ class S3Target:
             extra_args=self.upload_args(),
         )
 
-    def folder(self, s3: S3Objects) -> ClusterFolder:
+    def folder(self, s3: S3Store) -> ClusterFolder:
         """The cluster's folder, read through ``s3``."""
-        from finout_provider.exports import ClusterFolder
+        from finout_provider.s3.folder import ClusterFolder
 
         target = self.checked()
         return ClusterFolder(s3, target.bucket, target.prefix, target.cluster)

@@ -42,7 +42,7 @@ def history() -> HistorySpec:
     """Hours of data ending at the newest hour that has closed and settled (the export's 120 s):
     a session starting a minute past an hour would otherwise end its data in a window that
     coverage and status do not count yet."""
-    from finout_provider.windows import closed_before
+    from finout_provider.plan.windows import closed_before
 
     end = closed_before(int(time.time()), 120, 3600)
     return HistorySpec(clusters=CLUSTERS, start=end - HOURS * 3600, end=end, cluster_label="cluster")

@@ -1,28 +1,28 @@
-"""PrometheusHook: the Prometheus HTTP API (:mod:`finout_provider.prometheus_api`) over an Airflow
-connection of type ``prometheus``."""
+"""PrometheusHook: the Prometheus HTTP API (:class:`~finout_provider.prometheus.client.PrometheusClient`)
+over an Airflow connection of type ``prometheus``."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import cached_property
 from typing import Any
 
 from finout_provider.compat import BaseHook, mask_secret
-from finout_provider.prometheus_api import (  # noqa: F401 - the hook's names, where callers import them
-    CheckedBody,
-    HeavyQueryError,
-    IncompleteBodyError,
-    PrometheusApi,
-    PrometheusError,
-    describe_range,
-    parse_duration,
-)
+from finout_provider.prometheus.client import PrometheusClient
+from finout_provider.prometheus.connection import Endpoint
 
 
-class PrometheusHook(PrometheusApi, BaseHook):
+class PrometheusHook(BaseHook):
     """
-    :class:`~finout_provider.prometheus_api.PrometheusApi` (its connection fields, extras and
-    parameters) over the Airflow connection ``prometheus_conn_id`` of type ``prometheus``, with the
+    The Airflow connection ``prometheus_conn_id`` of type ``prometheus`` (its fields and extras:
+    :mod:`finout_provider.prometheus.connection`), as a
+    :class:`~finout_provider.prometheus.client.PrometheusClient` (:meth:`get_conn`), the
     connection's secrets registered with Airflow's secrets masker.
+
+    :param prometheus_conn_id: the connection.
+    :param max_retries: retries of a failed attempt (default the connection's ``max_retries``).
+    :param retry_wait: first backoff in seconds (default the connection's ``retry_wait``).
+    :param pool_size: HTTP connections kept to the server (one per concurrent query).
     """
 
     conn_name_attr = "prometheus_conn_id"
@@ -38,10 +38,29 @@ class PrometheusHook(PrometheusApi, BaseHook):
         retry_wait: float | None = None,
         pool_size: int = 10,
     ) -> None:
-        BaseHook.__init__(self)
-        PrometheusApi.__init__(
-            self, prometheus_conn_id, max_retries=max_retries, retry_wait=retry_wait, pool_size=pool_size
-        )
+        super().__init__()
+        self.prometheus_conn_id = prometheus_conn_id
+        self.max_retries = max_retries
+        self.retry_wait = retry_wait
+        self.pool_size = pool_size
+
+    def get_conn(self) -> PrometheusClient:
+        return self.client
+
+    @cached_property
+    def client(self) -> PrometheusClient:
+        """The connection's client (the connection is read here, once)."""
+        endpoint = Endpoint(self.get_connection(self.prometheus_conn_id), pool_size=self.pool_size, mask=mask_secret,
+                            aws=aws_credentials)  # fmt: skip
+        return PrometheusClient(endpoint, max_retries=self.max_retries, retry_wait=self.retry_wait, log=self.log)
+
+    def test_connection(self) -> tuple[bool, str]:
+        """The connection form's Test button: the query API answers, and the server's version."""
+        try:
+            client = self.client
+        except Exception as err:  # noqa: BLE001 - the UI shows the message
+            return False, str(err)
+        return client.test_connection()
 
     @classmethod
     def get_connection_form_widgets(cls) -> dict[str, Any]:
@@ -71,14 +90,10 @@ class PrometheusHook(PrometheusApi, BaseHook):
 
         return {key.replace("-", "_"): value for key, value in UI_FIELD_BEHAVIOUR.items()}
 
-    def _find_connection(self) -> Any:
-        return self.get_connection(self.prometheus_conn_id)
 
-    def _mask(self, secret: str) -> None:
-        mask_secret(secret)
+def aws_credentials(aws_conn_id: str) -> tuple[Callable[[], Any], str | None]:
+    """SigV4's credentials (read when called) and region, from an Airflow AWS connection."""
+    from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 
-    def _aws_credentials(self) -> tuple[Callable[[], Any], str | None]:
-        from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
-
-        aws = AwsBaseHook(aws_conn_id=self.extras.get("aws_conn_id", "aws_default"), client_type="sts")
-        return aws.get_credentials, aws.conn_region_name
+    aws = AwsBaseHook(aws_conn_id=aws_conn_id, client_type="sts")
+    return aws.get_credentials, aws.conn_region_name

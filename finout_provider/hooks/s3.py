@@ -1,5 +1,5 @@
-"""FinoutS3Hook: the export's S3 primitives (:mod:`finout_provider.s3_objects`) through the Amazon
-provider's connection, with the exporter's role assumed on top of it."""
+"""FinoutS3Hook: the Amazon provider's S3 hook with the exporter's role assumed on top of the
+connection, and the export's S3 requests (:class:`~finout_provider.s3.store.S3Store`) over it."""
 
 from __future__ import annotations
 
@@ -9,25 +9,18 @@ from typing import Any
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
 from finout_provider.connections import ROLE_SESSION_NAME
-from finout_provider.s3_objects import (  # noqa: F401 - the hook's names, where callers import them
-    POLICY_HINT,
-    S3AccessError,
-    S3Objects,
-    Upload,
-    explain,
-    gzip_stream,
-)
+from finout_provider.s3.store import S3Store
 
 
-class FinoutS3Hook(S3Objects, S3Hook):
+class FinoutS3Hook(S3Hook):
     """
-    S3Hook that can assume the exporter's role and writes streamed gzip objects.
+    S3Hook that can assume the exporter's role.
 
     :param aws_conn_id: the AWS connection (keys, region, ``endpoint_url``...).
     :param role_arn: role to assume on top of the connection (ROLE_ARN), optional.
     :param role_external_id: external id for that role (ROLE_EXTERNAL_ID), optional.
     :param extra_args: the S3 hook's upload arguments (``ServerSideEncryption``, ``SSEKMSKeyId``,
-        ``ACL``...), put on every single and multipart upload.
+        ``ACL``...), put on every upload of :attr:`store`.
     """
 
     def __init__(
@@ -53,3 +46,8 @@ class FinoutS3Hook(S3Objects, S3Hook):
                 kwargs["ExternalId"] = self._finout_external_id
             config.assume_role_kwargs = kwargs
         return config
+
+    @cached_property
+    def store(self) -> S3Store:
+        """The export's S3 requests through this hook's client."""
+        return S3Store(self.get_conn, self.extra_args)

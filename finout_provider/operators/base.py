@@ -11,8 +11,8 @@ from finout_provider.compat import BaseOperator, BaseSensorOperator
 from finout_provider.failures import failing_fast
 
 if TYPE_CHECKING:
-    from finout_provider.exports import ClusterFolder
     from finout_provider.hooks.s3 import FinoutS3Hook
+    from finout_provider.s3.folder import ClusterFolder
     from finout_provider.target import S3Target
 
 # The methods Airflow calls to run a task: each runs under the failure policy.
@@ -65,7 +65,7 @@ class FinoutBaseOperator(BaseOperator):
     @property
     def cluster_folder(self) -> ClusterFolder:
         """The cluster's folder in S3, read through :attr:`s3_hook`."""
-        return self.target.folder(self.s3_hook)
+        return self.target.folder(self.s3_hook.store)
 
 
 class FinoutBaseSensor(FinoutBaseOperator, BaseSensorOperator):

@@ -6,10 +6,10 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from finout_provider.catalogue import ExportSpec
+from finout_provider.checks.status import STALE, cluster_status
 from finout_provider.compat import AirflowFailException, AirflowSkipException, Stats
-from finout_provider.exports import STALE, cluster_status
 from finout_provider.operators.base import FinoutBaseOperator, is_scheduled, run_type
-from finout_provider.windows import SETTLE_SECONDS, iso
+from finout_provider.plan.windows import SETTLE_SECONDS, iso
 
 if TYPE_CHECKING:
     from finout_provider.compat import Context
@@ -46,7 +46,8 @@ class FinoutFreshnessOperator(FinoutBaseOperator):
             self.log.info("%s", reason)  # Airflow 2 shows a skip's reason nowhere else
             raise AirflowSkipException(reason)
         hours = (self.limit_seconds + 2 * self.spec.time_frame) / 3600
-        status = cluster_status(self.s3_hook, self.target, self.spec, int(time.time()), hours, self.settle_seconds,
+        now = int(time.time())
+        status = cluster_status(self.s3_hook.store, self.target, self.spec, now, hours, self.settle_seconds,
                                 self.limit_seconds)  # fmt: skip
         if status.age is not None:
             Stats.gauge(f"finout.freshness.age_hours.{cluster}", status.age / 3600, tags={"cluster": cluster})

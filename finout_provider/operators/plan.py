@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING, Any
 from finout_provider.catalogue import ExportSpec
 from finout_provider.compat import conf
 from finout_provider.operators.base import FinoutBaseOperator, run_type, target_fields
-from finout_provider.planning import Planner
-from finout_provider.windows import SETTLE_SECONDS, WindowError, to_epoch
+from finout_provider.plan.planner import Planner
+from finout_provider.plan.windows import SETTLE_SECONDS, WindowError, to_epoch
 
 if TYPE_CHECKING:
     from finout_provider.compat import Context
-    from finout_provider.hooks.prometheus import PrometheusHook
+    from finout_provider.prometheus.client import PrometheusClient
 
 
 AUTOMATIC_RUN_TYPES = ("scheduled",)
@@ -158,13 +158,14 @@ class PlanWindowsOperator(FinoutBaseOperator):
 
     @property
     def planner(self) -> Planner:
-        return Planner(self.s3_hook, self.target.checked(), self.spec, backfill_days=self.backfill_days,
+        return Planner(self.s3_hook.store, self.target.checked(), self.spec, backfill_days=self.backfill_days,
                        initial_backfill_date=self.initial_backfill_date, lookback_days=self.lookback_days,
-                       settle_seconds=self.settle_seconds, prometheus=self.prometheus_hook, log=self.log,
+                       settle_seconds=self.settle_seconds, prometheus=self.prometheus, log=self.log,
                        cluster_label=self.cluster_label)  # fmt: skip
 
     @cached_property
-    def prometheus_hook(self) -> PrometheusHook | None:
+    def prometheus(self) -> PrometheusClient | None:
+        """The connection's Prometheus client, when a connection is given."""
         from finout_provider.hooks.prometheus import PrometheusHook
 
-        return PrometheusHook(self.prometheus_conn_id) if self.prometheus_conn_id else None
+        return PrometheusHook(self.prometheus_conn_id).get_conn() if self.prometheus_conn_id else None

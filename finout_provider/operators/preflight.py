@@ -1,5 +1,5 @@
 """Optional task of a cluster's DAG before its exports: the preflight check (see
-:mod:`finout_provider.preflight`)."""
+:mod:`finout_provider.checks.preflight`)."""
 
 from __future__ import annotations
 
@@ -9,14 +9,14 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from finout_provider.catalogue import ExportSpec
+from finout_provider.checks.preflight import Preflight, default_instant, judged_instant
 from finout_provider.compat import AirflowFailException
 from finout_provider.operators.base import FinoutBaseOperator, target_fields
-from finout_provider.preflight import Preflight, default_instant, judged_instant
-from finout_provider.windows import SETTLE_SECONDS, to_epoch
+from finout_provider.plan.windows import SETTLE_SECONDS, to_epoch
 
 if TYPE_CHECKING:
     from finout_provider.compat import Context
-    from finout_provider.hooks.prometheus import PrometheusHook
+    from finout_provider.prometheus.client import PrometheusClient
 
 
 class PrometheusPreflightOperator(FinoutBaseOperator):
@@ -64,10 +64,11 @@ class PrometheusPreflightOperator(FinoutBaseOperator):
         self.first_run_only = first_run_only
 
     @cached_property
-    def prometheus_hook(self) -> PrometheusHook:
+    def prometheus(self) -> PrometheusClient:
+        """The connection's Prometheus client."""
         from finout_provider.hooks.prometheus import PrometheusHook
 
-        return PrometheusHook(self.prometheus_conn_id)
+        return PrometheusHook(self.prometheus_conn_id).get_conn()
 
     def instant(self) -> int | None:
         """The instant to judge: ``at``, else the newest window's last step; ``None`` when the run
@@ -89,7 +90,7 @@ class PrometheusPreflightOperator(FinoutBaseOperator):
             self.log.info("cluster %r has exports in S3 already: preflight runs on a first run only "
                           "(PREFLIGHT: true checks every run)", cluster)  # fmt: skip
             return {}
-        check = Preflight(self.prometheus_hook.instant, cluster, self.spec, self.cluster_label)
+        check = Preflight(self.prometheus.instant, cluster, self.spec, self.cluster_label)
         report = check.run(at)
         self.log.info("%s", report.render())
         if report.failed:

@@ -6,7 +6,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from finout_provider.operators.base import FinoutBaseOperator
-from finout_provider.windows import DAY
+from finout_provider.plan.windows import DAY
 
 if TYPE_CHECKING:
     from finout_provider.compat import Context
@@ -47,5 +47,5 @@ class FinoutRetentionOperator(FinoutBaseOperator):
         if len(keys) > 10:
             self.log.info("  ... and %d more", len(keys) - 10)
         if keys and self.delete:
-            self.s3_hook.delete_keys(target.bucket, keys)
+            self.s3_hook.store.delete_keys(target.bucket, keys)
         return {"deleted": len(keys) if self.delete else 0, "expired": len(keys), "cutoff": cutoff}

@@ -21,7 +21,7 @@ from finout_provider.compat import AIRFLOW_VERSION
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-    from finout_provider.config import ClusterConfig
+    from finout_provider.config.clusters import ClusterConfig
     from finout_provider.plugins.fleet import Failure, StatusCache
 
 URL_PREFIX = "/finout"
@@ -34,7 +34,7 @@ STATUS_TTL = 300  # seconds a status is served before it is read again (in the b
 
 @cache
 def _cache() -> StatusCache:
-    from finout_provider.exports import status_of
+    from finout_provider.checks.status import status_of
     from finout_provider.plugins.fleet import StatusCache
 
     return StatusCache(lambda config: status_of(config, int(time.time())), ttl=STATUS_TTL, workers=4)
@@ -46,7 +46,7 @@ _clusters_seen: dict[Path, tuple[float, list[ClusterConfig]]] = {}
 def clusters() -> list[ClusterConfig]:
     """The valid clusters of the clusters file the DAG file reads, parsed again when it changes."""
     from finout_provider.compat import conf
-    from finout_provider.config import default_path, load_file
+    from finout_provider.config.clusters import default_path, load_file
 
     path = default_path(os.path.expanduser(conf.get("core", "dags_folder")))
     mtime = path.stat().st_mtime if path.exists() else -1.0

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from html import escape
 from urllib.parse import quote
 
-from finout_provider.config import ClusterConfig
-from finout_provider.coverage import fleet_grid_html, html_page
-from finout_provider.exports import ClusterStatus, worst_first
-from finout_provider.windows import iso
+from finout_provider.checks.coverage import fleet_grid_html, html_page
+from finout_provider.checks.status import ClusterStatus, worst_first
+from finout_provider.config.clusters import ClusterConfig
+from finout_provider.plan.windows import iso
 
 TITLE = "Finout export: the fleet"
 Outcome = ClusterStatus | Exception

@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from finout_provider.catalogue import ExportSpec
+from finout_provider.checks.status import by_window, describe_incomplete, incomplete_windows
 from finout_provider.compat import (
     AirflowException,
     AirflowFailException,
@@ -14,12 +15,11 @@ from finout_provider.compat import (
     Stats,
     conf,
 )
-from finout_provider.exports import by_window, describe_incomplete, incomplete_windows
 from finout_provider.failures import PermanentFailure
 from finout_provider.operators.base import FinoutBaseSensor, is_scheduled, target_fields
-from finout_provider.planning import FlaggedWindows
+from finout_provider.plan.windows import Window, iso, to_epoch
+from finout_provider.state import FlaggedWindows
 from finout_provider.triggers.export import FinoutExportTrigger
-from finout_provider.windows import Window, iso, to_epoch
 
 if TYPE_CHECKING:
     from finout_provider.compat import Context

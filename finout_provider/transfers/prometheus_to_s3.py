@@ -3,28 +3,33 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from finout_provider.answers import ANSWER_TIMEOUT, BACKOFF_CAP, MAX_RETRIES
 from finout_provider.catalogue import ExportSpec, Metric, render
+from finout_provider.checks.completeness import DATA_BEGINS, Measured
 from finout_provider.compat import AirflowException, AirflowFailException, Stats
-from finout_provider.completeness import DATA_BEGINS, Measured
-from finout_provider.exports import PROVEN
 from finout_provider.failures import RETRY_CANNOT_FIX, all_permanent
-from finout_provider.layout import build_key
 from finout_provider.links import S3ExportLink
 from finout_provider.operators.base import FinoutBaseOperator, target_fields
-from finout_provider.variables import read_object, write_object
-from finout_provider.windows import DAY, Window, check_frame, to_epoch
+from finout_provider.plan.windows import Window, check_frame, to_epoch
+from finout_provider.prometheus.client import BACKOFF_CAP
+from finout_provider.prometheus.connection import ANSWER_TIMEOUT, MAX_RETRIES
+from finout_provider.prometheus.errors import HeavyQueryError
+from finout_provider.s3.folder import PROVEN
+from finout_provider.s3.layout import build_key
+from finout_provider.s3.store import GzipSpool
+from finout_provider.state import SplitHints
 
 if TYPE_CHECKING:
     from finout_provider.compat import Context
-    from finout_provider.hooks.prometheus import PrometheusHook
-    from finout_provider.hooks.s3 import Upload
+    from finout_provider.prometheus.answer import Answer
+    from finout_provider.prometheus.client import PrometheusClient
+    from finout_provider.s3.store import S3Store, Upload
     from finout_provider.target import S3Target
 
 
@@ -37,47 +42,12 @@ def window_deadline(metrics: int, batch_size: int, delay: float) -> timedelta:
     return timedelta(seconds=batches * (per_query + delay))
 
 
-# What one metric's export gives: the upload, the series in the answer, how it was split (or None).
-Exported = tuple["Upload", int, dict[str, Any] | None]
+@dataclass(frozen=True)
+class Exported:
+    """One metric's window: what was written, and what was read."""
 
-
-class SplitHints:
-    """How many pieces each metric of a cluster needed in earlier windows (an Airflow Variable,
-    ``finout_split_hints_<cluster>``), so the next window starts split instead of being refused
-    first. The window that starts a UTC day tries half the hinted pieces and keeps what it needed,
-    so a hint outlives a raised server limit or a shrunk cluster by a day at most, for at most one
-    refused query a day per split metric. Best effort: where no Variable can be read or written,
-    each window finds out again."""
-
-    def __init__(self, cluster: str) -> None:
-        self.key = f"finout_split_hints_{cluster}"
-        self._known: dict[str, int] | None = None
-
-    def load(self) -> dict[str, int]:
-        if self._known is None:
-            try:
-                self._known = {str(k): int(v) for k, v in read_object(self.key).items()}
-            except (TypeError, ValueError):  # not hints: start over
-                self._known = {}
-        return self._known
-
-    def pieces(self, metric: str, window_start: int) -> int:
-        hinted = self.load().get(metric, 1)
-        return max(1, hinted // 2) if window_start % DAY == 0 else hinted
-
-    def save(self, used: Mapping[str, int], window_start: int, log: Any) -> None:
-        """Keep the pieces each metric ``used``: more than hinted, or fewer on the day's first window."""
-        known = self.load()
-        probe = window_start % DAY == 0
-        changed = {name: n for name, n in used.items() if n > known.get(name, 1) or (probe and n < known.get(name, 1))}
-        if not changed:
-            return
-        self._known = {name: n for name, n in (known | changed).items() if n > 1}
-        failed = write_object(self.key, self._known)
-        if failed:
-            log.info("split hints not saved (%s); the next window finds out again", failed)
-        else:
-            log.info("split hints %s: %s", self.key, self._known)
+    upload: Upload
+    answer: Answer
 
 
 class PrometheusToS3Operator(FinoutBaseOperator):
@@ -151,10 +121,11 @@ class PrometheusToS3Operator(FinoutBaseOperator):
         self._uploads: list[Upload] = []
 
     @cached_property
-    def prometheus_hook(self) -> PrometheusHook:
+    def prometheus(self) -> PrometheusClient:
+        """The connection's Prometheus client, one HTTP connection per query in flight."""
         from finout_provider.hooks.prometheus import PrometheusHook
 
-        return PrometheusHook(self.prometheus_conn_id, pool_size=self.queries_batch_size)
+        return PrometheusHook(self.prometheus_conn_id, pool_size=self.queries_batch_size).get_conn()
 
     @cached_property
     def split_hints(self) -> SplitHints:
@@ -170,9 +141,8 @@ class PrometheusToS3Operator(FinoutBaseOperator):
         context["window_label"] = window.label  # type: ignore[typeddict-unknown-key]  # map_index_template
         S3ExportLink.persist(context, self)
         where = f"cluster {target.cluster!r} window {window.label}"
-        self.log.info(
-            "%s: exporting %d metrics to s3://%s/%s", where, len(self.spec.metrics), target.bucket, target.root
-        )
+        self.log.info("%s: exporting %d metrics to s3://%s/%s", where, len(self.spec.metrics), target.bucket,
+                      target.root)  # fmt: skip
         exported, failures = self._export_all(window, target, where)
         if failures:
             message = (
@@ -185,6 +155,50 @@ class PrometheusToS3Operator(FinoutBaseOperator):
             raise AirflowException(message)
         return self._summarize(window, exported, where)
 
+    def _export_metric(self, window: Window, target: S3Target, metric: Metric) -> Exported:
+        """One metric's window: read Prometheus' whole answer (retried until it is whole), then
+        write it to S3 (S3's own retries)."""
+        key = build_key(target.prefix, target.cluster, metric.name, window.start)
+        start, end = window.query_range(self.spec.step)
+        began = time.monotonic()
+        with GzipSpool(self.compresslevel) as spool:
+            answer = self._read(metric, start, end, spool)
+            upload = self.store.put_file(spool, target.bucket, key, PROVEN | self._metadata(answer))
+        seconds = time.monotonic() - began
+        self._emit_stats(metric.name, upload, answer, seconds)
+        if answer.pieces > 1:
+            self.log.warning("metric %s: the server refused the whole window (%s); exported as %d pieces (split "
+                             "depth %d)", metric.name, answer.refusal, answer.pieces, answer.depth)  # fmt: skip
+        self.log.info("metric %s: %d series, %d bytes -> %d gzip in %.2fs -> s3://%s/%s", metric.name, answer.series,
+                      upload.raw_bytes, upload.gzip_bytes, seconds, target.bucket, key)  # fmt: skip
+        return Exported(upload, answer)
+
+    def _read(self, metric: Metric, start: int, end: int, spool: GzipSpool) -> Answer:
+        """The metric's whole answer, gzipped into ``spool`` (a refused split named with the fix)."""
+        try:
+            return self.prometheus.read_range(
+                self.render_query(metric.query), start, end, self.spec.step, spool.write,
+                allow_warnings=self.allow_warnings, split=self.split, min_split_seconds=self.min_split_seconds,
+                pieces=self.split_hints.pieces(metric.name, start),
+            )  # fmt: skip
+        except HeavyQueryError as err:
+            raise HeavyQueryError(
+                f"{err}. Nothing was written for this metric; change the server's limit, export a METRICS subset"
+                " or set CLUSTER_LABEL on a shared server",
+                err.refusal,
+                err.status,
+            ) from None
+
+    def _metadata(self, answer: Answer) -> dict[str, str]:
+        """What an object carries besides the proof it is whole: its answer's measures, and where the
+        cluster's data begins when the plan found it."""
+        begins = {} if self.data_begins is None else {DATA_BEGINS: str(int(self.data_begins))}
+        return Measured.of(answer.measures).as_metadata() | begins
+
+    @property
+    def store(self) -> S3Store:
+        return self.s3_hook.store
+
     def _export_all(
         self, window: Window, target: S3Target, where: str
     ) -> tuple[dict[str, Exported], dict[str, Exception]]:
@@ -194,7 +208,7 @@ class PrometheusToS3Operator(FinoutBaseOperator):
         failures: dict[str, Exception] = {}
         metrics, size = self.spec.metrics, max(1, self.queries_batch_size)
         batches = (
-            [metrics] if not self.query_delay_seconds else [metrics[i : i + size] for i in range(0, len(metrics), size)]
+            [metrics[i : i + size] for i in range(0, len(metrics), size)] if self.query_delay_seconds else [metrics]
         )
         self._resolve_before_threads()
         with ThreadPoolExecutor(max_workers=size, thread_name_prefix="finout-export") as pool:
@@ -208,14 +222,15 @@ class PrometheusToS3Operator(FinoutBaseOperator):
                     except Exception as err:  # noqa: BLE001 - every metric is reported by the caller
                         failures[name] = err
                         self.log.error("%s metric %r failed: %s", where, name, err)
-        self._uploads = [upload for upload, _, _ in exported.values()]
+        self._uploads = [done.upload for done in exported.values()]
         return exported, failures
 
     def _summarize(self, window: Window, exported: dict[str, Exported], where: str) -> dict[str, Any]:
         """The task's return value; keeps the split hints; says when every required metric was empty."""
-        uploads = [upload for upload, _, _ in exported.values()]
-        series = {name: count for name, (_, count, _) in exported.items()}
-        splits = {name: split for name, (_, _, split) in exported.items() if split}
+        uploads = [done.upload for done in exported.values()]
+        series = {name: done.answer.series for name, done in exported.items()}
+        splits = {name: {"pieces": a.pieces, "depth": a.depth, "refused_by": a.refusal}
+                  for name, done in exported.items() if (a := done.answer).pieces > 1}  # fmt: skip
         result: dict[str, Any] = {
             "cluster": self.target.cluster,
             "window_start": window.start,
@@ -227,21 +242,20 @@ class PrometheusToS3Operator(FinoutBaseOperator):
             "series": dict(sorted(series.items())),
             "split": dict(sorted(splits.items())),
         }
-        used = {name: splits[name]["pieces"] if name in splits else 1 for name in series}
-        self.split_hints.save(used, window.start, self.log)
+        self.split_hints.save({name: done.answer.pieces for name, done in exported.items()}, window.start, self.log)
         required = [name for name in series if name not in self.spec.expect_empty]
         if required and not any(series[name] for name in required):
             result |= {"all_empty": True, "diagnosis": self._diagnose(window)}
             self.log.error("%s: every metric came back empty:\n%s", where, "\n".join(result["diagnosis"]))
         return result
 
-    def _emit_stats(self, metric: str, upload: Upload, body: Any, seconds: float) -> None:
+    def _emit_stats(self, metric: str, upload: Upload, answer: Answer, seconds: float) -> None:
         """Per window and metric, through Airflow's metrics (StatsD or OpenTelemetry as configured):
         ``finout.export.{bytes,gzip_bytes,series,retries,split_pieces,duration}.<cluster>.<metric>``."""
         tags = {"cluster": self.target.cluster, "metric": metric}
         name = f"{self.target.cluster}.{metric}"
-        for what, value in (("bytes", upload.raw_bytes), ("gzip_bytes", upload.gzip_bytes), ("series", body.series),
-                            ("retries", body.retries), ("split_pieces", body.pieces)):  # fmt: skip
+        for what, value in (("bytes", upload.raw_bytes), ("gzip_bytes", upload.gzip_bytes), ("series", answer.series),
+                            ("retries", answer.retries), ("split_pieces", answer.pieces)):  # fmt: skip
             Stats.gauge(f"finout.export.{what}.{name}", value, tags=tags)
         Stats.timing(f"finout.export.duration.{name}", timedelta(seconds=seconds), tags=tags)
 
@@ -249,15 +263,15 @@ class PrometheusToS3Operator(FinoutBaseOperator):
         """Read the connections and split hints now, in the task's own thread: Airflow 3 serves them
         through one channel to the task's supervisor, which the query threads must not share (two
         threads asking at once get each other's answers: "The conn_id ... isn't defined")."""
-        self.prometheus_hook.session  # noqa: B018 - resolves the Prometheus connection
-        self.s3_hook.get_conn()
+        self.prometheus.endpoint.session  # noqa: B018 - resolves the Prometheus connection
+        self.store.client  # noqa: B018 - resolves the AWS connection (and assumes ROLE_ARN)
         self.split_hints.load()
 
     def _diagnose(self, window: Window) -> list[str]:
         """Preflight's reasons why the window's answers are empty (at its last step)."""
-        from finout_provider.preflight import Preflight
+        from finout_provider.checks.preflight import Preflight
 
-        check = Preflight(self.prometheus_hook.instant, self.target.cluster, self.spec, self.cluster_label)
+        check = Preflight(self.prometheus.instant, self.target.cluster, self.spec, self.cluster_label)
         try:
             report = check.run(window.query_range(self.spec.step)[1])
         except Exception as err:  # noqa: BLE001 - the diagnosis is a help; the empty answers are the finding
@@ -269,7 +283,7 @@ class PrometheusToS3Operator(FinoutBaseOperator):
         from airflow.providers.common.compat.openlineage.facet import Dataset, DocumentationDatasetFacet
         from airflow.providers.openlineage.extractors import OperatorLineage
 
-        endpoint = self.prometheus_hook.base_url
+        endpoint = self.prometheus.base_url
         inputs = [
             Dataset(
                 namespace=endpoint,
@@ -283,52 +297,3 @@ class PrometheusToS3Operator(FinoutBaseOperator):
 
     def render_query(self, query: str) -> str:
         return render(query, self.cluster_label, self.target.cluster if self.cluster_label else None)
-
-    def _metadata(self, body: Any) -> dict[str, str]:
-        """What an object carries besides the proof it is whole: its answer's measures, and where the
-        cluster's data begins when the plan found it."""
-        begins = {} if self.data_begins is None else {DATA_BEGINS: str(int(self.data_begins))}
-        return Measured.of(body.measures).as_metadata() | begins
-
-    def _export_metric(self, window: Window, target: S3Target, metric: Metric) -> Exported:
-        key = build_key(target.prefix, target.cluster, metric.name, window.start)
-        query = self.render_query(metric.query)
-        step = self.spec.step
-        start, end = window.query_range(step)
-        began = time.monotonic()
-        from finout_provider.hooks.prometheus import HeavyQueryError
-
-        name = metric.name
-
-        def upload(body: Any) -> Exported:
-            # The upload completes only once the body proved whole: the mark is true of what lands.
-            done = self.s3_hook.upload_gzip_stream(
-                body, target.bucket, key, level=self.compresslevel, metadata=PROVEN,
-                final_metadata=lambda: self._metadata(body),
-            )  # fmt: skip
-            split = {"pieces": body.pieces, "depth": body.depth, "refused_by": body.refusal}
-            self._emit_stats(name, done, body, time.monotonic() - began)
-            return done, body.series, split if body.pieces > 1 else None
-
-        try:
-            done, series, split = self.prometheus_hook.stream_query_range(
-                query, start, end, step, upload, allow_warnings=self.allow_warnings, split=self.split,
-                min_split_seconds=self.min_split_seconds, pieces=self.split_hints.pieces(name, window.start),
-            )  # fmt: skip
-        except HeavyQueryError as err:
-            raise HeavyQueryError(
-                f"{err}. Nothing was written for this metric; change the server's limit, export a METRICS subset"
-                " or set CLUSTER_LABEL on a shared server",
-                err.refusal,
-                err.status,
-            ) from None
-        if split:
-            self.log.warning(
-                "metric %s: the server refused the whole window (%s); exported as %d pieces (split depth %d)",
-                name, split["refused_by"], split["pieces"], split["depth"],
-            )  # fmt: skip
-        self.log.info(
-            "metric %s: %d series, %d bytes -> %d gzip in %.2fs -> s3://%s/%s",
-            name, series, done.raw_bytes, done.gzip_bytes, time.monotonic() - began, target.bucket, key,
-        )  # fmt: skip
-        return done, series, split

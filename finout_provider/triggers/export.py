@@ -68,7 +68,7 @@ class FinoutExportTrigger(BaseTrigger):
         return self.target.hook()
 
     def _problems(self) -> list[str]:
-        return self.target.folder(self.s3_hook).problems(self.metrics, self.starts, self.time_frame)
+        return self.target.folder(self.s3_hook.store).problems(self.metrics, self.starts, self.time_frame)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         deadline = time.monotonic() + self.timeout

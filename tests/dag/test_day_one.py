@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from devtools.history import HistorySpec, PrometheusServer, build_tsdb
-from finout_provider.exports import status_of
-from finout_provider.layout import build_key
-from finout_provider.windows import closed_before, iso
+from finout_provider.checks.status import status_of
+from finout_provider.plan.windows import closed_before, iso
+from finout_provider.s3.layout import build_key
 from tests.conftest import BUCKET, PREFIX
 from tests.dag.conftest import ClusterDag, on, scheduled_run, task_of
 from tests.integration.test_cli import cli

@@ -13,8 +13,8 @@ import pytest
 
 from devtools.history import HistorySpec, PrometheusServer, build_tsdb
 from finout_provider.catalogue import CATALOGUE_NAMES
-from finout_provider.layout import build_key
-from finout_provider.windows import closed_before
+from finout_provider.plan.windows import closed_before
+from finout_provider.s3.layout import build_key
 from tests.conftest import BUCKET, PREFIX
 from tests.dag.conftest import ClusterDag, on
 

@@ -21,8 +21,8 @@ import pytest
 
 from devtools.faults import FaultServer, Seen, reply
 from devtools.history import HistorySpec, PrometheusServer
-from finout_provider.exports import PROVEN
-from finout_provider.layout import build_key
+from finout_provider.s3.folder import PROVEN
+from finout_provider.s3.layout import build_key
 from tests.conftest import BUCKET, PREFIX, set_connection
 from tests.dag.conftest import ClusterDag, on, scheduled_run, task_of
 

@@ -15,7 +15,7 @@ import pytest
 from devtools.history import HistorySpec, PrometheusServer, build_tsdb
 from devtools.s3server import S3Server
 from devtools.stack import BIN, AirflowStack, airflow_major, wait_for
-from finout_provider.layout import build_key
+from finout_provider.s3.layout import build_key
 
 pytestmark = [
     pytest.mark.e2e,

@@ -28,7 +28,7 @@ from devtools.services import PostgresServer, RedisServer, celery_settings
 from devtools.stack import ROOT, AirflowStack, Api, airflow_major, api_server_env, serving, wait_for
 from finout_provider.catalogue import render, select
 from finout_provider.hooks.prometheus import PrometheusHook
-from finout_provider.layout import build_key
+from finout_provider.s3.layout import build_key
 from tests.conftest import set_connection
 
 pytestmark = [
@@ -114,7 +114,7 @@ def first_run_windows(api: Api, dag_id: str) -> list[list[int]]:
     """The windows the DAG's first scheduled run exports: its interval's and the day before it,
     counted from when its plan ran. Two candidates, from the plan's start and end: they differ when
     a window boundary passed while it ran (the look-back is then one window shorter)."""
-    from finout_provider.windows import to_epoch
+    from finout_provider.plan.windows import to_epoch
 
     run = min(api.runs(dag_id, "scheduled"), key=lambda r: r["data_interval_start"])
     plan = api.get(f"/dags/{dag_id}/dagRuns/{run['dag_run_id']}/taskInstances/plan_windows")
@@ -185,7 +185,7 @@ def assert_exact(client: Any, key: str, servers: list[PrometheusServer]) -> None
     server = servers[0] if central else servers[1 + OWN.index(cluster)]
     set_connection("exact", conn_type="prometheus", host="127.0.0.1", port=server.port)
     query = render(select([metric])[0].query, "cluster" if central else None, cluster if central else None)
-    answer = PrometheusHook("exact").query_range(query, start, start + FRAME - 60, 60)
+    answer = PrometheusHook("exact").get_conn().query_range(query, start, start + FRAME - 60, 60)
     stored = json.loads(gzip.decompress(client.get_object(Bucket=BUCKET, Key=key)["Body"].read()))
     assert stored["data"]["result"] == answer["data"]["result"] and stored["data"]["result"], key
 

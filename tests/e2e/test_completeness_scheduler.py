@@ -18,7 +18,7 @@ import pytest
 from devtools.history import HistorySpec, PrometheusServer, build_tsdb, free_port
 from devtools.s3server import S3Server
 from devtools.stack import BIN, AirflowStack, Api, airflow_major, api_server_env, serving, wait_for
-from finout_provider.windows import iso
+from finout_provider.plan.windows import iso
 
 pytestmark = [
     pytest.mark.e2e,

@@ -16,7 +16,7 @@ from devtools.history import HistorySpec, PrometheusServer
 from devtools.s3server import S3Server
 from devtools.stack import BIN, AirflowStack
 from finout_provider.catalogue import CATALOGUE
-from finout_provider.layout import build_key
+from finout_provider.s3.layout import build_key
 from tests.unit.test_cronjob import filled, with_env
 
 pytestmark = pytest.mark.e2e

@@ -13,7 +13,7 @@ import pytest
 from devtools.history import HistorySpec, PrometheusServer
 from devtools.s3server import S3Server
 from devtools.stack import AirflowStack
-from finout_provider.layout import build_key
+from finout_provider.s3.layout import build_key
 
 pytestmark = [pytest.mark.e2e, pytest.mark.af2]
 H = 3600

@@ -14,9 +14,9 @@ from devtools.history import HistorySpec, PrometheusServer, build_tsdb, free_por
 from devtools.s3server import S3Server
 from devtools.stack import AirflowStack, Api, airflow_major, api_server_env, serving, wait_for
 from finout_provider.get_provider_info import CONN_FIELDS
-from finout_provider.layout import build_key
 from finout_provider.links import folder_url
-from finout_provider.windows import to_epoch
+from finout_provider.plan.windows import to_epoch
+from finout_provider.s3.layout import build_key
 
 pytestmark = [
     pytest.mark.e2e,

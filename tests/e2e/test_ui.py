@@ -22,9 +22,9 @@ import requests
 from devtools.history import HistorySpec, PrometheusServer, build_tsdb, free_port
 from devtools.s3server import S3Server
 from devtools.stack import AirflowStack, api_server_env, serving, wait_for
-from finout_provider.layout import build_key, day_folder
 from finout_provider.links import folder_url
-from finout_provider.windows import Window
+from finout_provider.plan.windows import Window
+from finout_provider.s3.layout import build_key, day_folder
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.e2e

@@ -21,8 +21,8 @@ import requests
 from devtools.history import HistorySpec, PrometheusServer, build_tsdb, free_port, wait_http
 from devtools.s3server import S3Server
 from devtools.stack import AirflowStack, airflow_major, serving, wait_for
-from finout_provider.layout import build_key
-from finout_provider.windows import Window
+from finout_provider.plan.windows import Window
+from finout_provider.s3.layout import build_key
 from tests.conftest import ROOT
 
 pytestmark = [

@@ -15,12 +15,12 @@ import yaml
 from devtools.history import HistorySpec, PrometheusServer
 from devtools.s3server import S3Server
 from finout_provider.catalogue import ExportSpec, select
+from finout_provider.checks.coverage import COLOUR, COMPLETE, CORRUPT, MISSING, PARTIAL, Coverage
 from finout_provider.cli import main
-from finout_provider.coverage import COLOUR, COMPLETE, CORRUPT, MISSING, PARTIAL, Coverage
-from finout_provider.layout import build_key
+from finout_provider.plan.windows import DAY, Window, iso
+from finout_provider.s3.layout import build_key
 from finout_provider.target import S3Target
 from finout_provider.transfers.prometheus_to_s3 import PrometheusToS3Operator
-from finout_provider.windows import DAY, Window, iso
 from tests.conftest import ROOT, set_connection
 
 pytestmark = pytest.mark.integration

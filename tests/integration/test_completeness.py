@@ -14,12 +14,13 @@ import pytest
 from devtools.faults import SUCCESS
 from devtools.history import HistorySpec, PrometheusServer, build_tsdb
 from finout_provider.catalogue import ExportSpec, select
-from finout_provider.exports import PROVEN, cluster_status, incomplete_in
+from finout_provider.checks.status import cluster_status, incomplete_in
 from finout_provider.hooks.s3 import FinoutS3Hook
-from finout_provider.layout import build_key
+from finout_provider.plan.windows import iso
+from finout_provider.s3.folder import PROVEN
+from finout_provider.s3.layout import build_key
 from finout_provider.sensors.export import FinoutExportSensor
 from finout_provider.target import S3Target
-from finout_provider.windows import iso
 from tests.conftest import BUCKET, PREFIX, set_connection
 from tests.integration.test_export import make_operator
 
@@ -49,7 +50,7 @@ SPEC = ExportSpec(tuple(select(METRICS)))
 
 def status_of(cluster: str, history: HistorySpec) -> dict[str, Any]:
     now = history.end + 600
-    return cluster_status(FinoutS3Hook(), S3Target(cluster, BUCKET, PREFIX), SPEC, now, 8, 120, 3 * H).as_dict()
+    return cluster_status(FinoutS3Hook().store, S3Target(cluster, BUCKET, PREFIX), SPEC, now, 8, 120, 3 * H).as_dict()
 
 
 def test_an_outage_is_flagged_per_window_and_metric_and_clears_when_the_data_arrives(
@@ -72,9 +73,9 @@ def test_an_outage_is_flagged_per_window_and_metric_and_clears_when_the_data_arr
     healthy = status_of("staging", history)  # pod churn: pods start and stop inside windows
     assert healthy["incomplete"] == [] and healthy["empty"] == [] and healthy["state"] == "ok", healthy
     # The CLI's planner reads the same windows from S3's measures (no Airflow Variable at hand).
-    flagged = incomplete_in(FinoutS3Hook(), S3Target("prod-eu", BUCKET, PREFIX), SPEC)
+    flagged = incomplete_in(FinoutS3Hook().store, S3Target("prod-eu", BUCKET, PREFIX), SPEC)
     assert flagged(starts[0], history.end) == [outage, outage + H]
-    assert incomplete_in(FinoutS3Hook(), S3Target("staging", BUCKET, PREFIX), SPEC)(starts[0], history.end) == []
+    assert incomplete_in(FinoutS3Hook().store, S3Target("staging", BUCKET, PREFIX), SPEC)(starts[0], history.end) == []
 
     run = [{"window_start": s, "window_end": s + H} for s in (outage, outage + H)]
     sensor = FinoutExportSensor(
@@ -106,11 +107,12 @@ def test_gap_repair_exports_flagged_windows_until_they_are_complete(
     s3: Any, variables: dict[str, str], history: HistorySpec
 ) -> None:
     """The validation's flags (an Airflow Variable) are what gap repair reads."""
-    from finout_provider.planning import FlaggedWindows, Planner
+    from finout_provider.plan.planner import Planner
+    from finout_provider.state import FlaggedWindows
 
     now = history.end + 600
     starts = list(range(history.end - 24 * H, history.end, H))
-    planner = Planner(FinoutS3Hook(), S3Target("prod-eu", BUCKET, PREFIX), ExportSpec(select(["cpu_requests"])),
+    planner = Planner(FinoutS3Hook().store, S3Target("prod-eu", BUCKET, PREFIX), ExportSpec(select(["cpu_requests"])),
                       backfill_days=1)  # fmt: skip
     assert len(planner.gaps(now)) == 24  # nothing in S3 yet
     for start in starts:

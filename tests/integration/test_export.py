@@ -14,7 +14,9 @@ from devtools.faults import FaultServer, Seen, reply
 from devtools.history import HistorySpec
 from finout_provider.catalogue import CATALOGUE, ExportSpec, Metric, render
 from finout_provider.hooks.prometheus import PrometheusHook
-from finout_provider.layout import build_key
+from finout_provider.s3.folder import PROVEN
+from finout_provider.s3.layout import build_key
+from finout_provider.s3.store import GzipSpool
 from finout_provider.target import S3Target
 from finout_provider.transfers.prometheus_to_s3 import PrometheusToS3Operator
 from tests.conftest import BUCKET, PREFIX, set_connection
@@ -85,7 +87,7 @@ def test_two_consecutive_windows_are_exact_and_complete(s3: Any, prom_conn: str,
     expected = sorted(build_key(PREFIX, "prod-eu", m.name, s) for m in CATALOGUE for s, _ in windows)
     assert all_keys(s3) == expected
 
-    hook = PrometheusHook(prom_conn)
+    hook = PrometheusHook(prom_conn).get_conn()
     nonempty = 0
     for metric in CATALOGUE:
         query = render(metric.query, "cluster", "prod-eu")
@@ -134,15 +136,25 @@ def test_without_cluster_label_the_placeholder_disappears(s3: Any, prom_conn: st
     assert all(set(s["metric"]) == {"node", "namespace", "pod", "container"} for s in document["data"]["result"])
 
 
-def test_multipart_upload_for_large_bodies(s3: Any, prom_conn: str, history: HistorySpec) -> None:
-    from finout_provider.hooks.s3 import FinoutS3Hook, gzip_stream
+def big_spool(chunks: list[bytes]) -> GzipSpool:
+    """A spooled object above the part size: it goes up in parts."""
+    spool = GzipSpool()
+    spool.write(iter(chunks))
+    return spool
 
-    hook = FinoutS3Hook("aws_default")
-    chunks = [bytes([i % 251]) * (1 << 20) + bytes(range(256)) * 4096 for i in range(24)]
-    upload = hook.upload_gzip_stream(iter(chunks), BUCKET, "k8s/prometheus/big.json.gz", part_size=5 << 20)
+
+def test_multipart_upload_for_large_bodies(s3: Any, prom_conn: str, history: HistorySpec) -> None:
+    from finout_provider.hooks.s3 import FinoutS3Hook
+
+    chunks = [random.Random(i).randbytes(1 << 20) for i in range(20)]  # incompressible: 3 parts of 8 MiB
+    with big_spool(chunks) as spool:
+        upload = FinoutS3Hook("aws_default").store.put_file(spool, BUCKET, "k8s/prometheus/big.json.gz", PROVEN)
+        written = spool.path.read_bytes()
+    head = s3.head_object(Bucket=BUCKET, Key="k8s/prometheus/big.json.gz")
     body = read(s3, "k8s/prometheus/big.json.gz")
-    assert body == b"".join(gzip_stream(iter(chunks)))
-    assert gzip.decompress(body) == b"".join(chunks)
+    assert head["ETag"].endswith('-3"') and head["Metadata"] == PROVEN  # in parts, with its metadata
+    assert body == written and gzip.decompress(body) == b"".join(chunks)
+    assert body[3] == 0 and body[4:8] == b"\0\0\0\0"  # a gzip without file name or time: equal data, equal bytes
     assert upload.raw_bytes == sum(map(len, chunks)) and upload.gzip_bytes == len(body)
 
 
@@ -208,7 +220,7 @@ def test_lineage_and_console_link_name_the_endpoint_queries_and_objects(
     operator, ti = make_operator(prom_conn, start, start + 3600, metrics=metrics), PushedXCom()
     summary = operator.execute({"ti": ti})  # type: ignore[typeddict-item]
     lineage = operator.get_openlineage_facets_on_complete(None)
-    port = PrometheusHook(prom_conn).base_url.rsplit(":", 1)[1]
+    port = PrometheusHook(prom_conn).get_conn().base_url.rsplit(":", 1)[1]
     assert {(d.namespace, d.name) for d in lineage.inputs} == {
         (f"http://127.0.0.1:{port}", "cpu_requests"),
         (f"http://127.0.0.1:{port}", "pod_labels"),
@@ -261,7 +273,7 @@ KMS_KEY = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-123456
 def test_sse_kms_key_reaches_single_and_multipart_uploads(s3: Any, prom_conn: str, history: HistorySpec) -> None:
     """A bucket whose policy requires `s3:x-amz-server-side-encryption = aws:kms` with a given key
     accepts only uploads that carry both headers: S3 (moto) records what each upload sent."""
-    from finout_provider.config import parse_document
+    from finout_provider.config.clusters import parse_document
     from finout_provider.dag_factory import build_dag
     from finout_provider.hooks.s3 import FinoutS3Hook
 
@@ -277,8 +289,8 @@ def test_sse_kms_key_reaches_single_and_multipart_uploads(s3: Any, prom_conn: st
     assert (head["ServerSideEncryption"], head["SSEKMSKeyId"]) == ("aws:kms", KMS_KEY)
 
     hook = FinoutS3Hook("aws_default", extra_args={"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": KMS_KEY})
-    chunks = [random.Random(i).randbytes(1 << 20) for i in range(11)]  # incompressible: 3 parts of 5 MiB
-    hook.upload_gzip_stream(iter(chunks), BUCKET, "k8s/prometheus/kms-big.json.gz", part_size=5 << 20)
+    with big_spool([random.Random(i).randbytes(1 << 20) for i in range(20)]) as spool:
+        hook.store.put_file(spool, BUCKET, "k8s/prometheus/kms-big.json.gz", PROVEN)
     head = s3.head_object(Bucket=BUCKET, Key="k8s/prometheus/kms-big.json.gz")
     assert head["ETag"].endswith('-3"')  # it went up in parts
     assert (head["ServerSideEncryption"], head["SSEKMSKeyId"]) == ("aws:kms", KMS_KEY)
@@ -287,7 +299,7 @@ def test_sse_kms_key_reaches_single_and_multipart_uploads(s3: Any, prom_conn: st
     head = s3.head_object(Bucket=BUCKET, Key=build_key(PREFIX, "prod-eu", "cpu_requests", start + 3600))
     assert head.get("ServerSideEncryption") != "aws:kms"  # without the key, as before
     with pytest.raises(ValueError, match="ContentType"):
-        FinoutS3Hook("aws_default", extra_args={"ContentType": "text/plain"}).upload_args()
+        FinoutS3Hook("aws_default", extra_args={"ContentType": "text/plain"}).store  # noqa: B018
 
 
 @pytest.mark.parametrize(

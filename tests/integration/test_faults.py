@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from types import SimpleNamespace
 from typing import Any
@@ -18,7 +19,8 @@ import pytest
 from devtools.faults import SUCCESS, FaultServer, Seen, forward, reply
 from devtools.history import HistorySpec, serving_copy
 from finout_provider.catalogue import CATALOGUE, ExportSpec
-from finout_provider.layout import build_key
+from finout_provider.s3.layout import build_key
+from finout_provider.s3.store import GzipSpool
 from finout_provider.target import S3Target
 from tests.conftest import BUCKET, PREFIX, ROOT, set_connection
 from tests.integration.test_export import all_keys, make_operator, read
@@ -238,16 +240,18 @@ def inject_s3_errors(client: Any, operation: str, answers: list[tuple[int, str]]
 
 def test_s3_500_and_slowdown_on_put_and_parts_are_retried(s3: Any, prom_conn: str, history: HistorySpec) -> None:
     op = make_operator(prom_conn, history.start, history.start + H, metrics=ONE)
-    client = op.s3_hook.get_conn()
+    client = op.store.client
     puts = inject_s3_errors(client, "PutObject", [(503, "SlowDown"), (500, "InternalError")])
     op.execute({})
     assert len(puts) == 3  # two injected failures, then the real PUT
     assert all_keys(s3) == [build_key(PREFIX, "prod-eu", "node_info", history.start)]
 
     parts = inject_s3_errors(client, "UploadPart", [(503, "SlowDown"), (500, "InternalError")])
-    chunks = [os.urandom(1 << 20) for _ in range(12)]
-    op.s3_hook.upload_gzip_stream(iter(chunks), BUCKET, f"{PREFIX}/big.json.gz", part_size=5 << 20)
-    assert len(parts) >= 4  # at least two parts, two of the attempts failed
+    chunks = [os.urandom(1 << 20) for _ in range(20)]
+    with GzipSpool() as spool:
+        spool.write(iter(chunks))
+        op.store.put_file(spool, BUCKET, f"{PREFIX}/big.json.gz", {})
+    assert len(parts) >= 5  # three parts, two of the attempts failed
     assert gzip.decompress(read(s3, f"{PREFIX}/big.json.gz")) == b"".join(chunks)
 
 
@@ -281,13 +285,17 @@ def test_missing_bucket_fails_with_a_clear_message(s3: Any, prom_conn: str, hist
 def test_a_worker_killed_mid_export_leaves_no_object_and_the_rerun_finishes(
     s3_server: Any, history: HistorySpec, prometheus: Any
 ) -> None:
-    """SIGKILL while a multipart upload is under way: nothing appears under the key; a rerun completes."""
+    """SIGKILL while 24 MiB of an answer have arrived and the rest is awaited: nothing is written
+    before an answer is whole, so nothing appears under the key and no upload was begun; a rerun
+    completes."""
     client = s3_server.client()
     client.create_bucket(Bucket="finout-kill")
     # 8 MiB of valid series that gzip cannot shrink much (random label values)
     noise = b"".join(
         b',{"metric":{"x":"%s"},"values":[[1,"1"]]}' % os.urandom(32 << 10).hex().encode() for _ in range(128)
     )
+
+    sent = threading.Event()
 
     def endless(seen: Seen, request: Any) -> None:
         request.send_response(200)
@@ -298,6 +306,7 @@ def test_a_worker_killed_mid_export_leaves_no_object_and_the_rerun_finishes(
         for piece in (head, noise, noise, noise):
             request.wfile.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
         request.wfile.flush()
+        sent.set()
         time.sleep(60)  # the worker dies while waiting for the rest
 
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -316,13 +325,12 @@ def test_a_worker_killed_mid_export_leaves_no_object_and_the_rerun_finishes(
     with FaultServer(endless) as server:
         env["AIRFLOW_CONN_P_KILL"] = json.dumps({"conn_type": "prometheus", "host": "127.0.0.1", "port": server.port})
         worker = subprocess.Popen([sys.executable, "-c", script, str(history.start)], env=env, cwd=ROOT)
-        deadline = time.monotonic() + 60
-        while not client.list_multipart_uploads(Bucket="finout-kill").get("Uploads"):
-            assert time.monotonic() < deadline and worker.poll() is None, "no multipart upload started"
-            time.sleep(0.2)
+        assert sent.wait(60) and worker.poll() is None, "the worker never read the answer"
+        time.sleep(1)  # the worker reads what was sent, and waits for the rest
         worker.send_signal(signal.SIGKILL)
         worker.wait(10)
     assert "Contents" not in client.list_objects_v2(Bucket="finout-kill")  # nothing visible
+    assert not client.list_multipart_uploads(Bucket="finout-kill").get("Uploads")  # nothing begun
     env["AIRFLOW_CONN_P_KILL"] = json.dumps({"conn_type": "prometheus", "host": "127.0.0.1", "port": prometheus.port})
     subprocess.run([sys.executable, "-c", script, str(history.start)], env=env, cwd=ROOT, check=True, timeout=120)
     body = json.loads(gzip.decompress(client.get_object(Bucket="finout-kill", Key=key)["Body"].read()))

@@ -15,7 +15,8 @@ from botocore.credentials import Credentials
 
 from devtools.faults import SUCCESS, FaultServer, Seen, reply
 from devtools.history import HistorySpec, PrometheusServer
-from finout_provider.hooks.prometheus import PrometheusError, PrometheusHook
+from finout_provider.hooks.prometheus import PrometheusHook
+from finout_provider.prometheus.errors import PrometheusError
 from tests.conftest import set_connection
 
 pytestmark = pytest.mark.integration
@@ -26,7 +27,7 @@ def ok(seen: Seen, handler: Any) -> None:
 
 
 def run_query(conn_id: str) -> dict[str, Any]:
-    return PrometheusHook(conn_id).query_range("up", 0, 60, 60)
+    return PrometheusHook(conn_id).get_conn().query_range("up", 0, 60, 60)
 
 
 def test_basic_auth_and_path_prefix() -> None:
@@ -65,7 +66,7 @@ def test_bearer_tenant_and_extra_headers() -> None:
 def test_host_given_as_url() -> None:
     with FaultServer(ok) as server:
         set_connection("p_url", conn_type="prometheus", host=f"http://127.0.0.1:{server.port}/mimir/prometheus")
-        hook = PrometheusHook("p_url")
+        hook = PrometheusHook("p_url").get_conn()
         assert hook.base_url == f"http://127.0.0.1:{server.port}/mimir/prometheus"
         hook.check_ready()
     assert server.requests[0].path == "/mimir/prometheus/api/v1/query"
@@ -159,8 +160,9 @@ def test_against_real_prometheus_stream_and_test_connection(
     ok_, message = hook.test_connection()
     assert ok_ and "Prometheus 2." in message
     chunks: list[bytes] = []
-    hook.stream_query_range("kube_pod_info", history.start, history.start + 3540, 60, chunks.extend)
+    answer = hook.get_conn().read_range("kube_pod_info", history.start, history.start + 3540, 60, chunks.extend)
     assert b"".join(chunks).startswith(b'{"status":"success","data":{"resultType":"matrix"')
+    assert answer.size == len(b"".join(chunks)) and answer.series > 0 and answer.retries == 0
 
 
 def test_readiness_is_right_with_a_route_prefix(tsdb: Any) -> None:

@@ -40,7 +40,7 @@ def plan(conn_id: str, start: int, end: int) -> list[dict[str, int]]:
 def test_manual_ranges_past_retention_or_in_the_future_are_refused(short_memory: str) -> None:
     from finout_provider.compat import AirflowFailException
 
-    assert PrometheusHook(short_memory).retention_seconds() == 12 * H
+    assert PrometheusHook(short_memory).get_conn().retention_seconds() == 12 * H
     now = int(time.time())
     hour = now - now % H
     with pytest.raises(AirflowFailException, match=r"cluster 'prod-eu': .* older than what Prometheus keeps"):

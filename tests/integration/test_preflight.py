@@ -10,8 +10,9 @@ import pytest
 
 from devtools.history import HistorySpec, PrometheusServer, build_tsdb
 from finout_provider.catalogue import ExportSpec, select
+from finout_provider.checks.preflight import EMPTY, FAIL, OK, WARN, Preflight, PreflightReport
 from finout_provider.hooks.prometheus import PrometheusHook
-from finout_provider.preflight import EMPTY, FAIL, OK, WARN, Preflight, PreflightReport
+from finout_provider.prometheus.client import PrometheusClient
 from tests.conftest import set_connection
 
 pytestmark = pytest.mark.integration
@@ -43,13 +44,13 @@ def legacy() -> Iterator[tuple[PrometheusServer, HistorySpec]]:
     yield from serve(clusters=("legacy",), ksm_v1=True)
 
 
-def hook_for(server: PrometheusServer, conn_id: str) -> PrometheusHook:
+def hook_for(server: PrometheusServer, conn_id: str) -> PrometheusClient:
     set_connection(conn_id, conn_type="prometheus", host="127.0.0.1", port=server.port, schema="http")
-    return PrometheusHook(conn_id)
+    return PrometheusHook(conn_id).get_conn()
 
 
 def run(
-    hook: PrometheusHook, cluster: str, at: int, label: str | None, names: list[str] | None = None
+    hook: PrometheusClient, cluster: str, at: int, label: str | None, names: list[str] | None = None
 ) -> PreflightReport:
     return Preflight(hook.instant, cluster, ExportSpec(tuple(select(names))), label).run(at)
 

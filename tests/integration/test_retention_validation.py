@@ -11,12 +11,12 @@ import pytest
 
 from devtools.faults import SUCCESS
 from finout_provider.catalogue import ExportSpec, select
-from finout_provider.exports import PROVEN
-from finout_provider.layout import build_key
 from finout_provider.operators.retention import FinoutRetentionOperator
+from finout_provider.plan.windows import DAY
+from finout_provider.s3.folder import PROVEN
+from finout_provider.s3.layout import build_key
 from finout_provider.sensors.export import FinoutExportSensor
 from finout_provider.target import S3Target
-from finout_provider.windows import DAY
 from tests.conftest import BUCKET, PREFIX
 
 pytestmark = pytest.mark.integration

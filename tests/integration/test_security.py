@@ -14,8 +14,9 @@ from devtools.faults import SUCCESS, FaultServer, Seen, make_ca_and_server_cert,
 from devtools.history import HistorySpec
 from devtools.stack import airflow_version
 from finout_provider.catalogue import CATALOGUE, ExportSpec
-from finout_provider.hooks.prometheus import PrometheusError, PrometheusHook
-from finout_provider.layout import build_key
+from finout_provider.hooks.prometheus import PrometheusHook
+from finout_provider.prometheus.errors import PrometheusError
+from finout_provider.s3.layout import build_key
 from finout_provider.target import S3Target
 from tests.conftest import BUCKET, PREFIX, set_connection
 from tests.integration.test_retention_validation import assert_within_policy, record_requests
@@ -33,7 +34,7 @@ def test_tls_is_verified_by_default_and_a_ca_bundle_makes_it_work(tmp_path: Path
     with FaultServer(ok, tls=context) as server:
         set_connection("p_tls", conn_type="prometheus", host="127.0.0.1", port=server.port, schema="https")
         with pytest.raises(PrometheusError, match=r"TLS verification .* failed.*ca_bundle.*'p_tls'"):
-            PrometheusHook("p_tls").query_range("up", 0, 60, 60)
+            PrometheusHook("p_tls").get_conn().query_range("up", 0, 60, 60)
         assert server.requests == []  # the handshake failed: nothing was sent, credentials included
         set_connection(
             "p_tls_ca",
@@ -43,7 +44,7 @@ def test_tls_is_verified_by_default_and_a_ca_bundle_makes_it_work(tmp_path: Path
             schema="https",
             extra={"ca_bundle": ca},
         )
-        assert PrometheusHook("p_tls_ca").query_range("up", 0, 60, 60)["status"] == "success"
+        assert PrometheusHook("p_tls_ca").get_conn().query_range("up", 0, 60, 60)["status"] == "success"
     assert len(server.requests) == 1
 
 
@@ -161,7 +162,7 @@ def test_secrets_are_kept_out_of_error_messages() -> None:
         )
         for conn_id, secret in (("p_echo_bearer", "tok-SECRET-1"), ("p_echo_basic", "pw-SECRET-2")):
             with pytest.raises(PrometheusError) as err:
-                PrometheusHook(conn_id).query_range("up", 0, 60, 60)
+                PrometheusHook(conn_id).get_conn().query_range("up", 0, 60, 60)
             assert "HTTP 401" in str(err.value) and "***" in str(err.value)
             assert secret not in str(err.value)
             assert base64.b64encode(f"u:{secret}".encode()).decode() not in str(err.value)

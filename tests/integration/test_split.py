@@ -21,10 +21,10 @@ from devtools.faults import FaultServer, Seen, forward, reply
 from devtools.history import HistorySpec, PrometheusServer, serving_copy
 from finout_provider.catalogue import CATALOGUE, ExportSpec, render
 from finout_provider.hooks.prometheus import PrometheusHook
-from finout_provider.layout import build_key
-from finout_provider.matrix import JoinedBody
-from finout_provider.refusals import REFUSALS
-from finout_provider.windows import DAY
+from finout_provider.plan.windows import DAY
+from finout_provider.prometheus.errors import REFUSALS
+from finout_provider.prometheus.split import JoinedBody
+from finout_provider.s3.layout import build_key
 from tests.conftest import PREFIX, set_connection
 from tests.integration.test_export import all_keys, make_operator, read
 
@@ -214,6 +214,17 @@ def ranges(server: FaultServer) -> int:
     return sum(b"step=" in r.body for r in server.requests)
 
 
+def read_bytes(prometheus: Any, query: str, start: int, end: int) -> bytes:
+    """A query_range answer's bytes, as the server wrote them."""
+    answer = bytearray()
+
+    def keep(body: Any) -> None:
+        answer[:] = b"".join(body)
+
+    prometheus.read_range(query, start, end, 60, keep, split=False)
+    return bytes(answer)
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     metric=st.sampled_from(
@@ -230,19 +241,19 @@ def test_property_any_split_joins_to_the_one_query_answer(
     """Series that appear and vanish mid-window (pods born and dying), any split points: the join
     equals what the real Prometheus answers for the whole window in one query."""
     set_connection("p_prop", conn_type="prometheus", host="127.0.0.1", port=prometheus.port)
-    hook = PrometheusHook("p_prop")
+    prometheus = PrometheusHook("p_prop").get_conn()
     query = render(metric.query, "cluster", "prod-eu")
     if narrow:
         query = query.replace('cluster="prod-eu"', f'cluster="prod-eu",pod=~"{narrow}"')
     start = history.start + hour * H
     end = start + H - 60
-    whole = hook.stream_query_range(query, start, end, 60, b"".join)
+    whole = read_bytes(prometheus, query, start, end)
     edges = [start, *sorted(start + c * 60 for c in cuts), end + 60]
     folder = tmp_path_factory.mktemp("pieces")
     paths = []
     for number, (a, b) in enumerate(pairwise(edges)):
         path = folder / f"{number}.json"
-        path.write_bytes(hook.stream_query_range(query, a, b - 60, 60, b"".join))
+        path.write_bytes(read_bytes(prometheus, query, a, b - 60))
         paths.append(path)
     joined = b"".join(JoinedBody(paths))
     assert as_series(joined) == as_series(whole)
@@ -265,11 +276,13 @@ def test_the_refusals_table_has_a_wording_per_row() -> None:
 def test_preflight_and_plan_say_which_metrics_will_need_splitting(
     s3: Any, limited: PrometheusServer, history: HistorySpec
 ) -> None:
-    from finout_provider.preflight import Preflight
+    from finout_provider.checks.preflight import Preflight
 
     start = history.start + 3 * H
-    hook = PrometheusHook("prom_limited")
-    cost = Preflight(hook.instant, "prod-eu", ExportSpec(), "cluster").cost(start + H - 60, hook.max_samples())
+    prometheus = PrometheusHook("prom_limited").get_conn()
+    cost = Preflight(prometheus.instant, "prod-eu", ExportSpec(), "cluster").cost(
+        start + H - 60, prometheus.max_samples()
+    )
     assert cost.max_samples == MAX_SAMPLES
     estimated = {m.name for m in CATALOGUE if cost.pieces(m.name) > 1}
     actual = set(make_operator("prom_limited", start, start + H).execute({})["split"])

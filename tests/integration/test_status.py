@@ -21,11 +21,11 @@ from PIL import Image
 from devtools.history import HistorySpec, PrometheusServer, build_tsdb
 from devtools.s3server import S3Server
 from finout_provider.catalogue import ExportSpec, select
-from finout_provider.coverage import COLOUR, COMPLETE, CORRUPT, MISSING, fleet_cell_box
-from finout_provider.layout import build_key
+from finout_provider.checks.coverage import COLOUR, COMPLETE, CORRUPT, MISSING, fleet_cell_box
+from finout_provider.plan.windows import closed_before
+from finout_provider.s3.layout import build_key
 from finout_provider.target import S3Target
 from finout_provider.transfers.prometheus_to_s3 import PrometheusToS3Operator
-from finout_provider.windows import closed_before
 from tests.conftest import CLUSTERS, HOURS, ROOT, set_connection
 from tests.integration.test_cli import cli
 

@@ -17,9 +17,10 @@ from devtools.faults import FaultServer, Seen, reply
 from devtools.history import HistorySpec, PrometheusServer
 from devtools.s3server import S3Server
 from finout_provider.catalogue import CATALOGUE
-from finout_provider.hooks.prometheus import PrometheusError, PrometheusHook
-from finout_provider.layout import build_key
-from finout_provider.windows import Window
+from finout_provider.hooks.prometheus import PrometheusHook
+from finout_provider.plan.windows import Window
+from finout_provider.prometheus.errors import PrometheusError
+from finout_provider.s3.layout import build_key
 from tests.conftest import PREFIX, set_connection
 from tests.integration.test_cli import PREFIX as CLI_PREFIX
 from tests.integration.test_cli import clusters_file, coverage_args, export
@@ -162,7 +163,7 @@ def test_echoed_credentials_never_reach_a_message_or_log(
         if auth == "url":
             set_connection(conn, conn_type="prometheus", host=f"http://alice:{SECRETS['password']}@127.0.0.1",
                            port=server.port, extra={"retry_wait": 0.01, "max_retries": 1})  # fmt: skip
-        hook = PrometheusHook(conn)
+        hook = PrometheusHook(conn).get_conn()
         messages = []
         for call in (lambda: hook.query_range("up", 0, 60, 60), lambda: hook.query("up"), hook.check_ready):
             with pytest.raises(PrometheusError) as err:

@@ -8,14 +8,8 @@ from typing import Any
 
 import pytest
 
-from finout_provider.answers import (
-    AnswerCheck,
-    HeavyQueryError,
-    IncompleteBodyError,
-    Measures,
-    PrometheusError,
-    judge_refusal,
-)
+from finout_provider.prometheus.answer import AnswerCheck, Measures
+from finout_provider.prometheus.errors import HeavyQueryError, IncompleteBodyError, PrometheusError, judge_refusal
 
 
 def series(n: int, points: int = 5, start: int = 1_700_000_000, gap: int | None = None) -> list[dict[str, Any]]:

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from finout_provider.cli import main
-from finout_provider.config import load_file, parse_document
+from finout_provider.config.clusters import load_file, parse_document
 
 HEAD = "defaults:\n  S3_BUCKET: finout-metrics\n  S3_PREFIX: k8s/prometheus\nclusters:\n"
 
@@ -220,14 +220,14 @@ def test_echoed_credentials_are_redacted_in_every_encoding_and_when_cut(
 
     conn = {"conn_type": "prometheus", "host": "127.0.0.1", "login": "exporter", "password": password}
     monkeypatch.setenv("AIRFLOW_CONN_ECHO", json.dumps(conn))
-    hook = PrometheusHook("echo")
+    endpoint = PrometheusHook("echo").get_conn().endpoint
     latin1 = base64.b64encode(f"exporter:{password}".encode("latin-1")).decode()
     utf8 = base64.b64encode(f"exporter:{password}".encode()).decode()
     echoed = f"bad request; you sent Authorization: Basic {latin1} / {utf8} / {password}"
-    assert latin1 not in hook._redact(echoed) and utf8 not in hook._redact(echoed)
-    assert password not in hook._redact(echoed)
+    assert latin1 not in endpoint.redact(echoed) and utf8 not in endpoint.redact(echoed)
+    assert password not in endpoint.redact(echoed)
     cut = f"you sent Authorization: Basic {latin1[:-3]}"  # the body was cut inside the secret
-    assert latin1[:-3] not in hook._redact(cut) and hook._redact(cut).endswith("***")
+    assert latin1[:-3] not in endpoint.redact(cut) and endpoint.redact(cut).endswith("***")
 
 
 # --- import-cronjob ------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from finout_provider.completeness import Measured, Thresholds, judge
+from finout_provider.checks.completeness import Measured, Thresholds, judge
 
 T0, H, STEP = 1_700_000_000 - 1_700_000_000 % 3600, 3600, 60
 FULL = Measured(series=100, samples=6000, expected=6000, first=T0, last=T0 + H - STEP)

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from devtools.generate import main as generate
-from finout_provider.config import load_file
+from finout_provider.config.clusters import load_file
 from tests.conftest import ROOT
 
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yaml").read_text())

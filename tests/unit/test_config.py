@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from finout_provider.catalogue import CATALOGUE_NAMES
-from finout_provider.config import ClusterConfig, load_file, parse_document
+from finout_provider.config.clusters import ClusterConfig, load_file, parse_document
 
 BASE = {"S3_BUCKET": "finout-metrics", "S3_PREFIX": "k8s/prometheus"}
 
@@ -45,12 +45,13 @@ def test_an_unreachable_prometheus_is_named_by_what_the_cluster_uses(monkeypatch
     """A cluster with HOSTNAME/PORT has no connection of its own to check: errors name the keys."""
     import json
 
-    from finout_provider.hooks.prometheus import PrometheusError, PrometheusHook
+    from finout_provider.hooks.prometheus import PrometheusHook
+    from finout_provider.prometheus.errors import PrometheusError
 
     config = one({"CLUSTER_NAME": "prod", "HOSTNAME": "127.0.0.1", "PORT": "9"})
     monkeypatch.setenv(f"AIRFLOW_CONN_{config.effective_conn_id.upper()}", json.dumps(config.inline_connection()))
     with pytest.raises(PrometheusError, match="check HOSTNAME/PORT/SCHEME of cluster 'prod' in the clusters file"):
-        PrometheusHook(config.effective_conn_id, max_retries=0).check_ready()
+        PrometheusHook(config.effective_conn_id, max_retries=0).get_conn().check_ready()
 
 
 def test_keys_are_case_insensitive_and_backfill_days_forms() -> None:
@@ -131,7 +132,7 @@ def test_unreadable_file_says_so(tmp_path: Path) -> None:
 
 
 def test_readme_key_table_is_the_key_table() -> None:
-    from finout_provider.config import KEYS, keys_table
+    from finout_provider.config.keys import KEYS, keys_table
 
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     assert keys_table() in readme, "README's key table differs: paste finout_provider.config.keys_table()"

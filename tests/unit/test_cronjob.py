@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from finout_provider.cli import main
-from finout_provider.config import parse_document
-from finout_provider.cronjob import CronJobError, import_cronjob, merge_entry
+from finout_provider.config.clusters import parse_document
+from finout_provider.config.cronjob import CronJobError, import_cronjob, merge_entry
 
 SEED = (Path(__file__).resolve().parent.parent / "data" / "finout-cronjob.yaml").read_text()
 

@@ -147,7 +147,7 @@ def test_preflight_runs_on_first_runs_by_default_every_run_or_never(
 
 
 def test_a_task_start_builds_only_its_dag_from_its_entry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from finout_provider import config
+    from finout_provider.config import clusters as config
 
     read: list[str] = []
     original = config.parse_entry
@@ -167,7 +167,7 @@ def test_every_task_gets_the_clusters_one_target_and_spec_and_the_serialized_dag
 
     from airflow.serialization import serialized_objects
 
-    from finout_provider.config import parse_document
+    from finout_provider.config.clusters import parse_document
     from finout_provider.dag_factory import build_dag
 
     entry = {**GOOD[0], "S3_BUCKET": "finout-metrics", "S3_PREFIX": "k8s", "EXPECT_EMPTY": ["gpu_requests"],

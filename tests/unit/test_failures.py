@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from finout_provider.answers import HeavyQueryError, IncompleteBodyError, PrometheusError
-from finout_provider.config import ConfigError
+from finout_provider.config.clusters import ConfigError
 from finout_provider.failures import all_permanent, failing_at_once, is_permanent
-from finout_provider.hooks.s3 import S3AccessError
-from finout_provider.refusals import REFUSALS
-from finout_provider.windows import WindowError
+from finout_provider.plan.windows import WindowError
+from finout_provider.prometheus.errors import REFUSALS, HeavyQueryError, IncompleteBodyError, PrometheusError
+from finout_provider.s3.store import S3AccessError
 
 
 class AirflowNotFoundException(Exception):  # named as Airflow names it

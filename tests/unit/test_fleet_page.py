@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from finout_provider.config import parse_document
-from finout_provider.coverage import Coverage
-from finout_provider.exports import ClusterStatus
+from finout_provider.checks.coverage import Coverage
+from finout_provider.checks.status import ClusterStatus
+from finout_provider.config.clusters import parse_document
 from finout_provider.plugins.fleet import Failure, StatusCache, fleet_page
 
 H = 3600

@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from finout_provider.layout import (
+from finout_provider.s3.layout import (
     LayoutError,
     build_key,
     normalize_prefix,

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from finout_provider.matrix import JoinedBody, _objects
+from finout_provider.prometheus.split import JoinedBody, _objects
 
 
 def answer(*series: str) -> bytes:

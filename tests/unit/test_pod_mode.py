@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from finout_provider.config import parse_document
+from finout_provider.config.clusters import parse_document
 from finout_provider.dag_factory import build_dag
 
 pytestmark = pytest.mark.af2
@@ -113,7 +113,7 @@ def test_default_secret_name_and_no_secret_without_credentials() -> None:
 
 @pytest.mark.parametrize("names", [("Prod", "prod"), ("a_b", "a.b", "a-b"), ("edge-", "edge_")])
 def test_derived_kubernetes_names_are_valid_and_never_shared(names: tuple[str, ...]) -> None:
-    from finout_provider.exporter_env import kubernetes_label_value, kubernetes_name
+    from finout_provider.config.exporter_env import kubernetes_label_value, kubernetes_name
 
     dns_label = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
     label_value = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")

@@ -10,7 +10,7 @@ from unittest import mock
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from finout_provider.layout import build_key, day_folder, day_of_folder, parse_key
+from finout_provider.s3.layout import build_key, day_folder, day_of_folder, parse_key
 
 NAME = st.text(alphabet=string.ascii_letters + string.digits + "._-", min_size=1, max_size=63).filter(
     lambda n: n not in (".", "..")

@@ -51,7 +51,8 @@ def test_the_form_lists_every_extra_the_hook_reads() -> None:
     from finout_provider.get_provider_info import CONN_FIELDS
     from finout_provider.hooks.prometheus import PrometheusHook
 
-    source = (Path(__file__).resolve().parents[2] / "finout_provider" / "hooks" / "prometheus.py").read_text()
+    package = Path(__file__).resolve().parents[2] / "finout_provider"
+    source = "".join((package / "prometheus" / name).read_text() for name in ("connection.py", "client.py"))
     read = set(re.findall(r'extras?(?:\.get\(|\[)"([a-z_]+)"', source))
     assert read and read <= set(CONN_FIELDS), sorted(read - set(CONN_FIELDS))
     behaviour = PrometheusHook.get_ui_field_behaviour()

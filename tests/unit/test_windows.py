@@ -4,7 +4,7 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from finout_provider.windows import (
+from finout_provider.plan.windows import (
     DAY,
     Window,
     WindowError,

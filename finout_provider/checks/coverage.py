@@ -14,8 +14,8 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from finout_provider.layout import parse_key
-from finout_provider.windows import DAY, Window
+from finout_provider.plan.windows import DAY, Window
+from finout_provider.s3.layout import parse_key
 
 COMPLETE, PARTIAL, MISSING, CORRUPT, EMPTY = "complete", "partial", "missing", "corrupt", "empty"
 BEFORE = "before data"  # not exported: before the cluster's data begins in Prometheus

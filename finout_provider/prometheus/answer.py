@@ -1,5 +1,4 @@
-"""Whether a Prometheus answer is whole, partial, too heavy or worth retrying: the one home of that
-decision (pure; no I/O).
+"""Whether a Prometheus answer is whole (pure; no I/O).
 
 :class:`AnswerCheck` reads a ``query_range`` answer as it streams and validates its JSON in full,
 every byte: a body that ends before its JSON does is cut, whatever the HTTP framing said. Series
@@ -8,9 +7,7 @@ Mimir and VictoriaMetrics write) are checked by one regular expression each and 
 (samples, first and last timestamps); anything else goes through a general JSON tokenizer. The rest
 of the answer (its envelope: status, warnings, infos, isPartial...) is kept, small, and judged at
 the end by :func:`judge_envelope`: partial-data signals fail the answer, PromQL annotations do not.
-
-:func:`judge_refusal` decides what a non-200 answer is: too heavy (split it), overload (retry) or
-final.
+What a non-200 answer is (too heavy, overload, final) is :mod:`finout_provider.prometheus.errors`'.
 """
 
 from __future__ import annotations
@@ -20,61 +17,13 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from finout_provider.refusals import Refusal, recognise
+from finout_provider.prometheus.errors import IncompleteBodyError, PrometheusError
 
-ANSWER_TIMEOUT = 1800  # seconds a whole answer may take (the connection's ``answer_timeout``)
-MAX_RETRIES = 5  # retries of a failed attempt (the connection's ``max_retries``)
-BACKOFF_CAP = 60.0  # the longest pause between attempts without a Retry-After
-RETRY_STATUS = frozenset({429, 502, 503, 504})
-# Amazon Managed Prometheus throttles with a 400 whose body names the exception.
-THROTTLE_RE = re.compile(r"Throttl(?:e|ing)Exception")
 # Prometheus' own annotations (util/annotations): about the query, not about missing data.
 ANNOTATION_PREFIXES = ("PromQL warning:", "PromQL info:")
 ENVELOPE_LIMIT = 4 << 20  # bytes of an answer outside its series
 TOKEN_LIMIT = 1 << 20  # the longest single JSON token (a label value) awaited across chunks
 SERIES_WAIT = 8 << 20  # a series not yet whole after this many bytes is read token by token
-
-
-class PrometheusError(Exception):
-    """A request to Prometheus failed; the message quotes the query, window and server's text."""
-
-    def __init__(
-        self, message: str, *, status: int | None = None, retryable: bool = False, retry_after: float | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.retryable = retryable
-        self.retry_after = retry_after
-
-
-class HeavyQueryError(PrometheusError):
-    """The server refused the query as too heavy (:data:`~finout_provider.refusals.REFUSALS`)."""
-
-    def __init__(self, message: str, refusal: Refusal, status: int | None = None) -> None:
-        super().__init__(message, status=status)
-        self.refusal = refusal
-
-
-class IncompleteBodyError(PrometheusError):
-    """The answer was cut, stalled, partial or is not a whole successful matrix answer (retryable)."""
-
-    def __init__(self, message: str, *, status: int | None = None, retryable: bool = True) -> None:
-        super().__init__(message, status=status, retryable=retryable)
-
-
-def judge_refusal(status: int, text: str, retry_after: str = "") -> PrometheusError:
-    """The error of a non-200 answer whose (redacted) message is ``text``: too heavy, overload
-    (retryable: 429, 502, 503, 504, Amazon's throttling) or final."""
-    refusal = recognise(status, text)
-    if refusal is not None:
-        return HeavyQueryError(f"{text}; the server's {refusal.backend} limit {refusal.limit}", refusal, status)
-    throttled = status == 400 and THROTTLE_RE.search(text) is not None
-    return PrometheusError(
-        text,
-        status=status,
-        retryable=status in RETRY_STATUS or throttled,
-        retry_after=float(retry_after) if retry_after.strip().isdigit() else None,
-    )
 
 
 def is_annotation(warning: Any) -> bool:
@@ -139,6 +88,23 @@ class Measures:
     first: float | None = None
     last: float | None = None
     unmeasured: int = 0  # series of an unusual shape: counted, their samples not
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What reading one ``query_range`` answer gave: what it held, its size in bytes, and how it was
+    read (failed attempts before it; the pieces, halvings and refusal of a split query)."""
+
+    measures: Measures
+    size: int
+    retries: int = 0
+    pieces: int = 1
+    depth: int = 0
+    refusal: str = ""
+
+    @property
+    def series(self) -> int:
+        return self.measures.series
 
 
 class AnswerCheck:

@@ -1,21 +1,20 @@
 """Planning: which windows a run of one cluster exports (its interval, the history, gaps in S3).
 
-:func:`~finout_provider.windows.plan_run` decides from numbers; :class:`Planner` feeds it with
+:func:`~finout_provider.plan.windows.plan_run` decides from numbers; :class:`Planner` feeds it with
 what S3 holds and what Prometheus keeps. The plan task and ``finout-provider plan`` share it.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from finout_provider.catalogue import ExportSpec, render
 from finout_provider.failures import is_permanent
-from finout_provider.variables import read_object, write_object
-from finout_provider.windows import (
+from finout_provider.plan.windows import (
     DAY,
     SETTLE_SECONDS,
     Plan,
@@ -27,6 +26,7 @@ from finout_provider.windows import (
     plan_run,
     windows_between,
 )
+from finout_provider.state import FlaggedWindows
 
 # Any of the cluster's data in the window ending at each step (kube-state-metrics or cAdvisor).
 DATA_PROBE = (
@@ -35,48 +35,25 @@ DATA_PROBE = (
 )
 
 if TYPE_CHECKING:
-    from finout_provider.config import ClusterConfig
-    from finout_provider.prometheus_api import PrometheusApi
-    from finout_provider.s3_objects import S3Objects
+    from finout_provider.config.clusters import ClusterConfig
+    from finout_provider.prometheus.client import PrometheusClient
+    from finout_provider.s3.store import S3Store
     from finout_provider.target import S3Target
-
-
-class FlaggedWindows:
-    """Windows of a cluster the validation judged incomplete (Prometheus lacked data), kept in an
-    Airflow Variable ``finout_incomplete_<cluster>`` (``{window start: [metrics]}``): gap repair
-    exports them again until a validation finds them complete. Best effort: where no Variable can
-    be read or written, ``status`` still shows them."""
-
-    def __init__(self, cluster: str) -> None:
-        self.key = f"finout_incomplete_{cluster}"
-
-    def load(self) -> dict[int, list[str]]:
-        try:
-            return {int(k): [str(m) for m in v] for k, v in read_object(self.key).items()}
-        except (TypeError, ValueError):  # not flags: none known
-            return {}
-
-    def update(self, judged: Sequence[int], flagged: dict[int, list[str]], log: Any) -> None:
-        """Set the flags of the ``judged`` windows to ``flagged`` (the others are left as they were)."""
-        known = {k: v for k, v in self.load().items() if k not in judged} | flagged
-        failed = write_object(self.key, {str(k): v for k, v in known.items()})
-        if failed:  # status shows the flags whatever happens here
-            log.info("incomplete windows not recorded in %s (%s)", self.key, failed)
 
 
 @dataclass
 class Planner:
-    """What a run of one cluster exports: :func:`~finout_provider.windows.plan_run` fed with what
+    """What a run of one cluster exports: :func:`~finout_provider.plan.windows.plan_run` fed with what
     S3 holds and what Prometheus keeps."""
 
-    s3: S3Objects
+    s3: S3Store
     target: S3Target
     spec: ExportSpec
     backfill_days: int = 3
     initial_backfill_date: date | None = None
     lookback_days: int = 0  # days of gap repair beyond the history, if ever wanted
     settle_seconds: int = SETTLE_SECONDS
-    prometheus: PrometheusApi | None = None
+    prometheus: PrometheusClient | None = None
     log: logging.Logger | Any = field(default_factory=lambda: logging.getLogger(__name__))
     cluster_label: str | None = None
     # The starts of the windows in [since, end) judged incomplete; default the validation's flags.
@@ -84,7 +61,7 @@ class Planner:
 
     @classmethod
     def from_config(
-        cls, config: ClusterConfig, s3: S3Objects, prometheus: PrometheusApi | None, **kwargs: Any
+        cls, config: ClusterConfig, s3: S3Store, prometheus: PrometheusClient | None, **kwargs: Any
     ) -> Planner:
         """The planner of a cluster of the clusters file."""
         return cls(s3, config.target.checked(), config.spec, backfill_days=config.backfill_days,

@@ -16,9 +16,10 @@ from typing import Any
 
 import yaml
 
-from finout_provider import exporter_env as env
-from finout_provider.config import DEFAULT_IMAGE, INLINE_CONN_PREFIX, KNOWN_KEYS
-from finout_provider.yamltext import YamlTextError, load_all, plain
+from finout_provider.config import exporter_env as env
+from finout_provider.config.clusters import INLINE_CONN_PREFIX
+from finout_provider.config.keys import DEFAULT_IMAGE, KNOWN_KEYS
+from finout_provider.config.yamltext import YamlTextError, load_all, plain
 
 
 class CronJobError(ValueError):

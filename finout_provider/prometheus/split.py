@@ -1,5 +1,8 @@
-"""Join ``query_range`` answers of consecutive time pieces into the answer of their whole range
-(pure; files on disk in, bytes out).
+"""Splitting a query the server refuses as too heavy: its time range halved until each piece is
+accepted, the pieces spooled to disk in time order, then joined into the answer of the whole range.
+
+Which refusals splitting helps is :mod:`finout_provider.prometheus.errors`' call; how a piece is
+fetched (request, retries, validation) is the client's, passed in as ``fetch``.
 
 Each piece's answer is a Prometheus matrix whose series are sorted by label set. The join is a
 k-way merge over the pieces, read one series at a time from disk: a label set
@@ -15,12 +18,14 @@ from __future__ import annotations
 import codecs
 import heapq
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from itertools import groupby
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from finout_provider.answers import AnswerCheck, Measures
+from finout_provider.prometheus.answer import Answer, AnswerCheck, Measures
+from finout_provider.prometheus.errors import HeavyQueryError
 
 HEAD = b'{"status":"success","data":{"resultType":"matrix","result":['
 TAIL = b"]}}"
@@ -110,28 +115,25 @@ def _series(stream: BinaryIO, piece: int) -> Iterator[Series]:
 
 
 class JoinedBody:
-    """The joined answer of ``pieces`` (answer files in time order), as chunks; ``series`` counts
-    the series written once it has been read whole, and ``measures`` (taken by an
-    :class:`~finout_provider.answers.AnswerCheck` of the joined bytes at ``step``) what it held."""
+    """The joined answer of ``pieces`` (answer files in time order), as chunks; once read whole,
+    ``series`` counts the series written, ``size`` its bytes and ``measures`` (taken by an
+    :class:`~finout_provider.prometheus.answer.AnswerCheck` of the joined bytes at ``step``) what
+    it held."""
 
     def __init__(self, pieces: Sequence[Path], chunk_size: int = 1 << 20, step: int = 60) -> None:
         self.files = list(pieces)
         self.chunk_size = chunk_size
         self.step = step
         self.series = 0
+        self.size = 0
         self.measures = Measures()
-        # How the answer came to be split (set by the hook): pieces, halvings, what refused it.
-        self.pieces = len(self.files)
-        self.depth = 0
-        self.refusal = ""
-        self.retries = 0
 
     def __iter__(self) -> Iterator[bytes]:
         check = AnswerCheck(self.step)
         for chunk in self._join():
             check.feed(chunk)
             yield chunk
-        self.measures = check.finish()
+        self.measures, self.size = check.finish(), check.size
 
     def _join(self) -> Iterator[bytes]:
         self.series = 0
@@ -163,3 +165,52 @@ def split_range(start: int, end: int, step: int, pieces: int) -> list[tuple[int,
     count = max(1, min(pieces, points))
     bounds = [start + (points * i // count) * step for i in range(count + 1)]
     return [(bounds[i], bounds[i + 1] - step) for i in range(count)]
+
+
+# fetch(start, end, into): the answer of one piece, read whole and valid into ``into``.
+Fetch = Callable[[int, int, Callable[[Iterable[bytes]], None]], Answer]
+
+
+@dataclass
+class Spool:
+    """The pieces of one split query, spooled to ``folder`` in time order with their retries."""
+
+    fetch_piece: Fetch
+    step: int
+    floor: int  # the shortest piece, seconds (never below one step)
+    folder: Path
+    pieces: list[tuple[Path, int]] = field(default_factory=list)
+    refused: int = 0  # seconds of the shortest piece refused so far: a piece as long is not tried
+
+    def fetch(self, start: int, end: int, depth: int) -> int:
+        """Spool ``[start, end]``'s answer, halving it while the server refuses it as too heavy (a
+        piece as long as one already refused is halved unasked: its sibling is as heavy, most
+        likely); return the depth reached."""
+        length = end - start + self.step
+        can_halve = length > max(self.floor, self.step) and end > start
+        if can_halve and self.refused and length >= self.refused:
+            return self._halve(start, end, depth)
+        path = self.folder / f"{len(self.pieces):05d}.json"  # in time order: the left half comes first
+        try:
+            retried = self.fetch_piece(start, end, lambda body: _write(body, path)).retries
+        except HeavyQueryError as err:
+            if not err.refusal.splittable or not can_halve:
+                raise HeavyQueryError(
+                    f"{err}; even a piece of {length}s is refused, so splitting in time cannot help: {err.refusal.fix}",
+                    err.refusal,
+                    err.status,
+                ) from None
+            self.refused = min(self.refused or length, length)
+            return self._halve(start, end, depth)
+        self.pieces.append((path, retried))
+        return depth
+
+    def _halve(self, start: int, end: int, depth: int) -> int:
+        return max(self.fetch(a, b, depth + 1) for a, b in split_range(start, end, self.step, 2))
+
+
+def _write(body: Iterable[bytes], path: Path) -> None:
+    """Write an answer to ``path`` as it arrives (a split query's piece)."""
+    with path.open("wb") as out:
+        for chunk in body:
+            out.write(chunk)

@@ -1,15 +1,22 @@
-"""How Prometheus-compatible servers refuse a query as too heavy, and whether splitting it in time helps.
+"""What a failed request to Prometheus is: the one home of "permanent / retryable / too heavy /
+partial" (pure).
 
-One table, one row per backend's wording (taken from their sources and docs). A refusal that
-names samples, chunks, bytes, points or time is helped by querying shorter ranges; one that
-names series is not (every piece would hold the same series). A 429 or 503 without such a reason
-is overload, not weight, and stays with the hook's retries.
+:func:`judge_refusal` decides what a non-200 answer is: too heavy (split it), overload (retry) or
+final. How Prometheus-compatible servers refuse a query as too heavy is one table, one row per
+backend's wording (taken from their sources and docs). A refusal that names samples, chunks, bytes,
+points or time is helped by querying shorter ranges; one that names series is not (every piece would
+hold the same series). A 429 or 503 without such a reason is overload, not weight, and stays with
+the client's retries. A cut, stalled or partial answer is :class:`IncompleteBodyError` (retryable).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+
+RETRY_STATUS = frozenset({429, 502, 503, 504})
+# Amazon Managed Prometheus throttles with a 400 whose body names the exception.
+THROTTLE_RE = re.compile(r"Throttl(?:e|ing)Exception")
 
 
 @dataclass(frozen=True)
@@ -76,3 +83,45 @@ def recognise(status: int, text: str) -> Refusal | None:
     if status not in HEAVY_STATUS:
         return None
     return next((r for r in REFUSALS if r.pattern.search(text)), None)
+
+
+class PrometheusError(Exception):
+    """A request to Prometheus failed; the message quotes the query, window and server's text."""
+
+    def __init__(
+        self, message: str, *, status: int | None = None, retryable: bool = False, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+
+class HeavyQueryError(PrometheusError):
+    """The server refused the query as too heavy (:data:`REFUSALS`)."""
+
+    def __init__(self, message: str, refusal: Refusal, status: int | None = None) -> None:
+        super().__init__(message, status=status)
+        self.refusal = refusal
+
+
+class IncompleteBodyError(PrometheusError):
+    """The answer was cut, stalled, partial or is not a whole successful matrix answer (retryable)."""
+
+    def __init__(self, message: str, *, status: int | None = None, retryable: bool = True) -> None:
+        super().__init__(message, status=status, retryable=retryable)
+
+
+def judge_refusal(status: int, text: str, retry_after: str = "") -> PrometheusError:
+    """The error of a non-200 answer whose (redacted) message is ``text``: too heavy, overload
+    (retryable: 429, 502, 503, 504, Amazon's throttling) or final."""
+    refusal = recognise(status, text)
+    if refusal is not None:
+        return HeavyQueryError(f"{text}; the server's {refusal.backend} limit {refusal.limit}", refusal, status)
+    throttled = status == 400 and THROTTLE_RE.search(text) is not None
+    return PrometheusError(
+        text,
+        status=status,
+        retryable=status in RETRY_STATUS or throttled,
+        retry_after=float(retry_after) if retry_after.strip().isdigit() else None,
+    )

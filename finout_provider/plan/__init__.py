@@ -1,0 +1,1 @@
+"""Which windows a run exports: window arithmetic (pure) and the planner."""
