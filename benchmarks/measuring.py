@@ -2,7 +2,7 @@
 completeness figures every object carries), apart from validating it.
 
 The same answer (2,000 series of 240 samples, compact as Prometheus writes it, about 12 MB) goes
-through :class:`~finout_provider.answers.AnswerCheck` in 1 MiB chunks, as an export streams it:
+through :class:`~finout_provider.prometheus.answer.AnswerCheck` in 1 MiB chunks, as an export streams it:
 once as the export does, once with the measuring step replaced by nothing. Medians of 7.
 """
 

@@ -222,10 +222,31 @@ _IDENT_RE = re.compile(r"[A-Za-z_:][A-Za-z0-9_:]*")
 _NUMBER_RE = re.compile(r"[0-9.][0-9A-Za-z_.+-]*")
 _LABEL_LIST_KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right"}
 _NON_SELECTOR_WORDS = {
-    "and", "or", "unless", "bool", "offset", "atan2", "inf", "nan", "start", "end",
-    "sum", "min", "max", "avg", "group", "stddev", "stdvar", "count", "count_values",
-    "bottomk", "topk", "quantile", "limitk", "limit_ratio",
-}  # fmt: skip
+    "and",
+    "or",
+    "unless",
+    "bool",
+    "offset",
+    "atan2",
+    "inf",
+    "nan",
+    "start",
+    "end",
+    "sum",
+    "min",
+    "max",
+    "avg",
+    "group",
+    "stddev",
+    "stdvar",
+    "count",
+    "count_values",
+    "bottomk",
+    "topk",
+    "quantile",
+    "limitk",
+    "limit_ratio",
+}
 
 
 def quote_label_value(value: str) -> str:

@@ -358,20 +358,21 @@ def cmd_init(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 # --- entry point ------------------------------------------------------------------------------
 
 
+CLUSTERS_FILE_HELP = f"the clusters file (default ${CLUSTERS_FILE_ENV}, else DAGs folder/clusters.yaml)"
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="finout-provider", description="Tools around the Finout clusters file and its exports."
     )
     sub = top.add_subparsers(dest="command", required=True)
+    _file_commands(sub)
+    _cluster_commands(sub)
+    return top
 
-    def with_cluster(name: str, text: str) -> argparse.ArgumentParser:
-        command = sub.add_parser(name, help=text, description=text)
-        command.add_argument("--cluster", required=True, help="CLUSTER_NAME of an entry of the clusters file")
-        command.add_argument(
-            "--clusters-file", help=f"the clusters file (default ${CLUSTERS_FILE_ENV}, else DAGs folder/clusters.yaml)"
-        )
-        return command
 
+def _file_commands(sub: Any) -> None:
+    """The commands over the clusters file (init, import-cronjob) and the whole fleet (status)."""
     init = sub.add_parser("init", help="write the DAG files and a clusters.yaml template into a DAG folder")
     init.add_argument("dag_folder", help="Airflow's DAG folder")
     init.add_argument("--force", action="store_true", help="overwrite files already there")
@@ -382,6 +383,27 @@ def parser() -> argparse.ArgumentParser:
     imp.add_argument("--clusters-file", help="add the entry to this clusters file (created if missing)")
     imp.add_argument("--connections-file", help="write credentials here as JSON for `airflow connections import`")
     imp.set_defaults(run=cmd_import_cronjob)
+
+    status = sub.add_parser("status", help="every cluster's newest complete window, its age and its gaps (from S3)")
+    status.add_argument("--cluster", action="append", help="only this cluster (repeat for several)")
+    status.add_argument("--clusters-file", help=CLUSTERS_FILE_HELP)
+    status.add_argument(
+        "--hours", type=float, help="how far back to look (default the look-back: BACKFILL_DAYS, at least a day)"
+    )
+    status.add_argument("--json", action="store_true", help="one JSON entry per cluster")
+    status.add_argument("--png", help="also draw clusters x windows as a PNG heatmap")
+    status.add_argument("--html", help="also write clusters x windows as one self-contained HTML page")
+    status.set_defaults(run=cmd_status)
+
+
+def _cluster_commands(sub: Any) -> None:
+    """The commands about one cluster (``--cluster``): preflight, coverage, plan."""
+
+    def with_cluster(name: str, text: str) -> argparse.ArgumentParser:
+        command: argparse.ArgumentParser = sub.add_parser(name, help=text, description=text)
+        command.add_argument("--cluster", required=True, help="CLUSTER_NAME of an entry of the clusters file")
+        command.add_argument("--clusters-file", help=CLUSTERS_FILE_HELP)
+        return command
 
     pre = with_cluster("preflight", "run every metric query once and explain what returns nothing")
     pre.add_argument("--at", help="the instant to check (ISO-8601, UTC); default now less the settle delay")
@@ -394,24 +416,10 @@ def parser() -> argparse.ArgumentParser:
     cov.add_argument("--deep", action="store_true", help="read every object whole: gzip intact and a successful answer")
     cov.set_defaults(run=cmd_coverage)
 
-    status = sub.add_parser("status", help="every cluster's newest complete window, its age and its gaps (from S3)")
-    status.add_argument("--cluster", action="append", help="only this cluster (repeat for several)")
-    status.add_argument(
-        "--clusters-file", help=f"the clusters file (default ${CLUSTERS_FILE_ENV}, else DAGs folder/clusters.yaml)"
-    )
-    status.add_argument(
-        "--hours", type=float, help="how far back to look (default the look-back: BACKFILL_DAYS, at least a day)"
-    )
-    status.add_argument("--json", action="store_true", help="one JSON entry per cluster")
-    status.add_argument("--png", help="also draw clusters x windows as a PNG heatmap")
-    status.add_argument("--html", help="also write clusters x windows as one self-contained HTML page")
-    status.set_defaults(run=cmd_status)
-
     plan = with_cluster("plan", "show what the next scheduled run would export")
     plan.add_argument("--now", help="plan as if it were this time (ISO-8601, UTC)")
     plan.add_argument("--limit", type=int, default=1024, help="Airflow's [core] max_map_length")
     plan.set_defaults(run=cmd_plan)
-    return top
 
 
 # Airflow logs to stdout (an INFO line whenever a hook resolves a connection; a traceback when a

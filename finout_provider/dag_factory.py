@@ -105,8 +105,10 @@ def pod_export_task(config: ClusterConfig, dag: DAG) -> BaseOperator:
         log.warning(
             "cluster %r: credentials go to the pod from Kubernetes Secret %r (keys %s); create it in the pod's "
             "namespace. Their values in the clusters file are not put into the pod spec.",
-            cluster, secret_name, ", ".join(s.key for s in secrets),
-        )  # fmt: skip
+            cluster,
+            secret_name,
+            ", ".join(s.key for s in secrets),
+        )
     return KubernetesPodOperator(
         task_id="export_window",
         dag=dag,
@@ -255,19 +257,34 @@ def _checks(config: ClusterConfig, dag: DAG, plan: BaseOperator, export: Any) ->
     pod_mode = config.mode == "kubernetes_pod"
     target, spec = config.target, config.spec
     validate = FinoutExportSensor(
-        task_id="validate_export", dag=dag, target=target, spec=spec, windows=plan.output,
-        exports=None if pod_mode else export.output, poke_interval=30, timeout=900, mode="reschedule",
-        trigger_rule="none_failed", on_incomplete=config.incomplete,
-    )  # fmt: skip
-    freshness = FinoutFreshnessOperator(
-        task_id="check_freshness", dag=dag, target=target, spec=spec,
-        limit_seconds=freshness_limit(config, SETTLE_SECONDS), settle_seconds=SETTLE_SECONDS,
-        trigger_rule="all_done",  # staleness matters most when the exports failed
-    )  # fmt: skip
-    retention = FinoutRetentionOperator(
-        task_id="retention_cleanup", dag=dag, target=target, retention_days=config.retention_days,
+        task_id="validate_export",
+        dag=dag,
+        target=target,
+        spec=spec,
+        windows=plan.output,
+        exports=None if pod_mode else export.output,
+        poke_interval=30,
+        timeout=900,
+        mode="reschedule",
         trigger_rule="none_failed",
-    )  # fmt: skip
+        on_incomplete=config.incomplete,
+    )
+    freshness = FinoutFreshnessOperator(
+        task_id="check_freshness",
+        dag=dag,
+        target=target,
+        spec=spec,
+        limit_seconds=freshness_limit(config, SETTLE_SECONDS),
+        settle_seconds=SETTLE_SECONDS,
+        trigger_rule="all_done",  # staleness matters most when the exports failed
+    )
+    retention = FinoutRetentionOperator(
+        task_id="retention_cleanup",
+        dag=dag,
+        target=target,
+        retention_days=config.retention_days,
+        trigger_rule="none_failed",
+    )
     validate >> [freshness, retention]
     return [validate, freshness, retention]
 
@@ -294,11 +311,21 @@ def build_dag(config: ClusterConfig) -> DAG:
     )
     export = _export_task(config, dag, plan)
     if config.preflight is not False and not pod_mode:
-        plan >> PrometheusPreflightOperator(
-            task_id="preflight", dag=dag, target=config.target, spec=config.spec, windows=plan.output,
-            prometheus_conn_id=config.effective_conn_id, cluster_label=config.cluster_label,
-            settle_seconds=SETTLE_SECONDS, first_run_only=config.preflight is None,
-        ) >> export  # fmt: skip
+        (
+            plan
+            >> PrometheusPreflightOperator(
+                task_id="preflight",
+                dag=dag,
+                target=config.target,
+                spec=config.spec,
+                windows=plan.output,
+                prometheus_conn_id=config.effective_conn_id,
+                cluster_label=config.cluster_label,
+                settle_seconds=SETTLE_SECONDS,
+                first_run_only=config.preflight is None,
+            )
+            >> export
+        )
     export >> _checks(config, dag, plan, export)[0]
     _declare_params(dag, pod_mode)
     return dag

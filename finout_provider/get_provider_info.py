@@ -51,6 +51,14 @@ UI_FIELD_BEHAVIOUR: dict[str, Any] = {
     "placeholders": {"host": "prometheus-server.monitoring.svc.cluster.local", "port": "9090", "schema": "http"},
 }
 
+CONNECTION_TYPE: dict[str, Any] = {
+    "hook-class-name": "finout_provider.hooks.prometheus.PrometheusHook",
+    "connection-type": "prometheus",
+    "hook-name": "Prometheus",
+    "conn-fields": CONN_FIELDS,
+    "ui-field-behaviour": UI_FIELD_BEHAVIOUR,
+}
+
 
 def get_provider_info() -> dict[str, Any]:
     return {
@@ -93,13 +101,5 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "extra-links": ["finout_provider.links.S3ExportLink"],
-        "connection-types": [
-            {
-                "hook-class-name": "finout_provider.hooks.prometheus.PrometheusHook",
-                "connection-type": "prometheus",
-                "hook-name": "Prometheus",
-                "conn-fields": CONN_FIELDS,
-                "ui-field-behaviour": UI_FIELD_BEHAVIOUR,
-            }
-        ],
+        "connection-types": [CONNECTION_TYPE],
     }

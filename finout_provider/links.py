@@ -44,8 +44,9 @@ def s3_endpoint(hook: Any) -> str | None:
     try:
         endpoint = hook.conn_config.get_service_endpoint_url("s3")
     except Exception as err:  # noqa: BLE001  (a link never fails a task; e.g. an unknown connection)
-        log.warning("S3 export link: the AWS connection cannot be read (%s); linking the AWS console",
-                    type(err).__name__)  # fmt: skip
+        log.warning(
+            "S3 export link: the AWS connection cannot be read (%s); linking the AWS console", type(err).__name__
+        )
         return None
     # boto3 reads these too when the connection sets no endpoint
     endpoint = endpoint or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")

@@ -1,6 +1,6 @@
 """One cluster's S3 target: where its export lands and how to reach it (cheap to import: no boto3).
 
-Built once from the clusters file (:attr:`~finout_provider.config.ClusterConfig.target`) and
+Built once from the clusters file (:attr:`~finout_provider.config.clusters.ClusterConfig.target`) and
 passed whole to every task, the CLI and the fleet page. Its fields are templated: a task that
 names ``target`` among its ``template_fields`` has Airflow render the fields named here.
 """

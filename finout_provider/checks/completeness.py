@@ -36,7 +36,7 @@ EDGE_STEPS = 2  # steps of slack at a window's edges before data "starts late" o
 
 @dataclass(frozen=True)
 class Measured:
-    """One answer's measures (see :class:`~finout_provider.answers.Measures`)."""
+    """One answer's measures (see :class:`~finout_provider.prometheus.answer.Measures`)."""
 
     series: int
     samples: int
@@ -46,7 +46,7 @@ class Measured:
 
     @classmethod
     def of(cls, measures: Any) -> Measured:
-        """From an answer's :class:`~finout_provider.answers.Measures`."""
+        """From an answer's :class:`~finout_provider.prometheus.answer.Measures`."""
         return cls(measures.series, measures.samples, measures.expected, measures.first, measures.last)
 
     def as_metadata(self) -> dict[str, str]:

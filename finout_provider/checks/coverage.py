@@ -1,7 +1,7 @@
 """Coverage of a cluster's export: which windows are complete, partial, missing or corrupt in S3.
 
 A grid of days (rows) by windows of the day (columns), built from the states
-:meth:`~finout_provider.exports.ClusterFolder.states` gives each expected key; shown as a
+:meth:`~finout_provider.s3.folder.ClusterFolder.states` gives each expected key; shown as a
 text table, or drawn as a PNG heatmap (needs Pillow: ``pip install airflow-provider-finout[coverage]``).
 """
 
@@ -77,8 +77,11 @@ class Coverage:
         """Missing windows that end before ``begins``, where the cluster's data begins: nothing was
         measured then, so nothing is owed. The window holding ``begins`` and all after it keep their
         state, so a failed first window still shows. Returns the windows marked."""
-        marked = [s for s, state in self.windows.items() if begins is not None and state == MISSING
-                  and s + self.time_frame <= begins]  # fmt: skip
+        marked = [
+            s
+            for s, state in self.windows.items()
+            if begins is not None and state == MISSING and s + self.time_frame <= begins
+        ]
         for start in marked:
             self.windows[start] = BEFORE
             self.problems.pop(start, None)
@@ -101,8 +104,10 @@ class Coverage:
         header = "".join(str((slot * self.time_frame // 3600) % 10) for slot in range(self.slots))
         lines += [legend, "", f"{'day (UTC)':<10}  {header}"]
         for day in self.days():
-            row = "".join(SYMBOL[self.windows[s]] if (s := day + i * self.time_frame) in self.windows else " "
-                          for i in range(self.slots))  # fmt: skip
+            row = "".join(
+                SYMBOL[self.windows[s]] if (s := day + i * self.time_frame) in self.windows else " "
+                for i in range(self.slots)
+            )
             lines.append(f"{time.strftime('%Y-%m-%d', time.gmtime(day))}  {row}")
         counts = self.counts()
         lines += ["", ", ".join(f"{n} {state}" for state, n in counts.items())]
@@ -182,13 +187,17 @@ def write_fleet_png(rows: Sequence[Coverage], path: str | Path) -> Path:
     except ImportError:  # pragma: no cover - depends on the extra
         raise RuntimeError("--png needs Pillow: pip install 'airflow-provider-finout[coverage]'") from None
     starts, grid = _fleet_grid(rows)
-    image = Image.new("RGB", (FLEET_LEFT + max(1, len(starts)) * (CELL + GAP) + 10,
-                              TOP + max(1, len(rows)) * (CELL + GAP) + BOTTOM), "white")  # fmt: skip
+    image = Image.new(
+        "RGB",
+        (FLEET_LEFT + max(1, len(starts)) * (CELL + GAP) + 10, TOP + max(1, len(rows)) * (CELL + GAP) + BOTTOM),
+        "white",
+    )
     draw = ImageDraw.Draw(image)
     draw.text((4, 6), "clusters x windows (UTC)", fill="black")
     for column in range(0, len(starts), max(1, len(starts) // 12)):
-        draw.text((fleet_cell_box(0, column)[0], TOP - 12), time.strftime("%d %H", time.gmtime(starts[column])),
-                  fill="black")  # fmt: skip
+        draw.text(
+            (fleet_cell_box(0, column)[0], TOP - 12), time.strftime("%d %H", time.gmtime(starts[column])), fill="black"
+        )
     for number, (row, states) in enumerate(zip(rows, grid, strict=True)):
         draw.text((4, fleet_cell_box(number, 0)[1] + 3), row.cluster[:24], fill="black")
         for column, state in enumerate(states):

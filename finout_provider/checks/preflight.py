@@ -105,8 +105,11 @@ class WindowCost:
         lines += [f"  {m}: ~{self.samples(m):,} samples, needs ~{self.pieces(m)} pieces (split)" for m in heavy]
         if not heavy:
             biggest = max(self.series, key=self.samples, default=None)
-            lines.append(f"  no metric needs splitting (largest: {biggest} ~{self.samples(biggest):,} samples)"
-                         if biggest else "  nothing to export")  # fmt: skip
+            lines.append(
+                f"  no metric needs splitting (largest: {biggest} ~{self.samples(biggest):,} samples)"
+                if biggest
+                else "  nothing to export"
+            )
         return "\n".join(lines)
 
 
@@ -193,30 +196,40 @@ class Preflight:
                 values = self._values(candidate, at)
                 if len(values) > 1:
                     return Finding(
-                        "cluster", WARN, None,
+                        "cluster",
+                        WARN,
+                        None,
                         f"this Prometheus holds several clusters ({candidate}: {', '.join(values)}) and "
                         f"CLUSTER_LABEL is not set, so every cluster's data lands under {name!r}: "
                         f"set CLUSTER_LABEL: {candidate} and CLUSTER_NAME to this cluster's value",
-                    )  # fmt: skip
+                    )
             return Finding("cluster", OK, None, "one cluster in this Prometheus (no CLUSTER_LABEL needed)")
         values = self._values(label, at)
         if name in values:
             return Finding("cluster", OK, None, f"series with {label}={name!r} found")
         if not values:
-            hint = f"labels that look like a cluster label: {', '.join(candidates)}" if candidates else (
-                "no series carries a label that looks like a cluster label: remove CLUSTER_LABEL if this "
-                "Prometheus holds one cluster"
-            )  # fmt: skip
+            hint = (
+                f"labels that look like a cluster label: {', '.join(candidates)}"
+                if candidates
+                else (
+                    "no series carries a label that looks like a cluster label: remove CLUSTER_LABEL if this "
+                    "Prometheus holds one cluster"
+                )
+            )
             return Finding(
-                "cluster", FAIL, None,
+                "cluster",
+                FAIL,
+                None,
                 f"no series carries the label CLUSTER_LABEL={label!r} at this time (unless the sources below are "
                 f"stale); {hint}",
-            )  # fmt: skip
+            )
         return Finding(
-            "cluster", FAIL, None,
+            "cluster",
+            FAIL,
+            None,
             f"no series has {label}={name!r}; the label's values are {', '.join(values)}: CLUSTER_NAME must "
             "be one of them (it is matched as the label's value), or CLUSTER_LABEL names another label",
-        )  # fmt: skip
+        )
 
     def _values(self, label: str, at: int) -> list[str]:
         """Values of ``label`` on the probe metrics (empty values left out)."""
@@ -260,9 +273,11 @@ class Preflight:
                 else "add memory_usage_v2 to METRICS: it computes the same from cAdvisor"
             )
             return Finding(
-                name, WARN if v2 else FAIL, 0,
+                name,
+                WARN if v2 else FAIL,
+                0,
                 f"the recording rule {RECORDING_RULE} (kube-prometheus rules) is missing; {fix}",
-            )  # fmt: skip
+            )
         if source == KSM and old_ksm:
             return Finding(
                 name, FAIL, 0, f"kube-state-metrics is older than 2.0 (it exports {KSM_V1_PROBE}): upgrade it"
@@ -271,10 +286,12 @@ class Preflight:
             return Finding(name, FAIL, 0, silent[source])
         if source is not None:
             return Finding(
-                name, EMPTY, 0,
+                name,
+                EMPTY,
+                0,
                 f"no series, though {source} answers for other metrics: nothing in the cluster has it at this "
                 "time (e.g. no pod sets limits); exported empty",
-            )  # fmt: skip
+            )
         return Finding(name, FAIL, 0, "the query returns nothing at this time")
 
     def _judge_data(
@@ -283,18 +300,22 @@ class Preflight:
         name, count = metric.name, len(series)
         if name in LABELLED and not any(n.startswith("label_") for n in _label_names(series)):
             return Finding(
-                name, WARN, count,
+                name,
+                WARN,
+                count,
                 f"no label_* labels on {LABELLED[name]}: kube-state-metrics runs without {ALLOWLIST}, so Finout "
                 "cannot allocate by Kubernetes labels; add that flag to kube-state-metrics",
-            )  # fmt: skip
+            )
         if NODE_RULE in metric.needs and not any(s.get("metric", {}).get("node") for s in series):
             v2 = f"{name}_v2"
             have = "is exported too" if answers.get(v2) else "is not in METRICS: add it"
             return Finding(
-                name, WARN, count,
+                name,
+                WARN,
+                count,
                 f"no series has a 'node' label (cAdvisor scraped without it), so rows cannot be tied to "
                 f"nodes; {v2}, which rebuilds node from 'instance', {have}",
-            )  # fmt: skip
+            )
         return Finding(name, OK, count)
 
 

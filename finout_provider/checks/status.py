@@ -110,13 +110,19 @@ def empty_windows(spec: ExportSpec, windows: Mapping[int, Mapping[str, Measured]
 
 def incomplete_windows(spec: ExportSpec, windows: Mapping[int, Mapping[str, Measured]]) -> dict[int, dict[str, str]]:
     """Windows (in order) whose measures say Prometheus lacked data, each judged against the three
-    windows before it (:func:`~finout_provider.completeness.judge`)."""
+    windows before it (:func:`~finout_provider.checks.completeness.judge`)."""
     found: dict[int, dict[str, str]] = {}
     ordered = sorted(windows)
     for i, start in enumerate(ordered):
         before = [windows[s] for s in reversed(ordered[max(0, i - 3) : i])]
-        reasons = judge((start, start + spec.time_frame), spec.step, windows[start], before,
-                        expect_empty=spec.expect_empty, thresholds=spec.thresholds)  # fmt: skip
+        reasons = judge(
+            (start, start + spec.time_frame),
+            spec.step,
+            windows[start],
+            before,
+            expect_empty=spec.expect_empty,
+            thresholds=spec.thresholds,
+        )
         if reasons:
             found[start] = reasons
     return found

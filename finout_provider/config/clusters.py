@@ -95,8 +95,15 @@ class ClusterConfig:
     @cached_property
     def target(self) -> S3Target:
         """Where the cluster's export lands: the one value every task, the CLI and the page get."""
-        return S3Target(self.cluster_name, self.s3_bucket, self.s3_prefix, self.aws_conn_id, self.role_arn,
-                        self.role_external_id, self.s3_kms_key_id)  # fmt: skip
+        return S3Target(
+            self.cluster_name,
+            self.s3_bucket,
+            self.s3_prefix,
+            self.aws_conn_id,
+            self.role_arn,
+            self.role_external_id,
+            self.s3_kms_key_id,
+        )
 
     @cached_property
     def spec(self) -> ExportSpec:
@@ -236,8 +243,11 @@ def _check_keys(entry: _Entry, v: dict[str, Any], today: date) -> None:
     history = v["BACKFILL_DAYS"]
     if v["INITIAL_BACKFILL_DATE"]:
         if v["INITIAL_BACKFILL_DATE"] > today:
-            entry.fail("INITIAL_BACKFILL_DATE", f"{v['INITIAL_BACKFILL_DATE']} is in the future: the history "
-                       "would never be exported; give a past date or remove the key")  # fmt: skip
+            entry.fail(
+                "INITIAL_BACKFILL_DATE",
+                f"{v['INITIAL_BACKFILL_DATE']} is in the future: the history "
+                "would never be exported; give a past date or remove the key",
+            )
         history = max(history, min((today - v["INITIAL_BACKFILL_DATE"]).days, MAX_INITIAL_BACKFILL_DAYS))
     if v["RETENTION_DAYS"] <= history:
         entry.fail(
@@ -262,8 +272,11 @@ def _metrics(entry: _Entry, v: dict[str, Any]) -> tuple[Metric, ...]:
     if metrics and v["CLUSTER_NAME"] and v["S3_PREFIX"]:
         key = longest_key(v["S3_PREFIX"], v["CLUSTER_NAME"], names)
         if len(key.encode()) > MAX_KEY_BYTES:
-            entry.fail("S3_PREFIX", f"makes keys of {len(key.encode())} bytes, longer than S3's {MAX_KEY_BYTES}: "
-                       "shorten S3_PREFIX (or CLUSTER_NAME, or the longest metric name)")  # fmt: skip
+            entry.fail(
+                "S3_PREFIX",
+                f"makes keys of {len(key.encode())} bytes, longer than S3's {MAX_KEY_BYTES}: "
+                "shorten S3_PREFIX (or CLUSTER_NAME, or the longest metric name)",
+            )
     return metrics
 
 
@@ -334,9 +347,15 @@ def parse_document(document: Any, today: date | None = None, only: str | None = 
         if name.lower() in seen:
             other = seen[name.lower()]
             same = "a duplicate of" if other == name else "equal up to case to"
-            result.errors.append(ConfigError(name, "CLUSTER_NAME", f"is {same} cluster {other!r}: DAG ids, connection "
-                                             "ids and S3 folders must not be shared or differ only in case; rename one",
-                                             getattr(item, "key_lines", {}).get("CLUSTER_NAME")))  # fmt: skip
+            result.errors.append(
+                ConfigError(
+                    name,
+                    "CLUSTER_NAME",
+                    f"is {same} cluster {other!r}: DAG ids, connection "
+                    "ids and S3 folders must not be shared or differ only in case; rename one",
+                    getattr(item, "key_lines", {}).get("CLUSTER_NAME"),
+                )
+            )
             continue
         seen[name.lower()] = name
         result.clusters.append(parsed)

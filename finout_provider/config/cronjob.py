@@ -97,8 +97,10 @@ def import_cronjob(text: str) -> ImportedCronJob:
     connections: dict[str, dict[str, Any]] = {}
     if any(k in values for k in env.CREDENTIALS):
         if values.get(env.PASSWORD) and not values.get(env.USERNAME):
-            notes.append(f"{env.PASSWORD} is set without {env.USERNAME}: basic auth needs both; the password "
-                         "is left out of the connection")  # fmt: skip
+            notes.append(
+                f"{env.PASSWORD} is set without {env.USERNAME}: basic auth needs both; the password "
+                "is left out of the connection"
+            )
         conn = env.connection({**entry, **{k: v for k, v in values.items() if k in env.CREDENTIALS}})
         conn["extra"] = json.dumps(conn["extra"])  # `airflow connections import` stores it as given: a string
         conn_id = f"{INLINE_CONN_PREFIX}{cluster}"

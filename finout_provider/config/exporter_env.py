@@ -26,9 +26,17 @@ CREDENTIALS = (USERNAME, PASSWORD, TOKEN, TOKEN_ALIAS, ORG_ID)
 SECRETS = (PASSWORD, TOKEN)
 # What the image reads besides credentials, in the seed's order.
 SETTINGS = (
-    "CLUSTER_NAME", "S3_BUCKET", "S3_PREFIX", "ROLE_ARN", "ROLE_EXTERNAL_ID", *ENDPOINT,
-    "TIME_FRAME", "BACKFILL_DAYS", "INITIAL_BACKFILL_DATE", "QUERIES_BATCH_SIZE",
-)  # fmt: skip
+    "CLUSTER_NAME",
+    "S3_BUCKET",
+    "S3_PREFIX",
+    "ROLE_ARN",
+    "ROLE_EXTERNAL_ID",
+    *ENDPOINT,
+    "TIME_FRAME",
+    "BACKFILL_DAYS",
+    "INITIAL_BACKFILL_DATE",
+    "QUERIES_BATCH_SIZE",
+)
 VARIABLES = (*SETTINGS, *CREDENTIALS)
 # What a pod gets as plain values: everything but the secrets.
 PLAIN = (*SETTINGS, USERNAME, ORG_ID)

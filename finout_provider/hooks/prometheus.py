@@ -50,8 +50,12 @@ class PrometheusHook(BaseHook):
     @cached_property
     def client(self) -> PrometheusClient:
         """The connection's client (the connection is read here, once)."""
-        endpoint = Endpoint(self.get_connection(self.prometheus_conn_id), pool_size=self.pool_size, mask=mask_secret,
-                            aws=aws_credentials)  # fmt: skip
+        endpoint = Endpoint(
+            self.get_connection(self.prometheus_conn_id),
+            pool_size=self.pool_size,
+            mask=mask_secret,
+            aws=aws_credentials,
+        )
         return PrometheusClient(endpoint, max_retries=self.max_retries, retry_wait=self.retry_wait, log=self.log)
 
     def test_connection(self) -> tuple[bool, str]:

@@ -41,20 +41,25 @@ class FinoutFreshnessOperator(FinoutBaseOperator):
         if not is_scheduled(context):
             # Freshness is the schedule's promise; a manual re-export or backfill of old windows says
             # nothing about it (and a trial run before unpausing would fail it).
-            reason = (f"cluster {cluster!r}: skipped: freshness is checked on scheduled runs only "
-                      f"(this is a {run_type(context)} run)")  # fmt: skip
+            reason = (
+                f"cluster {cluster!r}: skipped: freshness is checked on scheduled runs only "
+                f"(this is a {run_type(context)} run)"
+            )
             self.log.info("%s", reason)  # Airflow 2 shows a skip's reason nowhere else
             raise AirflowSkipException(reason)
         hours = (self.limit_seconds + 2 * self.spec.time_frame) / 3600
         now = int(time.time())
-        status = cluster_status(self.s3_hook.store, self.target, self.spec, now, hours, self.settle_seconds,
-                                self.limit_seconds)  # fmt: skip
+        status = cluster_status(
+            self.s3_hook.store, self.target, self.spec, now, hours, self.settle_seconds, self.limit_seconds
+        )
         if status.age is not None:
             Stats.gauge(f"finout.freshness.age_hours.{cluster}", status.age / 3600, tags={"cluster": cluster})
         if status.state == STALE:
-            newest = f"its newest complete window is {iso(status.newest)}" if status.newest is not None else (
-                f"no window since {iso(status.start)} is complete"
-            )  # fmt: skip
+            newest = (
+                f"its newest complete window is {iso(status.newest)}"
+                if status.newest is not None
+                else (f"no window since {iso(status.start)} is complete")
+            )
             raise AirflowFailException(
                 f"cluster {cluster!r}: {newest}, older than the freshness limit of "
                 f"{self.limit_seconds / 3600:g}h (FRESHNESS_HOURS). Look at this DAG's failed export_window "

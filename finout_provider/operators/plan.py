@@ -145,9 +145,12 @@ class PlanWindowsOperator(FinoutBaseOperator):
 
         earlier = earlier_scheduled_run_running(context)
         if earlier is not None:
-            self.log.info("cluster %r: scheduled run %s is still running; this run exports its own interval only "
-                          "and leaves history and gap repair to it and the next run", self.target.cluster,
-                          earlier)  # fmt: skip
+            self.log.info(
+                "cluster %r: scheduled run %s is still running; this run exports its own interval only "
+                "and leaves history and gap repair to it and the next run",
+                self.target.cluster,
+                earlier,
+            )
         return earlier is None
 
     def execute_complete(
@@ -158,10 +161,18 @@ class PlanWindowsOperator(FinoutBaseOperator):
 
     @property
     def planner(self) -> Planner:
-        return Planner(self.s3_hook.store, self.target.checked(), self.spec, backfill_days=self.backfill_days,
-                       initial_backfill_date=self.initial_backfill_date, lookback_days=self.lookback_days,
-                       settle_seconds=self.settle_seconds, prometheus=self.prometheus, log=self.log,
-                       cluster_label=self.cluster_label)  # fmt: skip
+        return Planner(
+            self.s3_hook.store,
+            self.target.checked(),
+            self.spec,
+            backfill_days=self.backfill_days,
+            initial_backfill_date=self.initial_backfill_date,
+            lookback_days=self.lookback_days,
+            settle_seconds=self.settle_seconds,
+            prometheus=self.prometheus,
+            log=self.log,
+            cluster_label=self.cluster_label,
+        )
 
     @cached_property
     def prometheus(self) -> PrometheusClient | None:

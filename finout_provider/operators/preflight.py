@@ -87,8 +87,11 @@ class PrometheusPreflightOperator(FinoutBaseOperator):
             self.log.info("cluster %r: the run exports no window: nothing to check", cluster)
             return {}
         if self.first_run_only and self.cluster_folder.has_any():
-            self.log.info("cluster %r has exports in S3 already: preflight runs on a first run only "
-                          "(PREFLIGHT: true checks every run)", cluster)  # fmt: skip
+            self.log.info(
+                "cluster %r has exports in S3 already: preflight runs on a first run only "
+                "(PREFLIGHT: true checks every run)",
+                cluster,
+            )
             return {}
         check = Preflight(self.prometheus.instant, cluster, self.spec, self.cluster_label)
         report = check.run(at)

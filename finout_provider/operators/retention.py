@@ -40,8 +40,15 @@ class FinoutRetentionOperator(FinoutBaseOperator):
         keys = self.expired_keys(cutoff)
         action = "deleting" if self.delete else "would delete (dry run)"
         target = self.target.checked()
-        self.log.info("cluster %r: %s %d objects older than %d days in s3://%s/%s", target.cluster, action,
-                      len(keys), self.retention_days, target.bucket, target.root)  # fmt: skip
+        self.log.info(
+            "cluster %r: %s %d objects older than %d days in s3://%s/%s",
+            target.cluster,
+            action,
+            len(keys),
+            self.retention_days,
+            target.bucket,
+            target.root,
+        )
         for key in keys[:10]:
             self.log.info("  %s", key)
         if len(keys) > 10:

@@ -64,9 +64,16 @@ class Planner:
         cls, config: ClusterConfig, s3: S3Store, prometheus: PrometheusClient | None, **kwargs: Any
     ) -> Planner:
         """The planner of a cluster of the clusters file."""
-        return cls(s3, config.target.checked(), config.spec, backfill_days=config.backfill_days,
-                   initial_backfill_date=config.initial_backfill_date, prometheus=prometheus,
-                   cluster_label=config.cluster_label, **kwargs)  # fmt: skip
+        return cls(
+            s3,
+            config.target.checked(),
+            config.spec,
+            backfill_days=config.backfill_days,
+            initial_backfill_date=config.initial_backfill_date,
+            prometheus=prometheus,
+            cluster_label=config.cluster_label,
+            **kwargs,
+        )
 
     @property
     def cluster_name(self) -> str:
@@ -93,12 +100,23 @@ class Planner:
                 skipped = sum(w.end <= begins for w in repairs)
                 self.log.info(
                     "cluster %r: Prometheus' data begins in the window at %s: the %d windows before it are not "
-                    "exported (INITIAL_BACKFILL_DATE asks for them anyway)", self.cluster_name, iso(begins), skipped,
-                )  # fmt: skip
+                    "exported (INITIAL_BACKFILL_DATE asks for them anyway)",
+                    self.cluster_name,
+                    iso(begins),
+                    skipped,
+                )
                 repairs = [w for w in repairs if w.end > begins]
         oldest = self.oldest_kept(now) if explicit is not None or repairs else None
-        plan = plan_run(now=now, time_frame=self.time_frame, settle=self.settle_seconds, limit=limit,
-                        interval=interval, explicit=explicit, repairs=repairs, oldest=oldest)  # fmt: skip
+        plan = plan_run(
+            now=now,
+            time_frame=self.time_frame,
+            settle=self.settle_seconds,
+            limit=limit,
+            interval=interval,
+            explicit=explicit,
+            repairs=repairs,
+            oldest=oldest,
+        )
         return replace(plan, data_begins=begins)
 
     def data_begins(self, since: int, now: int) -> int | None:
@@ -107,8 +125,11 @@ class Planner:
         ``None`` when it cannot say (nothing found: maybe metrics of other exporters only)."""
         if self.prometheus is None:
             return None
-        probe = render(DATA_PROBE.format(frame=f"{self.time_frame}s"), self.cluster_label,
-                       self.cluster_name if self.cluster_label else None)  # fmt: skip
+        probe = render(
+            DATA_PROBE.format(frame=f"{self.time_frame}s"),
+            self.cluster_label,
+            self.cluster_name if self.cluster_label else None,
+        )
         # Evaluated one second before each window's end, a range of one window covers exactly
         # [start, end) (a range selector holds (t - range, t]).
         first_end = since + self.time_frame - 1
@@ -159,8 +180,10 @@ class Planner:
         if unproven:
             self.log.warning(
                 "cluster %r: %d objects are not whole answers; exporting their windows again:\n%s",
-                cluster, len(unproven), "\n".join(f"{key}: {what}" for key, what in sorted(unproven.items())[:10]),
-            )  # fmt: skip
+                cluster,
+                len(unproven),
+                "\n".join(f"{key}: {what}" for key, what in sorted(unproven.items())[:10]),
+            )
         complete: dict[int, int] = {}
         for key in found:
             if key.key not in unproven:
@@ -173,8 +196,11 @@ class Planner:
         if flagged:
             self.log.warning(
                 "cluster %r: %d windows were exported while Prometheus lacked data (incomplete); exporting "
-                "them again: %s", cluster, len(flagged), ", ".join(iso(s) for s in sorted(flagged)[:10]),
-            )  # fmt: skip
+                "them again: %s",
+                cluster,
+                len(flagged),
+                ", ".join(iso(s) for s in sorted(flagged)[:10]),
+            )
         whole = (s for s, n in complete.items() if n == len(metrics) and s not in flagged)
         gaps = missing(expected, whole)
         if gaps and len(gaps) == len(expected):
@@ -182,6 +208,8 @@ class Planner:
         elif gaps:
             self.log.warning(
                 "cluster %r: %d windows missing or incomplete in S3 since %s; exporting them",
-                cluster, len(gaps), gaps[0].label,
-            )  # fmt: skip
+                cluster,
+                len(gaps),
+                gaps[0].label,
+            )
         return gaps

@@ -204,6 +204,27 @@ class Plan:
         return [w.as_dict() | begins for w in self.windows]
 
 
+def explicit_windows(
+    start: int, end: int, *, now: int, time_frame: int, limit: int, oldest: int | None
+) -> list[Window]:
+    """Every window overlapping a manual range, which must be in the past, kept by Prometheus
+    (``oldest``) and fit ``limit`` (Airflow's max_map_length), else :class:`WindowError`."""
+    if end <= start:
+        raise WindowError(f"end {end} must be after start {start}")
+    if end > now:
+        raise WindowError(f"end {iso(end)} is in the future: a window can only be exported once it has closed")
+    if oldest is not None and start < oldest:
+        raise WindowError(
+            f"start {iso(start)} is older than what Prometheus keeps (its retention reaches back to "
+            f"{iso(oldest)}): the export would write empty files; start at {iso(align_up(oldest, time_frame))} "
+            "or later"
+        )
+    count = (align_up(end, time_frame) - align_down(start, time_frame)) // time_frame
+    if count > limit:  # said before a window is built: a range can hold billions
+        raise WindowError(_too_many(count, limit, time_frame))
+    return windows_covering(start, end, time_frame)
+
+
 def plan_run(
     *,
     now: int,
@@ -227,21 +248,7 @@ def plan_run(
       starts before it is refused; history and repairs are cut to windows after it.
     """
     if explicit is not None:
-        start, end = explicit
-        if end <= start:
-            raise WindowError(f"end {end} must be after start {start}")
-        if end > now:
-            raise WindowError(f"end {iso(end)} is in the future: a window can only be exported once it has closed")
-        if oldest is not None and start < oldest:
-            raise WindowError(
-                f"start {iso(start)} is older than what Prometheus keeps (its retention reaches back to "
-                f"{iso(oldest)}): the export would write empty files; start at {iso(align_up(oldest, time_frame))} "
-                "or later"
-            )
-        count = (align_up(end, time_frame) - align_down(start, time_frame)) // time_frame
-        if count > limit:  # said before a window is built: a range can hold billions
-            raise WindowError(_too_many(count, limit, time_frame))
-        main = windows_covering(start, end, time_frame)
+        main = explicit_windows(*explicit, now=now, time_frame=time_frame, limit=limit, oldest=oldest)
     elif interval is not None:
         main = [w for w in windows_ending_in(*interval, time_frame) if w.end <= now]
     else:

@@ -26,8 +26,13 @@ if TYPE_CHECKING:
 
 URL_PREFIX = "/finout"
 # Browse > Finout fleet: the page inside Airflow's frame (``url_route``), Airflow 3.1+.
-NAV_ENTRY = {"name": "Finout fleet", "href": f"{URL_PREFIX}/", "destination": "nav", "category": "browse",
-             "url_route": "finout-fleet"}  # fmt: skip
+NAV_ENTRY = {
+    "name": "Finout fleet",
+    "href": f"{URL_PREFIX}/",
+    "destination": "nav",
+    "category": "browse",
+    "url_route": "finout-fleet",
+}
 FIRST_READ_WAIT = 1.0  # seconds a page waits for clusters never read before showing them as pending
 STATUS_TTL = 300  # seconds a status is served before it is read again (in the background, 4 at a time)
 

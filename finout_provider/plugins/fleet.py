@@ -1,6 +1,6 @@
 """The fleet page: what ``finout-provider status`` shows, as one server-rendered HTML page.
 
-Each cluster's status is read from S3 by :func:`~finout_provider.exports.status_of` (the CLI's
+Each cluster's status is read from S3 by :func:`~finout_provider.checks.status.status_of` (the CLI's
 own), kept at most ``ttl`` seconds and refreshed in the background, so a page for a hundred
 clusters answers from memory. Nothing here knows Airflow: :mod:`finout_provider.plugins.app` gives
 it the clusters a user may see and their last failures.
@@ -59,8 +59,9 @@ class StatusCache:
             first = [self._running[c.cluster_name] for c in configs if c.cluster_name not in self._done]
         wait_for(first, timeout=wait)
         with self._lock:
-            return {c.cluster_name: self._done[c.cluster_name][1] if c.cluster_name in self._done else None
-                    for c in configs}  # fmt: skip
+            return {
+                c.cluster_name: self._done[c.cluster_name][1] if c.cluster_name in self._done else None for c in configs
+            }
 
     def _refresh(self, config: ClusterConfig) -> None:
         try:
@@ -95,14 +96,27 @@ def _row(config: ClusterConfig, outcome: Outcome | None, failure: Failure | None
         return f'<tr class="unknown"><td>{dag}</td><td colspan="7">{escape(what[:300])}</td>{failed}</tr>'
     newest = iso(outcome.newest) if outcome.newest is not None else "none"
     age = f"{outcome.age / 3600:.1f}" if outcome.age is not None else ""
-    return (f'<tr class="{outcome.state}"><td>{dag}</td><td>{outcome.state}</td><td>{newest}</td><td>{age}</td>'
-            f"{_counts(outcome)}{_failure_cell(config.dag_id, failure)}</tr>")  # fmt: skip
+    return (
+        f'<tr class="{outcome.state}"><td>{dag}</td><td>{outcome.state}</td><td>{newest}</td><td>{age}</td>'
+        f"{_counts(outcome)}{_failure_cell(config.dag_id, failure)}</tr>"
+    )
 
 
-HEADER = ("cluster", "state", "newest complete window", "age (h)", "missing", "partial", "corrupt", "incomplete",
-          "last failure")  # fmt: skip
-STYLE = ("table.fleet{border-collapse:collapse}table.fleet td,table.fleet th{padding:2px 8px;text-align:left}"
-         "tr.stale td{background:#f8d0d0}tr.gaps td{background:#fbeec0}tr.unknown td{color:#666}")  # fmt: skip
+HEADER = (
+    "cluster",
+    "state",
+    "newest complete window",
+    "age (h)",
+    "missing",
+    "partial",
+    "corrupt",
+    "incomplete",
+    "last failure",
+)
+STYLE = (
+    "table.fleet{border-collapse:collapse}table.fleet td,table.fleet th{padding:2px 8px;text-align:left}"
+    "tr.stale td{background:#f8d0d0}tr.gaps td{background:#fbeec0}tr.unknown td{color:#666}"
+)
 
 
 def fleet_page(

@@ -17,12 +17,11 @@ import logging
 import random
 import re
 import socket
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, TypeVar
 
 import requests
@@ -31,7 +30,7 @@ import tenacity
 from finout_provider.prometheus.answer import Answer, AnswerCheck, Measures, judge_envelope
 from finout_provider.prometheus.connection import MAX_RETRIES, Endpoint
 from finout_provider.prometheus.errors import HeavyQueryError, IncompleteBodyError, PrometheusError, judge_refusal
-from finout_provider.prometheus.split import JoinedBody, Spool, split_range
+from finout_provider.prometheus.split import read_in_pieces
 
 T = TypeVar("T")
 # Reads a whole answer's chunks (again from the first, on a retry).
@@ -49,6 +48,46 @@ def _iso(ts: float) -> str:
 
 def describe_range(query: str, start: float, end: float, step: int) -> str:
     return f"query_range {_iso(start)}..{_iso(end)} step {step}s of {query!r}"
+
+
+class RetryPolicy:
+    """The one retry policy of a request and the reading of its whole answer: up to ``max_retries``
+    more attempts after a retryable :class:`PrometheusError`, after the server's ``Retry-After`` if
+    it gave one, else an exponential backoff with jitter from ``retry_wait``, capped at 60 s."""
+
+    def __init__(self, max_retries: int, retry_wait: float, log: Any) -> None:
+        self.max_retries = max_retries
+        self.retry_wait = retry_wait
+        self.log = log
+
+    def wait(self, state: tenacity.RetryCallState) -> float:
+        """Seconds before the next attempt."""
+        error = state.outcome.exception() if state.outcome else None
+        if isinstance(error, PrometheusError) and error.retry_after is not None:
+            return min(error.retry_after, 300.0)
+        return min(self.retry_wait * 2 ** (state.attempt_number - 1), BACKOFF_CAP) * (0.5 + random.random() / 2)
+
+    def _log_retry(self, what: str, state: tenacity.RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        pause = state.next_action.sleep if state.next_action else 0.0
+        self.log.warning("%s: attempt %d failed (%s); retrying in %.1fs", what, state.attempt_number, error, pause)
+
+    def run(self, what: str, attempt: Callable[[], T]) -> T:
+        """Run ``attempt`` under the policy; a retryable error that outlasts it names the attempts."""
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception(lambda err: isinstance(err, PrometheusError) and err.retryable),
+            stop=tenacity.stop_after_attempt(self.max_retries + 1),
+            wait=self.wait,
+            before_sleep=lambda state: self._log_retry(what, state),
+            reraise=True,
+        )
+        try:
+            return retrying(attempt)
+        except PrometheusError as err:
+            if not err.retryable:
+                raise
+            tries = retrying.statistics.get("attempt_number", 1)
+            raise type(err)(f"{err} (after {tries} attempts)", status=err.status, retryable=True) from None
 
 
 class PrometheusClient:
@@ -72,9 +111,10 @@ class PrometheusClient:
         log: Any = None,
     ) -> None:
         self.endpoint = endpoint
-        self.max_retries = int(endpoint.extras.get("max_retries", MAX_RETRIES) if max_retries is None else max_retries)
-        self.retry_wait = float(endpoint.extras.get("retry_wait", 1.0) if retry_wait is None else retry_wait)
         self.log = log or logging.getLogger("finout_provider.prometheus")
+        retries = int(endpoint.extras.get("max_retries", MAX_RETRIES) if max_retries is None else max_retries)
+        wait = float(endpoint.extras.get("retry_wait", 1.0) if retry_wait is None else retry_wait)
+        self.retries = RetryPolicy(retries, wait, self.log)
         self.not_offered: dict[str, str] = {}  # optional endpoints the server did not offer, and why
 
     @property
@@ -82,36 +122,6 @@ class PrometheusClient:
         return self.endpoint.base_url
 
     # -- requests under the one retry policy ----------------------------------------------------
-
-    def _wait(self, state: tenacity.RetryCallState) -> float:
-        """Seconds before the next attempt: the server's ``Retry-After`` if it gave one, else an
-        exponential backoff with jitter from ``retry_wait``, capped at 60 s."""
-        error = state.outcome.exception() if state.outcome else None
-        if isinstance(error, PrometheusError) and error.retry_after is not None:
-            return min(error.retry_after, 300.0)
-        return min(self.retry_wait * 2 ** (state.attempt_number - 1), BACKOFF_CAP) * (0.5 + random.random() / 2)
-
-    def _log_retry(self, what: str, state: tenacity.RetryCallState) -> None:
-        error = state.outcome.exception() if state.outcome else None
-        pause = state.next_action.sleep if state.next_action else 0.0
-        self.log.warning("%s: attempt %d failed (%s); retrying in %.1fs", what, state.attempt_number, error, pause)
-
-    def _with_retries(self, what: str, attempt: Callable[[], T]) -> T:
-        """Run ``attempt`` (a request and the reading of its whole answer) under the retry policy."""
-        retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception(lambda err: isinstance(err, PrometheusError) and err.retryable),
-            stop=tenacity.stop_after_attempt(self.max_retries + 1),
-            wait=self._wait,
-            before_sleep=lambda state: self._log_retry(what, state),
-            reraise=True,
-        )
-        try:
-            return retrying(attempt)
-        except PrometheusError as err:
-            if not err.retryable:
-                raise
-            tries = retrying.statistics.get("attempt_number", 1)
-            raise type(err)(f"{err} (after {tries} attempts)", status=err.status, retryable=True) from None
 
     def _attempt(self, path: str, params: dict[str, Any], what: str, method: str, use: Callable[[Any], T]) -> T:
         """One request to ``path`` and ``use`` of its 200 answer; failures as :class:`PrometheusError`
@@ -131,8 +141,9 @@ class PrometheusClient:
         session = endpoint.session
         try:
             # verify is passed per request: requests lets REQUESTS_CA_BUNDLE override a session's setting.
-            return session.request(method, url, data=form, params=query, timeout=endpoint.timeout, stream=True,
-                                   verify=session.verify)  # fmt: skip
+            return session.request(
+                method, url, data=form, params=query, timeout=endpoint.timeout, stream=True, verify=session.verify
+            )
         except requests.exceptions.SSLError as err:
             reason = str(err.args[0] if err.args else err)[-200:]
             raise PrometheusError(
@@ -157,24 +168,8 @@ class PrometheusClient:
 
     def _request(self, path: str, params: dict[str, Any], what: str, method: str = "POST") -> dict[str, Any]:
         """A small answer's JSON object (status ``success``), with retries."""
-        return self._with_retries(what, lambda: self._attempt(path, params, what, method, self._small_answer))
-
-    def _small_answer(self, response: requests.Response) -> dict[str, Any]:
-        body = response.raw.read(SMALL_ANSWER + 1, decode_content=True) if response.raw else b""
-        where = f"the answer of {self.base_url}"
-        try:
-            doc = json.loads(body)
-        except ValueError:
-            start = self.endpoint.redact(body[:80].decode("utf-8", "replace"))
-            raise PrometheusError(
-                f"{where} is not Prometheus' JSON ({len(body)} bytes, starts {start!r}): is the connection's host, "
-                f"port and path_prefix the Prometheus API (a login page or proxy answers HTML)?"
-            ) from None
-        try:
-            judge_envelope(doc, matrix=False)
-        except PrometheusError as err:
-            raise type(err)(f"{where}: {err}") from None
-        return dict(doc)
+        read = functools.partial(small_answer, where=f"the answer of {self.base_url}", redact=self.endpoint.redact)
+        return self.retries.run(what, lambda: self._attempt(path, params, what, method, read))
 
     # -- range queries ---------------------------------------------------------------------------
 
@@ -207,32 +202,46 @@ class PrometheusClient:
                 return self._read_whole(query, start, end, into, step=step, allow_warnings=allow_warnings)
             except HeavyQueryError as err:
                 if not err.refusal.splittable:
-                    raise HeavyQueryError(f"{err}; it limits series, so splitting in time cannot help: "
-                                          f"{err.refusal.fix}", err.refusal, err.status) from None  # fmt: skip
+                    raise HeavyQueryError(
+                        f"{err}; it limits series, so splitting in time cannot help: {err.refusal.fix}",
+                        err.refusal,
+                        err.status,
+                    ) from None
                 if not split:
-                    raise HeavyQueryError(f"{err}; SPLIT is off: {err.refusal.fix}, or set SPLIT: auto",
-                                          err.refusal, err.status) from None  # fmt: skip
+                    raise HeavyQueryError(
+                        f"{err}; SPLIT is off: {err.refusal.fix}, or set SPLIT: auto", err.refusal, err.status
+                    ) from None
                 refusal, pieces = err, 2
         return self._read_split(query, start, end, step, into, pieces, refusal, allow_warnings, min_split_seconds)
 
     def _read_split(
-        self, query: str, start: float, end: float, step: int, into: Sink, pieces: int,
-        refusal: HeavyQueryError | None, allow_warnings: bool, min_split_seconds: int,
-    ) -> Answer:  # fmt: skip
-        """The answer of ``[start, end]`` read as pieces spooled to disk, then joined into ``into``."""
-        with tempfile.TemporaryDirectory(prefix="finout-split-") as folder:
-            fetch = functools.partial(self._read_whole, query, step=step, allow_warnings=allow_warnings)
-            spool = Spool(fetch, step, min_split_seconds, Path(folder))
-            spool.refused = int(end - start) + step if refusal else 0
-            depth = max(spool.fetch(a, b, 1) for a, b in split_range(int(start), int(end), step, pieces))
-            body = JoinedBody([path for path, _ in spool.pieces], step=step)
-            try:
-                into(body)
-            except ValueError as err:  # pieces the join cannot merge (not sorted by label set)
-                raise PrometheusError(f"{describe_range(query, start, end, step)}: {err}") from None
-        why = str(refusal.refusal.limit) if refusal else "hint from earlier windows"
-        retries = sum(r for _, r in spool.pieces)
-        return Answer(body.measures, body.size, retries, len(spool.pieces), depth, why)
+        self,
+        query: str,
+        start: float,
+        end: float,
+        step: int,
+        into: Sink,
+        pieces: int,
+        refusal: HeavyQueryError | None,
+        allow_warnings: bool,
+        min_split_seconds: int,
+    ) -> Answer:
+        """The answer of ``[start, end]`` read as pieces, then joined into ``into``."""
+        fetch = functools.partial(self._read_whole, query, step=step, allow_warnings=allow_warnings)
+        try:
+            answer = read_in_pieces(
+                fetch,
+                int(start),
+                int(end),
+                step,
+                into,
+                pieces=pieces,
+                refused=refusal is not None,
+                floor=min_split_seconds,
+            )
+        except ValueError as err:  # pieces the join cannot merge (not sorted by label set)
+            raise PrometheusError(f"{describe_range(query, start, end, step)}: {err}") from None
+        return replace(answer, refusal=str(refusal.refusal.limit) if refusal else "hint from earlier windows")
 
     def _read_whole(
         self, query: str, start: float, end: float, into: Sink, *, step: int, allow_warnings: bool
@@ -254,7 +263,7 @@ class PrometheusClient:
 
             return self._attempt("/api/v1/query_range", params, what, "POST", use)
 
-        return self._with_retries(what, attempt)
+        return self.retries.run(what, attempt)
 
     def query_range(self, query: str, start: float, end: float, step: int, **options: Any) -> dict[str, Any]:
         """``query_range`` parsed as JSON (small answers: the planner's probe, checks, tests)."""
@@ -406,6 +415,24 @@ def parse_duration(text: str) -> int | None:
         if re.fullmatch(r"(?:\d+(?:ms|[ywdhms]))+", part):
             return int(sum(int(n) * _DURATION_UNITS[u] for n, u in re.findall(r"(\d+)(ms|[ywdhms])", part)))
     return None
+
+
+def small_answer(response: requests.Response, *, where: str, redact: Callable[[str], str]) -> dict[str, Any]:
+    """A small answer's JSON object (status ``success``); ``where`` names it in errors."""
+    body = response.raw.read(SMALL_ANSWER + 1, decode_content=True) if response.raw else b""
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        start = redact(body[:80].decode("utf-8", "replace"))
+        raise PrometheusError(
+            f"{where} is not Prometheus' JSON ({len(body)} bytes, starts {start!r}): is the connection's host, "
+            f"port and path_prefix the Prometheus API (a login page or proxy answers HTML)?"
+        ) from None
+    try:
+        judge_envelope(doc, matrix=False)
+    except PrometheusError as err:
+        raise type(err)(f"{where}: {err}") from None
+    return dict(doc)
 
 
 def _error_text(body: str) -> str:

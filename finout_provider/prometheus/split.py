@@ -18,6 +18,7 @@ from __future__ import annotations
 import codecs
 import heapq
 import json
+import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import groupby
@@ -214,3 +215,25 @@ def _write(body: Iterable[bytes], path: Path) -> None:
     with path.open("wb") as out:
         for chunk in body:
             out.write(chunk)
+
+
+def read_in_pieces(
+    fetch: Fetch,
+    start: int,
+    end: int,
+    step: int,
+    into: Callable[[Iterable[bytes]], None],
+    *,
+    pieces: int,
+    refused: bool,
+    floor: int,
+) -> Answer:
+    """The answer of ``[start, end]`` fetched as ``pieces`` (halved further while the server refuses
+    them; ``refused``: the whole range was refused already), spooled to disk, then joined into ``into``."""
+    with tempfile.TemporaryDirectory(prefix="finout-split-") as folder:
+        spool = Spool(fetch, step, floor, Path(folder))
+        spool.refused = end - start + step if refused else 0
+        depth = max(spool.fetch(a, b, 1) for a, b in split_range(start, end, step, pieces))
+        body = JoinedBody([path for path, _ in spool.pieces], step=step)
+        into(body)
+    return Answer(body.measures, body.size, sum(r for _, r in spool.pieces), len(spool.pieces), depth)

@@ -144,11 +144,14 @@ class S3Store:
         folders: list[str] = []
         objects: list[dict[str, Any]] = []
         try:
-            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix,
-                                                                               Delimiter="/"):  # fmt: skip
+            for page in self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=bucket, Prefix=prefix, Delimiter="/"
+            ):
                 folders.extend(p["Prefix"] for p in page.get("CommonPrefixes", []))
-                objects.extend({"Key": o["Key"], "Size": o["Size"], "LastModified": o.get("LastModified")}
-                               for o in page.get("Contents", []))  # fmt: skip
+                objects.extend(
+                    {"Key": o["Key"], "Size": o["Size"], "LastModified": o.get("LastModified")}
+                    for o in page.get("Contents", [])
+                )
         except Exception as err:
             if _client_error(err) is None:
                 raise

@@ -108,8 +108,12 @@ class FinoutExportSensor(FinoutBaseSensor):
         if all(e["window_start"] != newest for e in empty):
             # Older windows of the history or gap repair, before the cluster's data begins: Finout
             # gets empty files for a time nothing was measured. The run's newest window has data.
-            self.log.warning("cluster %r: %d older windows came back empty for every metric (before its data "
-                             "begins?): %s", cluster, len(empty), ", ".join(labels[:10]))  # fmt: skip
+            self.log.warning(
+                "cluster %r: %d older windows came back empty for every metric (before its data begins?): %s",
+                cluster,
+                len(empty),
+                ", ".join(labels[:10]),
+            )
             return
         diagnosis = "\n".join(f"- {line}" for line in empty[0].get("diagnosis") or [])
         raise AirflowFailException(
@@ -147,8 +151,9 @@ class FinoutExportSensor(FinoutBaseSensor):
     def execute(self, context: Context) -> Any:
         self.check_not_empty()
         starts = window_starts(self.windows)
-        self.log.info("cluster %r: validating %d windows x %d metrics", self.target.cluster, len(starts),
-                      len(self.spec.metrics))  # fmt: skip
+        self.log.info(
+            "cluster %r: validating %d windows x %d metrics", self.target.cluster, len(starts), len(self.spec.metrics)
+        )
         if self.deferrable:
             if self.poke(context):
                 return self.check_complete(context)

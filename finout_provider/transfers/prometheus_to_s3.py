@@ -54,10 +54,12 @@ class PrometheusToS3Operator(FinoutBaseOperator):
     """
     Export one time window of a cluster's Prometheus metrics to S3 in Finout's layout.
 
-    For each metric, ``query_range`` runs from ``window_start`` to ``window_end - step``
-    (both inclusive) and the raw answer is streamed through a deterministic gzip to
-    ``<prefix>/<cluster>/end=YYYYMMDD/day=D/metric=NAME/<START>_NAME.json.gz``.
-    Nothing is written under a metric's key unless Prometheus answered ``success`` in full.
+    For each metric, ``query_range`` runs from ``window_start`` to ``window_end - step`` (both
+    inclusive); its answer is read whole, every byte checked, into a deterministic gzip on disk (a
+    cut answer is read again), then written to
+    ``<prefix>/<cluster>/end=YYYYMMDD/day=D/metric=NAME/<START>_NAME.json.gz`` in one upload that
+    carries its measures. Nothing is written under a metric's key unless Prometheus answered
+    ``success`` in full.
 
     :param target: the cluster's S3 target. (templated)
     :param spec: what the cluster exports: its metrics, STEP_SECONDS and EXPECT_EMPTY. When every
@@ -141,8 +143,9 @@ class PrometheusToS3Operator(FinoutBaseOperator):
         context["window_label"] = window.label  # type: ignore[typeddict-unknown-key]  # map_index_template
         S3ExportLink.persist(context, self)
         where = f"cluster {target.cluster!r} window {window.label}"
-        self.log.info("%s: exporting %d metrics to s3://%s/%s", where, len(self.spec.metrics), target.bucket,
-                      target.root)  # fmt: skip
+        self.log.info(
+            "%s: exporting %d metrics to s3://%s/%s", where, len(self.spec.metrics), target.bucket, target.root
+        )
         exported, failures = self._export_all(window, target, where)
         if failures:
             message = (
@@ -165,22 +168,41 @@ class PrometheusToS3Operator(FinoutBaseOperator):
             answer = self._read(metric, start, end, spool)
             upload = self.store.put_file(spool, target.bucket, key, PROVEN | self._metadata(answer))
         seconds = time.monotonic() - began
-        self._emit_stats(metric.name, upload, answer, seconds)
+        emit_stats(target.cluster, metric.name, upload, answer, seconds)
         if answer.pieces > 1:
-            self.log.warning("metric %s: the server refused the whole window (%s); exported as %d pieces (split "
-                             "depth %d)", metric.name, answer.refusal, answer.pieces, answer.depth)  # fmt: skip
-        self.log.info("metric %s: %d series, %d bytes -> %d gzip in %.2fs -> s3://%s/%s", metric.name, answer.series,
-                      upload.raw_bytes, upload.gzip_bytes, seconds, target.bucket, key)  # fmt: skip
+            self.log.warning(
+                "metric %s: the server refused the whole window (%s); exported as %d pieces (split depth %d)",
+                metric.name,
+                answer.refusal,
+                answer.pieces,
+                answer.depth,
+            )
+        self.log.info(
+            "metric %s: %d series, %d bytes -> %d gzip in %.2fs -> s3://%s/%s",
+            metric.name,
+            answer.series,
+            upload.raw_bytes,
+            upload.gzip_bytes,
+            seconds,
+            target.bucket,
+            key,
+        )
         return Exported(upload, answer)
 
     def _read(self, metric: Metric, start: int, end: int, spool: GzipSpool) -> Answer:
         """The metric's whole answer, gzipped into ``spool`` (a refused split named with the fix)."""
         try:
             return self.prometheus.read_range(
-                self.render_query(metric.query), start, end, self.spec.step, spool.write,
-                allow_warnings=self.allow_warnings, split=self.split, min_split_seconds=self.min_split_seconds,
+                self.render_query(metric.query),
+                start,
+                end,
+                self.spec.step,
+                spool.write,
+                allow_warnings=self.allow_warnings,
+                split=self.split,
+                min_split_seconds=self.min_split_seconds,
                 pieces=self.split_hints.pieces(metric.name, start),
-            )  # fmt: skip
+            )
         except HeavyQueryError as err:
             raise HeavyQueryError(
                 f"{err}. Nothing was written for this metric; change the server's limit, export a METRICS subset"
@@ -227,37 +249,14 @@ class PrometheusToS3Operator(FinoutBaseOperator):
 
     def _summarize(self, window: Window, exported: dict[str, Exported], where: str) -> dict[str, Any]:
         """The task's return value; keeps the split hints; says when every required metric was empty."""
-        uploads = [done.upload for done in exported.values()]
-        series = {name: done.answer.series for name, done in exported.items()}
-        splits = {name: {"pieces": a.pieces, "depth": a.depth, "refused_by": a.refusal}
-                  for name, done in exported.items() if (a := done.answer).pieces > 1}  # fmt: skip
-        result: dict[str, Any] = {
-            "cluster": self.target.cluster,
-            "window_start": window.start,
-            "window_end": window.end,
-            "objects": len(uploads),
-            "raw_bytes": sum(u.raw_bytes for u in uploads),
-            "gzip_bytes": sum(u.gzip_bytes for u in uploads),
-            "keys": sorted(u.key for u in uploads),
-            "series": dict(sorted(series.items())),
-            "split": dict(sorted(splits.items())),
-        }
+        result = summary(self.target.cluster, window, exported)
         self.split_hints.save({name: done.answer.pieces for name, done in exported.items()}, window.start, self.log)
+        series = result["series"]
         required = [name for name in series if name not in self.spec.expect_empty]
         if required and not any(series[name] for name in required):
             result |= {"all_empty": True, "diagnosis": self._diagnose(window)}
             self.log.error("%s: every metric came back empty:\n%s", where, "\n".join(result["diagnosis"]))
         return result
-
-    def _emit_stats(self, metric: str, upload: Upload, answer: Answer, seconds: float) -> None:
-        """Per window and metric, through Airflow's metrics (StatsD or OpenTelemetry as configured):
-        ``finout.export.{bytes,gzip_bytes,series,retries,split_pieces,duration}.<cluster>.<metric>``."""
-        tags = {"cluster": self.target.cluster, "metric": metric}
-        name = f"{self.target.cluster}.{metric}"
-        for what, value in (("bytes", upload.raw_bytes), ("gzip_bytes", upload.gzip_bytes), ("series", answer.series),
-                            ("retries", answer.retries), ("split_pieces", answer.pieces)):  # fmt: skip
-            Stats.gauge(f"finout.export.{what}.{name}", value, tags=tags)
-        Stats.timing(f"finout.export.duration.{name}", timedelta(seconds=seconds), tags=tags)
 
     def _resolve_before_threads(self) -> None:
         """Read the connections and split hints now, in the task's own thread: Airflow 3 serves them
@@ -297,3 +296,40 @@ class PrometheusToS3Operator(FinoutBaseOperator):
 
     def render_query(self, query: str) -> str:
         return render(query, self.cluster_label, self.target.cluster if self.cluster_label else None)
+
+
+def summary(cluster: str, window: Window, exported: dict[str, Exported]) -> dict[str, Any]:
+    """What a window's export wrote, as the task returns it (XCom)."""
+    uploads = [done.upload for done in exported.values()]
+    splits = {
+        name: {"pieces": a.pieces, "depth": a.depth, "refused_by": a.refusal}
+        for name, done in exported.items()
+        if (a := done.answer).pieces > 1
+    }
+    return {
+        "cluster": cluster,
+        "window_start": window.start,
+        "window_end": window.end,
+        "objects": len(uploads),
+        "raw_bytes": sum(u.raw_bytes for u in uploads),
+        "gzip_bytes": sum(u.gzip_bytes for u in uploads),
+        "keys": sorted(u.key for u in uploads),
+        "series": dict(sorted((name, done.answer.series) for name, done in exported.items())),
+        "split": dict(sorted(splits.items())),
+    }
+
+
+def emit_stats(cluster: str, metric: str, upload: Upload, answer: Answer, seconds: float) -> None:
+    """Per window and metric, through Airflow's metrics (StatsD or OpenTelemetry as configured):
+    ``finout.export.{bytes,gzip_bytes,series,retries,split_pieces,duration}.<cluster>.<metric>``."""
+    tags, name = {"cluster": cluster, "metric": metric}, f"{cluster}.{metric}"
+    measured = {
+        "bytes": upload.raw_bytes,
+        "gzip_bytes": upload.gzip_bytes,
+        "series": answer.series,
+        "retries": answer.retries,
+        "split_pieces": answer.pieces,
+    }
+    for what, value in measured.items():
+        Stats.gauge(f"finout.export.{what}.{name}", value, tags=tags)
+    Stats.timing(f"finout.export.duration.{name}", timedelta(seconds=seconds), tags=tags)

@@ -135,5 +135,5 @@ def test_readme_key_table_is_the_key_table() -> None:
     from finout_provider.config.keys import KEYS, keys_table
 
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    assert keys_table() in readme, "README's key table differs: paste finout_provider.config.keys_table()"
+    assert keys_table() in readme, "README's key table differs: paste finout_provider.config.keys.keys_table()"
     assert all(f"| {key.name} |" in readme for key in KEYS)
