@@ -13,12 +13,13 @@ PYTEST_ARGS ?=
 .PHONY: test demo lint typecheck unit system-deps venv venv2 lines bench clean services
 
 # Debian's packages the tests run as the project's own processes, on free loopback ports:
-# Prometheus, PostgreSQL and Redis (the Celery topology); Chromium and its driver for the UI
-# tests. Installing a package must not start its services: a policy-rc.d forbids it for the
+# Prometheus and VictoriaMetrics (the backends), PostgreSQL and Redis (the Celery topology); Chromium
+# and its driver for the UI tests. Installing a package must not start its services: a policy-rc.d forbids it for the
 # install (one already in place is left as it is), and nothing running on the machine is stopped.
 system-deps:
 	@missing=; \
 	command -v prometheus >/dev/null && command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	command -v victoria-metrics >/dev/null && command -v vmctl >/dev/null || missing="$$missing victoria-metrics"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \

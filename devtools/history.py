@@ -25,6 +25,8 @@ from typing import Any, TextIO
 
 PROMETHEUS = os.environ.get("PROMETHEUS_BIN", "prometheus")
 PROMTOOL = os.environ.get("PROMTOOL_BIN", "promtool")
+VICTORIA_METRICS = os.environ.get("VICTORIA_METRICS_BIN", "victoria-metrics")
+VMCTL = os.environ.get("VMCTL_BIN", "vmctl")
 
 
 @dataclass
@@ -374,6 +376,63 @@ class PrometheusServer:
             self.stop()
             raise RuntimeError((self.workdir / "prometheus.log").read_text()[-2000:]) from None
         return self
+
+    def stop(self) -> None:
+        stop_process(self.process)
+        if self.workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+@dataclass
+class VictoriaMetricsServer:
+    """Debian's single-node VictoriaMetrics on loopback, holding the history of ``blocks`` (the
+    promtool blocks a :class:`PrometheusServer` serves), imported with its ``vmctl``."""
+
+    blocks: Path
+    port: int = 0
+    extra_args: Sequence[str] = ()
+    process: subprocess.Popen[bytes] | None = None
+    workdir: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> VictoriaMetricsServer:
+        self.port = self.port or free_port()
+        self.workdir = Path(tempfile.mkdtemp(prefix="finout-vm-"))
+        args = [
+            VICTORIA_METRICS,
+            f"-storageDataPath={self.workdir / 'data'}",
+            f"-httpListenAddr=127.0.0.1:{self.port}",
+            "-retentionPeriod=100y",
+            "-loggerLevel=ERROR",
+            *self.extra_args,
+        ]
+        log = (self.workdir / "victoria-metrics.log").open("wb")
+        self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_http(f"{self.url}/health")
+            self._import()
+        except (TimeoutError, RuntimeError):
+            self.stop()
+            raise
+        return self
+
+    def _import(self) -> None:
+        """The blocks, copied (a TSDB folder opens in one server only), through vmctl, which insists
+        on a terminal: ``script`` gives it one."""
+        assert self.workdir is not None
+        copy = self.workdir / "blocks"
+        shutil.copytree(self.blocks, copy, ignore=shutil.ignore_patterns("lock", "wal", "chunks_head"))
+        command = f"{VMCTL} prometheus --prom-snapshot={copy} --vm-addr={self.url} -s --vm-disable-progress-bar"
+        done = subprocess.run(
+            ["script", "-qc", command, "/dev/null"], capture_output=True, text=True, timeout=600, check=False
+        )
+        if done.returncode or "Import finished" not in done.stdout:
+            raise RuntimeError(f"vmctl did not import the history:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+        with urllib.request.urlopen(f"{self.url}/internal/force_flush", timeout=60):
+            pass
 
     def stop(self) -> None:
         stop_process(self.process)

@@ -43,6 +43,7 @@ from finout_provider.plan.windows import (
 )
 
 if TYPE_CHECKING:
+    from finout_provider.prometheus.client import PrometheusClient
     from finout_provider.s3.store import S3Store
 
     pass
@@ -208,12 +209,33 @@ def cmd_preflight(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
     config = _cluster(args)
     at = _time(args.at, "--at") if args.at else default_instant(time.time(), SETTLE_SECONDS, config.step_seconds)
-    hook = prometheus_of(config)
-    check = Preflight(hook.instant, config.cluster_name, config.spec, config.cluster_label)
+    prometheus = prometheus_of(config)
+    check = Preflight(prometheus.instant, config.cluster_name, config.spec, config.cluster_label)
     report = check.run(at, progress=_progress(err, "preflight"))
-    report.cost = check.cost(at, hook.max_samples())
-    out.write(report.render() + "\n")
+    report.cost = check.cost(at, prometheus.max_samples())
+    out.write(report.render() + "\n" + _not_offered(prometheus, ask=True))
     return 1 if report.failed else 0
+
+
+# The optional pages of the Prometheus API the provider reads, and what goes without each.
+OPTIONAL_PAGES = {
+    "flags": "the cost estimate knows no sample limit",
+    "runtimeinfo": "ranges and history are not checked against the server's retention",
+    "buildinfo": "the connection test shows no version",
+}
+
+
+def _not_offered(prometheus: PrometheusClient, ask: bool = False) -> str:
+    """A note per optional page the server does not offer (VictoriaMetrics, Thanos, Mimir and proxies
+    offer few of Prometheus' status pages) among those asked for (``ask``: every one)."""
+    for name in OPTIONAL_PAGES if ask else ():
+        if name not in prometheus.not_offered:
+            prometheus.status_page(name)
+    notes = sorted((name, why) for name, why in prometheus.not_offered.items() if name in OPTIONAL_PAGES)
+    return "".join(
+        f"note: {prometheus.base_url} does not offer /api/v1/status/{name} ({why}); {OPTIONAL_PAGES[name]}\n"
+        for name, why in notes
+    )
 
 
 def cmd_coverage(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -291,7 +313,7 @@ def cmd_plan(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
         check = Preflight(prometheus.instant, config.cluster_name, config.spec, config.cluster_label)
         at = plan.windows[-1].query_range(config.step_seconds)[1]
-        out.write(check.cost(at, prometheus.max_samples()).render() + "\n")
+        out.write(check.cost(at, prometheus.max_samples()).render() + "\n" + _not_offered(prometheus))
     return 0
 
 

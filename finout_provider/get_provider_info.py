@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from finout_provider import __version__
-from finout_provider.prometheus.connection import ANSWER_TIMEOUT, MAX_RETRIES
+from finout_provider.prometheus.connection import ANSWER_TIMEOUT, MAX_RETRIES, TENANT_HEADER
 
 
 def _field(label: str, kind: str = "string", description: str = "", **schema: Any) -> dict[str, Any]:
@@ -16,7 +16,12 @@ def _field(label: str, kind: str = "string", description: str = "", **schema: An
 CONN_FIELDS: dict[str, Any] = {
     "path_prefix": _field("Path prefix", description="Sub-path before /api/v1, e.g. 'prometheus' for Mimir"),
     "bearer_token": _field("Bearer token", description="Sent as 'Authorization: Bearer ...'", format="password"),
-    "x_scope_orgid": _field("Tenant (X-Scope-OrgID)", description="Mimir/Cortex/Thanos tenant"),
+    "x_scope_orgid": _field("Tenant", description="Mimir/Cortex/Thanos tenant, sent in the tenant header"),
+    "tenant_header": _field(
+        "Tenant header",
+        description=f"default {TENANT_HEADER} (Mimir, Cortex); THANOS-TENANT for Thanos' querier",
+        default=TENANT_HEADER,
+    ),
     "verify": _field("Verify TLS", "boolean", "Verify the server's certificate (default on)", default=True),
     "ca_bundle": _field("CA bundle", description="Path to the CA that signed the server's certificate"),
     "client_cert": _field("Client certificate", description="Path to a PEM client certificate"),
@@ -32,7 +37,10 @@ CONN_FIELDS: dict[str, Any] = {
         default=ANSWER_TIMEOUT,
     ),
     "max_retries": _field(
-        "Retries", "integer", "Retries of a failed attempt (connection errors, 429, 502-504)", default=MAX_RETRIES
+        "Retries",
+        "integer",
+        "Retries of a failed attempt (connection errors, 429, 502-504; a 500 twice)",
+        default=MAX_RETRIES,
     ),
     "retry_wait": _field(
         "First backoff (s)", "number", "Doubled at each retry, capped at 60 s; Retry-After wins", default=1.0

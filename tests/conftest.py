@@ -29,7 +29,7 @@ os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 for _name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
     os.environ[_name] = "testing"
 
-from devtools.history import HistorySpec, PrometheusServer, build_tsdb  # noqa: E402
+from devtools.history import HistorySpec, PrometheusServer, VictoriaMetricsServer, build_tsdb  # noqa: E402
 
 HOURS = 8
 CLUSTERS = ("prod-eu", "staging")
@@ -58,6 +58,34 @@ def prometheus(tsdb: Path) -> Iterator[PrometheusServer]:
     server = PrometheusServer(tsdb).start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def victoria(history: HistorySpec, tmp_path_factory: pytest.TempPathFactory) -> Iterator[VictoriaMetricsServer]:
+    """Debian's VictoriaMetrics holding the same history as the session's Prometheus."""
+    server = VictoriaMetricsServer(build_tsdb(history, tmp_path_factory.mktemp("vm-history"))).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def limited_victoria(history: HistorySpec, tmp_path_factory: pytest.TempPathFactory) -> Iterator[VictoriaMetricsServer]:
+    """VictoriaMetrics refusing queries that select more than 5,000 samples: node-level metrics pass,
+    pod-level ones are refused at any range (it counts every sample of the blocks a query reads)."""
+    blocks = build_tsdb(history, tmp_path_factory.mktemp("vm-limited"))
+    server = VictoriaMetricsServer(blocks, extra_args=["-search.maxSamplesPerQuery=5000"]).start()
+    yield server
+    server.stop()
+
+
+BACKENDS = ("prometheus", "victoria-metrics")
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> PrometheusServer | VictoriaMetricsServer:
+    """Each real backend in turn, holding the session's history."""
+    name = "victoria" if request.param == "victoria-metrics" else "prometheus"
+    return request.getfixturevalue(name)  # type: ignore[no-any-return]
 
 
 def set_connection(conn_id: str, **fields: object) -> None:

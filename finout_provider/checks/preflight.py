@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from finout_provider.catalogue import CADVISOR, EMPTY_IS_FINE, KSM, KSM_LABELS, NODE_RULE, ExportSpec, Metric, render
+from finout_provider.prometheus.errors import HeavyQueryError
 
 # Runs an instant query at a time and returns Prometheus' ``data.result`` list.
 Query = Callable[[str, int], list[dict[str, Any]]]
@@ -85,6 +86,7 @@ class WindowCost:
     points: int
     series: dict[str, int]
     max_samples: int | None = None
+    uncounted: list[str] = field(default_factory=list)  # too heavy to count here
 
     def samples(self, metric: str) -> int:
         return self.series[metric] * self.points
@@ -110,6 +112,8 @@ class WindowCost:
                 if biggest
                 else "  nothing to export"
             )
+        if self.uncounted:
+            lines.append(f"  too heavy to count here: {', '.join(self.uncounted)}")
         return "\n".join(lines)
 
 
@@ -137,32 +141,44 @@ class Preflight:
         self.spec = spec
         self.metrics = list(spec.metrics)
         self.cluster_label = cluster_label
+        self.too_heavy = ""  # how the server refused the last check it found too heavy
 
     def _render(self, promql: str) -> str:
         return render(promql, self.cluster_label, self.cluster_name if self.cluster_label else None)
 
-    def _count(self, promql: str, at: int) -> int:
-        result = self.query(f"count({self._render(promql)})", at)
-        return int(float(result[0]["value"][1])) if result else 0
+    def _ask(self, promql: str, at: int) -> list[dict[str, Any]] | None:
+        """An instant query's series; ``None`` when the server refuses it as too heavy (the check is
+        a finding then, and the export splits what it can)."""
+        try:
+            return self.query(promql, at)
+        except HeavyQueryError as err:
+            self.too_heavy = f"refused by {err.refusal.backend}'s {err.refusal.limit}"
+            return None
+
+    def _count(self, promql: str, at: int) -> int | None:
+        result = self._ask(f"count({self._render(promql)})", at)
+        return None if result is None else int(float(result[0]["value"][1])) if result else 0
 
     def cost(self, at: int, max_samples: int | None) -> WindowCost:
         """Series of each query at ``at`` (a cheap ``count(...)`` each), times a window's points."""
-        return WindowCost(self.spec.points, {m.name: self._count(m.query, at) for m in self.metrics}, max_samples)
+        counted = {m.name: self._count(m.query, at) for m in self.metrics}
+        series = {name: n for name, n in counted.items() if n is not None}
+        return WindowCost(self.spec.points, series, max_samples, sorted(set(counted) - set(series)))
 
     def run(self, at: int, progress: Progress | None = None) -> PreflightReport:
         report = PreflightReport(self.cluster_name, at)
         cluster = self._check_cluster(at)
         report.findings.append(cluster)
-        answers: dict[str, list[dict[str, Any]]] = {}
+        answers: dict[str, list[dict[str, Any]] | None] = {}
         for number, metric in enumerate(self.metrics, 1):
             if progress:
                 progress(number, len(self.metrics), metric.name)
-            answers[metric.name] = self.query(self._render(metric.query), at)
+            answers[metric.name] = self._ask(self._render(metric.query), at)
         ksm = [m.name for m in self.metrics if _source(m) == KSM]
         # kube-state-metrics before 2.0 answers only under the old per-resource names.
-        old_ksm = any(not answers[name] for name in ksm) and self._count(KSM_V1_PROBE, at) > 0
+        old_ksm = any(answers[name] == [] for name in ksm) and (self._count(KSM_V1_PROBE, at) or 0) > 0
         sources = {source for m in self.metrics if (source := _source(m))}
-        quiet = [s for s in sources if all(not answers[m.name] for m in self.metrics if _source(m) == s)]
+        quiet = [s for s in sources if all(answers[m.name] == [] for m in self.metrics if _source(m) == s)]
         silent = {source: why for source in quiet if (why := self._absence(source, at))}
         for metric in self.metrics:
             report.findings.append(self._judge(metric, answers, at, cluster.level == FAIL, silent, old_ksm))
@@ -172,8 +188,10 @@ class Preflight:
         """Why ``source`` gave no series at ``at``: stale (with the age of its newest sample) or
         absent; ``None`` when it does answer (its metrics here are legitimately empty)."""
         probe = self._render(f"max(timestamp({SOURCE_PROBES[source]}))")
-        newest = self.query(f"max_over_time({probe}[{STALE_SEARCH}:5m])", at)
+        newest = self._ask(f"max_over_time({probe}[{STALE_SEARCH}:5m])", at)
         hint = SOURCE_HINTS[source]
+        if newest is None:
+            return None  # too heavy to tell
         if not newest:
             return f"no {source} series in the last {STALE_SEARCH}: {hint}"
         age = max(0, at - int(float(newest[0]["value"][1])))
@@ -186,24 +204,19 @@ class Preflight:
 
     def _check_cluster(self, at: int) -> Finding:
         """Is this cluster's data where CLUSTER_LABEL/CLUSTER_NAME say, and is it alone?"""
-        names: set[str] = set()
-        for probe in CLUSTER_PROBES:
-            names |= _label_names(self.query(f"topk(5, {probe})", at))
-        candidates = _cluster_like(names)
+        probes = [self._ask(f"topk(5, {probe})", at) for probe in CLUSTER_PROBES]
+        if any(found is None for found in probes):
+            return Finding(
+                "cluster",
+                WARN,
+                None,
+                f"too heavy to check here ({self.too_heavy}); the export itself "
+                "will say if the cluster's series are not there",
+            )
+        candidates = _cluster_like({name for found in probes for name in _label_names(found or [])})
         label, name = self.cluster_label, self.cluster_name
         if label is None:
-            for candidate in candidates:
-                values = self._values(candidate, at)
-                if len(values) > 1:
-                    return Finding(
-                        "cluster",
-                        WARN,
-                        None,
-                        f"this Prometheus holds several clusters ({candidate}: {', '.join(values)}) and "
-                        f"CLUSTER_LABEL is not set, so every cluster's data lands under {name!r}: "
-                        f"set CLUSTER_LABEL: {candidate} and CLUSTER_NAME to this cluster's value",
-                    )
-            return Finding("cluster", OK, None, "one cluster in this Prometheus (no CLUSTER_LABEL needed)")
+            return self._alone(candidates, at)
         values = self._values(label, at)
         if name in values:
             return Finding("cluster", OK, None, f"series with {label}={name!r} found")
@@ -231,11 +244,26 @@ class Preflight:
             "be one of them (it is matched as the label's value), or CLUSTER_LABEL names another label",
         )
 
+    def _alone(self, candidates: list[str], at: int) -> Finding:
+        """Without CLUSTER_LABEL: is this cluster the only one in its Prometheus?"""
+        for candidate in candidates:
+            values = self._values(candidate, at)
+            if len(values) > 1:
+                return Finding(
+                    "cluster",
+                    WARN,
+                    None,
+                    f"this Prometheus holds several clusters ({candidate}: {', '.join(values)}) and "
+                    f"CLUSTER_LABEL is not set, so every cluster's data lands under {self.cluster_name!r}: "
+                    f"set CLUSTER_LABEL: {candidate} and CLUSTER_NAME to this cluster's value",
+                )
+        return Finding("cluster", OK, None, "one cluster in this Prometheus (no CLUSTER_LABEL needed)")
+
     def _values(self, label: str, at: int) -> list[str]:
         """Values of ``label`` on the probe metrics (empty values left out)."""
         values: set[str] = set()
         for probe in CLUSTER_PROBES:
-            for series in self.query(f"count by ({label}) ({probe})", at):
+            for series in self._ask(f"count by ({label}) ({probe})", at) or []:
                 value = series.get("metric", {}).get(label, "")
                 if value:
                     values.add(value)
@@ -246,7 +274,7 @@ class Preflight:
     def _judge(
         self,
         metric: Metric,
-        answers: Mapping[str, list[dict[str, Any]]],
+        answers: Mapping[str, list[dict[str, Any]] | None],
         at: int,
         cluster_failed: bool,
         silent: Mapping[str, str],
@@ -256,6 +284,14 @@ class Preflight:
         that is empty while its source answers is reported and exported empty (no pod sets limits,
         no GPU): it never blocks the others."""
         name, series = metric.name, answers[metric.name]
+        if series is None:
+            return Finding(
+                name,
+                WARN,
+                None,
+                f"too heavy to check here ({self.too_heavy}): the export splits "
+                "a heavy window, or names the limit to raise",
+            )
         if series:
             return self._judge_data(metric, series, answers)
         source = _source(metric)
@@ -265,19 +301,8 @@ class Preflight:
             return Finding(name, FAIL, 0, "nothing for this cluster: see the 'cluster' line")
         if name in self.spec.expect_empty:
             return Finding(name, EMPTY, 0, EMPTY_IS_FINE.get(name, "no series at this time (EXPECT_EMPTY: fine)"))
-        if name == "memory_usage" and not self._count(RECORDING_RULE, at):
-            v2 = answers.get("memory_usage_v2")
-            fix = (
-                "memory_usage_v2, exported too, computes the same from cAdvisor: drop memory_usage from METRICS"
-                if v2
-                else "add memory_usage_v2 to METRICS: it computes the same from cAdvisor"
-            )
-            return Finding(
-                name,
-                WARN if v2 else FAIL,
-                0,
-                f"the recording rule {RECORDING_RULE} (kube-prometheus rules) is missing; {fix}",
-            )
+        if name == "memory_usage" and self._count(RECORDING_RULE, at) == 0:
+            return _no_recording_rule(bool(answers.get("memory_usage_v2")))
         if source == KSM and old_ksm:
             return Finding(
                 name, FAIL, 0, f"kube-state-metrics is older than 2.0 (it exports {KSM_V1_PROBE}): upgrade it"
@@ -295,7 +320,7 @@ class Preflight:
         return Finding(name, FAIL, 0, "the query returns nothing at this time")
 
     def _judge_data(
-        self, metric: Metric, series: list[dict[str, Any]], answers: Mapping[str, list[dict[str, Any]]]
+        self, metric: Metric, series: list[dict[str, Any]], answers: Mapping[str, list[dict[str, Any]] | None]
     ) -> Finding:
         name, count = metric.name, len(series)
         if name in LABELLED and not any(n.startswith("label_") for n in _label_names(series)):
@@ -317,6 +342,17 @@ class Preflight:
                 f"nodes; {v2}, which rebuilds node from 'instance', {have}",
             )
         return Finding(name, OK, count)
+
+
+def _no_recording_rule(v2_exported: bool) -> Finding:
+    """memory_usage without the kube-prometheus rule it reads."""
+    fix = (
+        "memory_usage_v2, exported too, computes the same from cAdvisor: drop memory_usage from METRICS"
+        if v2_exported
+        else "add memory_usage_v2 to METRICS: it computes the same from cAdvisor"
+    )
+    reason = f"the recording rule {RECORDING_RULE} (kube-prometheus rules) is missing; {fix}"
+    return Finding("memory_usage", WARN if v2_exported else FAIL, 0, reason)
 
 
 def _source(metric: Metric) -> str | None:

@@ -50,6 +50,15 @@ def describe_range(query: str, start: float, end: float, step: int) -> str:
     return f"query_range {_iso(start)}..{_iso(end)} step {step}s of {query!r}"
 
 
+class _StopWhenBounded(tenacity.stop.stop_base):
+    """Stop when the last failure allows no more attempts than were spent (a 500: a few)."""
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        error = retry_state.outcome.exception() if retry_state.outcome else None
+        attempts = getattr(error, "attempts", None)
+        return attempts is not None and retry_state.attempt_number >= attempts
+
+
 class RetryPolicy:
     """The one retry policy of a request and the reading of its whole answer: up to ``max_retries``
     more attempts after a retryable :class:`PrometheusError`, after the server's ``Retry-After`` if
@@ -76,7 +85,7 @@ class RetryPolicy:
         """Run ``attempt`` under the policy; a retryable error that outlasts it names the attempts."""
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception(lambda err: isinstance(err, PrometheusError) and err.retryable),
-            stop=tenacity.stop_after_attempt(self.max_retries + 1),
+            stop=tenacity.stop_any(tenacity.stop_after_attempt(self.max_retries + 1), _StopWhenBounded()),
             wait=self.wait,
             before_sleep=lambda state: self._log_retry(what, state),
             reraise=True,

@@ -4,7 +4,8 @@ builds its session), AWS SigV4 signing, and the redaction of any credential a se
 
 Connection fields: ``host`` (a host name, or a whole URL), ``port``, ``schema`` (``http`` or
 ``https``), ``login``/``password`` (basic auth). Extras: ``path_prefix``, ``bearer_token``,
-``x_scope_orgid``, ``headers`` (a mapping), ``verify`` (bool), ``ca_bundle`` (path),
+``x_scope_orgid`` (the tenant), ``tenant_header`` (default ``X-Scope-OrgID``; Thanos' querier reads
+``THANOS-TENANT``), ``headers`` (a mapping), ``verify`` (bool), ``ca_bundle`` (path),
 ``client_cert``/``client_key`` (paths), ``sigv4`` (bool), ``aws_conn_id``, ``region_name``,
 ``timeout`` (one read, seconds), ``answer_timeout`` (a whole answer, seconds, default 1800),
 ``max_retries``, ``retry_wait`` (seconds, first backoff). Credentials in the host's URL
@@ -26,6 +27,9 @@ from requests.adapters import HTTPAdapter
 
 ANSWER_TIMEOUT = 1800  # seconds a whole answer may take (the connection's ``answer_timeout``)
 MAX_RETRIES = 5  # retries of a failed attempt (the connection's ``max_retries``)
+# The header that carries the tenant (extra ``x_scope_orgid``): Mimir's and Cortex'; Thanos' querier
+# reads THANOS-TENANT (extra ``tenant_header``).
+TENANT_HEADER = "X-Scope-OrgID"
 # What a server may echo of any request's credentials, whichever connection sent them.
 _ECHOED = (
     (re.compile(r"(?i)\b(Basic|Bearer|Token)(\s+)[A-Za-z0-9._~+/=-]{6,}"), r"\1\2***"),
@@ -48,16 +52,23 @@ def truthy(value: Any) -> bool:
 class SigV4(requests.auth.AuthBase):
     """Signs each request with AWS SigV4 (Amazon Managed Prometheus, service ``aps``)."""
 
-    def __init__(self, credentials: Callable[[], Any], region: str, service: str = "aps") -> None:
+    def __init__(
+        self,
+        credentials: Callable[[], Any],
+        region: str,
+        service: str = "aps",
+        signed: tuple[str, ...] = ("content-type", TENANT_HEADER.lower()),
+    ) -> None:
         self._credentials = credentials
         self.region = region
         self.service = service
+        self.signed = signed  # the headers signed besides the host (lower case)
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         from botocore.auth import SigV4Auth
         from botocore.awsrequest import AWSRequest
 
-        headers = {k: v for k, v in request.headers.items() if k.lower() in ("content-type", "x-scope-orgid")}
+        headers = {k: v for k, v in request.headers.items() if k.lower() in self.signed}
         aws_request = AWSRequest(method=request.method, url=request.url, data=request.body, headers=headers)
         SigV4Auth(self._credentials(), self.service, self.region).add_auth(aws_request)
         for name in ("Authorization", "X-Amz-Date", "X-Amz-Security-Token"):
@@ -163,7 +174,11 @@ class Endpoint:
         for name, value in headers.items():
             session.headers[str(name)] = str(value)
         if extra.get("x_scope_orgid"):
-            session.headers["X-Scope-OrgID"] = str(extra["x_scope_orgid"])
+            session.headers[self.tenant_header] = str(extra["x_scope_orgid"])
+
+    @property
+    def tenant_header(self) -> str:
+        return str(self.extras.get("tenant_header") or TENANT_HEADER)
 
     def _configure_auth(self, session: requests.Session) -> None:
         conn, extra = self.connection, self.extras
@@ -196,7 +211,7 @@ class Endpoint:
             raise ValueError(
                 f"connection {self.conn_id!r}: SigV4 needs 'region_name' in the extras or the AWS connection"
             )
-        return SigV4(credentials, region)
+        return SigV4(credentials, region, signed=("content-type", self.tenant_header.lower()))
 
     @cached_property
     def _secret_forms(self) -> list[str]:

@@ -15,6 +15,9 @@ import re
 from dataclasses import dataclass
 
 RETRY_STATUS = frozenset({429, 502, 503, 504})
+# A 500 that is no refusal is retried too (a querier or proxy answers 500 for a transient fault), but
+# fewer times: it may as well be a defect of the server that no retry changes.
+BOUNDED_STATUS = {500: 3}  # status -> attempts in all
 # Amazon Managed Prometheus throttles with a 400 whose body names the exception.
 THROTTLE_RE = re.compile(r"Throttl(?:e|ing)Exception")
 
@@ -28,6 +31,10 @@ class Refusal:
     pattern: re.Pattern[str]
     splittable: bool  # whether shorter time ranges pass it
     fix: str  # what to change when even the smallest piece is refused
+    # How many times a refused piece is halved again (None: down to the shortest piece). A limit not
+    # accounted by time (VictoriaMetrics counts every sample of the blocks a query reads) refuses a
+    # quarter as heavily as its whole: beyond that, splitting only adds refused queries.
+    halvings: int | None = None
 
 
 def _r(text: str) -> re.Pattern[str]:
@@ -68,7 +75,7 @@ REFUSALS: tuple[Refusal, ...] = (
             True, "raise max_fetched_chunk_bytes_per_query"),
     Refusal("VictoriaMetrics", "-search.maxUniqueTimeseries", _r(r"search\.maxUniqueTimeseries"), False, SERIES_FIX),
     Refusal("VictoriaMetrics", "-search.maxSamplesPerQuery", _r(r"search\.maxSamplesPerQuery"), True,
-            "raise -search.maxSamplesPerQuery"),
+            "raise -search.maxSamplesPerQuery", halvings=2),
     Refusal("VictoriaMetrics", "-search.maxQueryDuration", _r(r"search\.maxQueryDuration"), True,
             "raise -search.maxQueryDuration"),
     Refusal("VictoriaMetrics", "-search.maxPointsPerTimeseries", _r(r"search\.maxPointsPerTimeseries"), True,
@@ -89,12 +96,19 @@ class PrometheusError(Exception):
     """A request to Prometheus failed; the message quotes the query, window and server's text."""
 
     def __init__(
-        self, message: str, *, status: int | None = None, retryable: bool = False, retry_after: float | None = None
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retryable: bool = False,
+        retry_after: float | None = None,
+        attempts: int | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.retryable = retryable
         self.retry_after = retry_after
+        self.attempts = attempts  # the most attempts a retry policy may spend on it (None: its own)
 
 
 class HeavyQueryError(PrometheusError):
@@ -114,7 +128,7 @@ class IncompleteBodyError(PrometheusError):
 
 def judge_refusal(status: int, text: str, retry_after: str = "") -> PrometheusError:
     """The error of a non-200 answer whose (redacted) message is ``text``: too heavy, overload
-    (retryable: 429, 502, 503, 504, Amazon's throttling) or final."""
+    (retryable: 429, 502, 503, 504, Amazon's throttling; a 500, a few times) or final."""
     refusal = recognise(status, text)
     if refusal is not None:
         return HeavyQueryError(f"{text}; the server's {refusal.backend} limit {refusal.limit}", refusal, status)
@@ -122,6 +136,7 @@ def judge_refusal(status: int, text: str, retry_after: str = "") -> PrometheusEr
     return PrometheusError(
         text,
         status=status,
-        retryable=status in RETRY_STATUS or throttled,
+        retryable=status in RETRY_STATUS or status in BOUNDED_STATUS or throttled,
         retry_after=float(retry_after) if retry_after.strip().isdigit() else None,
+        attempts=BOUNDED_STATUS.get(status),
     )

@@ -195,10 +195,18 @@ class Spool:
         try:
             retried = self.fetch_piece(start, end, lambda body: _write(body, path)).retries
         except HeavyQueryError as err:
-            if not err.refusal.splittable or not can_halve:
+            refusal = err.refusal
+            if not refusal.splittable or not can_halve:
                 raise HeavyQueryError(
-                    f"{err}; even a piece of {length}s is refused, so splitting in time cannot help: {err.refusal.fix}",
-                    err.refusal,
+                    f"{err}; even a piece of {length}s is refused, so splitting in time cannot help: {refusal.fix}",
+                    refusal,
+                    err.status,
+                ) from None
+            if refusal.halvings is not None and depth >= refusal.halvings:
+                raise HeavyQueryError(
+                    f"{err}; a piece of {length}s is refused as heavily as the whole window: {refusal.backend} does "
+                    f"not count {refusal.limit} by the time range, so splitting cannot help: {refusal.fix}",
+                    refusal,
                     err.status,
                 ) from None
             self.refused = min(self.refused or length, length)

@@ -62,6 +62,7 @@ def answer_with(*bodies: tuple[int, bytes, dict[str, str]]) -> Any:
         ((429, b"rate limited", {"Retry-After": "0"}), "429"),
         ((502, b"<html>bad gateway</html>", {}), "502 from a proxy"),
         ((504, b"<html>gateway timeout</html>", {}), "504 from a proxy"),
+        ((500, b'{"status":"error","errorType":"internal","error":"querier restarting"}', {}), "500, no refusal"),
         ((400, b'{"__type":"ThrottlingException","message":"Rate exceeded"}', {}), "AMP throttling"),
         ((200, b'{"status":"success","data":{"resultType":"matrix","result":[{"metric":{}', {}), "body cut short"),
         (
@@ -424,6 +425,21 @@ def test_after_the_faults_clear_gap_repair_leaves_the_range_complete(
     for start in starts:
         body = json.loads(gzip.decompress(read(s3, build_key(PREFIX, "prod-eu", "node_info", start))))
         assert body["status"] == "success" and body["data"]["result"] and "warnings" not in body
+
+
+def test_a_500_that_is_no_refusal_is_retried_but_not_for_long(s3: Any, history: HistorySpec) -> None:
+    """A querier or proxy answers 500 for a transient fault, or for a defect no retry changes: three
+    attempts in all, then the metric fails naming the server's text, as a retryable error (the task
+    itself is retried)."""
+    from finout_provider.compat import AirflowException, AirflowFailException
+
+    internal = (500, b'{"status":"error","errorType":"internal","error":"store gateway unavailable"}', {})
+    with FaultServer(answer_with(internal)) as server:
+        set_connection("p_500", conn_type="prometheus", host="127.0.0.1", port=server.port, extra={"retry_wait": 0.01})
+        with pytest.raises(AirflowException, match="store gateway unavailable") as failed:
+            make_operator("p_500", history.start, history.start + H, metrics=ONE).execute({})
+    assert len(server.requests) == 3 and "after 3 attempts" in str(failed.value)
+    assert not isinstance(failed.value, AirflowFailException) and all_keys(s3) == []
 
 
 def test_errors_a_retry_cannot_fix_fail_at_once_and_transient_ones_retry(
