@@ -105,8 +105,13 @@ class Recording:
         self.upstream, self.refused = upstream, {}
 
     def __call__(self, seen: Seen, handler: Any) -> None:
-        answer = requests.request(seen.method, f"{self.upstream}{seen.path}", data=seen.body or None, timeout=60,
-                                  headers={"Content-Type": seen.headers.get("Content-Type", "")})  # fmt: skip
+        answer = requests.request(
+            seen.method,
+            f"{self.upstream}{seen.path}",
+            data=seen.body or None,
+            timeout=60,
+            headers={"Content-Type": seen.headers.get("Content-Type", "")},
+        )
         if seen.path.endswith("/query_range") and answer.status_code != 200:
             query = parse_qs(seen.body.decode())["query"][0]
             self.refused[query] = self.refused.get(query, 0) + 1
@@ -138,8 +143,9 @@ def test_a_limit_victoria_metrics_does_not_count_by_time_fails_after_three_refus
     node_info = render(next(m for m in select(["node_info"])).query, "cluster", "prod-eu")
     key = build_key(PREFIX, "prod-eu", "node_info", start)
     assert gzip.decompress(read(s3, key)) == answer_of(victoria, node_info, start, start + H - 60)
-    assert build_key(PREFIX, "prod-eu", "pod_info", start) not in [o["Key"] for o in s3.list_objects_v2(
-        Bucket=BUCKET)["Contents"]]  # fmt: skip
+    assert build_key(PREFIX, "prod-eu", "pod_info", start) not in [
+        o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET)["Contents"]
+    ]
 
 
 def test_victoria_metrics_points_limit_is_split_and_joined_as_one_answer(
@@ -147,8 +153,9 @@ def test_victoria_metrics_points_limit_is_split_and_joined_as_one_answer(
 ) -> None:
     """-search.maxPointsPerTimeseries counts points, which a shorter range has fewer of: an hour at
     60 s (60 points) against 40 is exported in two pieces, joined into the unlimited answer."""
-    server = VictoriaMetricsServer(build_tsdb(history, tmp_path / "points"), extra_args=[
-        "-search.maxPointsPerTimeseries=40"]).start()  # fmt: skip
+    server = VictoriaMetricsServer(
+        build_tsdb(history, tmp_path / "points"), extra_args=["-search.maxPointsPerTimeseries=40"]
+    ).start()
     try:
         set_connection("p_vm_points", conn_type="prometheus", host="127.0.0.1", port=server.port)
         start = history.start + 4 * H
@@ -161,3 +168,34 @@ def test_victoria_metrics_points_limit_is_split_and_joined_as_one_answer(
         body = gzip.decompress(read(s3, build_key(PREFIX, "prod-eu", metric.name, start)))
         own = answer_of(victoria, render(metric.query, "cluster", "prod-eu"), start, start + H - 60)
         assert series_of(body) == series_of(own), metric.name  # same series, values, labels
+
+
+@pytest.mark.parametrize("kind", ["prometheus", "victoria-metrics"])
+def test_data_a_backend_lost_is_flagged_from_its_own_answers(
+    kind: str, s3: Any, history: HistorySpec, tmp_path: Path
+) -> None:
+    """Two hours of kube-state-metrics missing from the history: both backends' answers are exported
+    whole, and the windows are flagged incomplete from the measures taken while they streamed
+    (VictoriaMetrics, like Prometheus, carries the last sample for its staleness interval, then
+    nothing)."""
+    import dataclasses
+
+    outage = history.start + 5 * H
+    lossy = dataclasses.replace(history, outages=(("prod-eu", "kube_", outage, outage + 2 * H),))
+    blocks = build_tsdb(lossy, tmp_path / "lossy")
+    server: Server = PrometheusServer(blocks) if kind == "prometheus" else VictoriaMetricsServer(blocks)
+    server.start()
+    try:
+        set_connection("p_lossy_backend", conn_type="prometheus", host="127.0.0.1", port=server.port)
+        starts = [outage - k * H for k in (3, 2, 1)] + [outage, outage + H]
+        for start in starts:
+            make_operator("p_lossy_backend", start, start + H, metrics=select(METRICS)).execute({})
+    finally:
+        server.stop()
+    spec = ExportSpec(tuple(select(METRICS)))
+    status = cluster_status(
+        FinoutS3Hook().store, S3Target("prod-eu", BUCKET, PREFIX), spec, outage + 2 * H + 600, 5, 120, 3 * H
+    )
+    flagged = {start: sorted(reasons) for start, reasons in status.incomplete.items()}
+    kube = sorted(m for m in METRICS if m != "cpu_usage_v2")  # the kube-state-metrics ones
+    assert flagged == {outage: kube, outage + H: kube}, status.as_dict()
