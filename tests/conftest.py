@@ -132,9 +132,11 @@ def bucket(s3_server: Any) -> str:
     return name
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def variables(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    """Airflow Variables as a dict the test can read (split hints, incomplete-window flags)."""
+    """Airflow Variables as a dict the test can read (split hints, incomplete-window flags), new for
+    every test: where the session's metadata database is migrated (the DAG tests), Airflow 2 would
+    otherwise keep one test's split hints for the next."""
     from finout_provider import compat
 
     store: dict[str, str] = {}
