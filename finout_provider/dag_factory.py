@@ -305,7 +305,7 @@ def build_dag(config: ClusterConfig) -> DAG:
         initial_backfill_date=config.initial_backfill_date,
         settle_seconds=SETTLE_SECONDS,
         repair=not pod_mode,  # the official image keeps its own state
-        prometheus_conn_id=None if pod_mode else config.effective_conn_id,
+        prometheus_conn_id="" if pod_mode else config.effective_conn_id,
         cluster_label=config.cluster_label,
         ranges=not pod_mode,
     )

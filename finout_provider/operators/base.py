@@ -12,6 +12,7 @@ from finout_provider.failures import failing_fast
 
 if TYPE_CHECKING:
     from finout_provider.hooks.s3 import FinoutS3Hook
+    from finout_provider.prometheus.client import PrometheusClient
     from finout_provider.s3.folder import ClusterFolder
     from finout_provider.target import S3Target
 
@@ -66,6 +67,39 @@ class FinoutBaseOperator(BaseOperator):
     def cluster_folder(self) -> ClusterFolder:
         """The cluster's folder in S3, read through :attr:`s3_hook`."""
         return self.target.folder(self.s3_hook.store)
+
+
+def prometheus_fields(*fields: str) -> tuple[str, ...]:
+    """``template_fields`` of a task that also reads the cluster's Prometheus."""
+    return target_fields("prometheus_conn_id", "cluster_label", *fields)
+
+
+class FinoutPrometheusOperator(FinoutBaseOperator):
+    """
+    Base of a cluster's tasks that read its Prometheus (the arguments of :class:`FinoutBaseOperator`,
+    and these, shared as ``AwsBaseOperator`` shares the AWS connection's).
+
+    :param prometheus_conn_id: connection of type ``prometheus``. (templated)
+    :param cluster_label: CLUSTER_LABEL, the label naming the cluster in a shared Prometheus;
+        queries are then narrowed to ``<label>="<cluster>"``. (templated)
+    """
+
+    template_fields: Sequence[str] = prometheus_fields()
+    pool_size = 10  # HTTP connections kept to the server: one per query in flight
+
+    def __init__(
+        self, *, prometheus_conn_id: str = "prometheus_default", cluster_label: str | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.prometheus_conn_id = prometheus_conn_id
+        self.cluster_label = cluster_label
+
+    @cached_property
+    def prometheus(self) -> PrometheusClient:
+        """The connection's Prometheus client."""
+        from finout_provider.hooks.prometheus import PrometheusHook
+
+        return PrometheusHook(self.prometheus_conn_id, pool_size=self.pool_size).get_conn()
 
 
 class FinoutBaseSensor(FinoutBaseOperator, BaseSensorOperator):

@@ -5,18 +5,16 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from datetime import date, timedelta
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from finout_provider.catalogue import ExportSpec
 from finout_provider.compat import conf
-from finout_provider.operators.base import FinoutBaseOperator, run_type, target_fields
+from finout_provider.operators.base import FinoutPrometheusOperator, prometheus_fields, run_type
 from finout_provider.plan.planner import Planner
 from finout_provider.plan.windows import SETTLE_SECONDS, WindowError, to_epoch
 
 if TYPE_CHECKING:
     from finout_provider.compat import Context
-    from finout_provider.prometheus.client import PrometheusClient
 
 
 AUTOMATIC_RUN_TYPES = ("scheduled",)
@@ -42,7 +40,7 @@ def requested_range(params: dict[str, Any], allowed: bool = True) -> tuple[int, 
     return begin, until
 
 
-class PlanWindowsOperator(FinoutBaseOperator):
+class PlanWindowsOperator(FinoutPrometheusOperator):
     """
     Decide which windows a run exports; returns ``[{"window_start", "window_end"}, ...]`` (with
     ``data_begins`` when the run asked Prometheus where the cluster's data begins).
@@ -63,15 +61,14 @@ class PlanWindowsOperator(FinoutBaseOperator):
     :param repair: look for first-run history and gaps at all (scheduled runs only).
     :param prometheus_conn_id: when given, ranges older than Prometheus' retention are refused
         (manual runs) or cut (history, gaps) instead of exporting empty files, and history before
-        the cluster's data begins is not exported. (templated)
-    :param cluster_label: CLUSTER_LABEL, to find where this cluster's data begins.
+        the cluster's data begins (where CLUSTER_LABEL says) is not exported. (templated)
     :param ranges: whether a manual run may give params ``start``/``end`` (MODE kubernetes_pod
         exports the official image's own window, so it refuses them).
     :param deferrable: wait for the newest window to settle in the triggerer, not a worker slot
         (default Airflow's ``[operators] default_deferrable``, as the Amazon provider does).
     """
 
-    template_fields: Sequence[str] = target_fields("prometheus_conn_id")
+    template_fields: Sequence[str] = prometheus_fields()
 
     def __init__(
         self,
@@ -82,21 +79,18 @@ class PlanWindowsOperator(FinoutBaseOperator):
         lookback_days: int = 0,
         settle_seconds: int = SETTLE_SECONDS,
         repair: bool = True,
-        prometheus_conn_id: str | None = None,
-        cluster_label: str | None = None,
+        prometheus_conn_id: str = "",
         ranges: bool = True,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(prometheus_conn_id=prometheus_conn_id, **kwargs)
         self.spec = spec
         self.backfill_days = backfill_days
         self.initial_backfill_date = initial_backfill_date
         self.lookback_days = lookback_days
         self.settle_seconds = settle_seconds
         self.repair = repair
-        self.prometheus_conn_id = prometheus_conn_id
-        self.cluster_label = cluster_label
         self.ranges = ranges
         self.deferrable = deferrable
 
@@ -169,14 +163,7 @@ class PlanWindowsOperator(FinoutBaseOperator):
             initial_backfill_date=self.initial_backfill_date,
             lookback_days=self.lookback_days,
             settle_seconds=self.settle_seconds,
-            prometheus=self.prometheus,
+            prometheus=self.prometheus if self.prometheus_conn_id else None,
             log=self.log,
             cluster_label=self.cluster_label,
         )
-
-    @cached_property
-    def prometheus(self) -> PrometheusClient | None:
-        """The connection's Prometheus client, when a connection is given."""
-        from finout_provider.hooks.prometheus import PrometheusHook
-
-        return PrometheusHook(self.prometheus_conn_id).get_conn() if self.prometheus_conn_id else None

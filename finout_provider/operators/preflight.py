@@ -5,21 +5,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from finout_provider.catalogue import ExportSpec
 from finout_provider.checks.preflight import Preflight, default_instant, judged_instant
 from finout_provider.compat import AirflowFailException
-from finout_provider.operators.base import FinoutBaseOperator, target_fields
+from finout_provider.operators.base import FinoutPrometheusOperator, prometheus_fields
 from finout_provider.plan.windows import SETTLE_SECONDS, to_epoch
 
 if TYPE_CHECKING:
     from finout_provider.compat import Context
-    from finout_provider.prometheus.client import PrometheusClient
 
 
-class PrometheusPreflightOperator(FinoutBaseOperator):
+class PrometheusPreflightOperator(FinoutPrometheusOperator):
     """
     Run every metric query of a cluster once as an instant query and explain what is missing.
 
@@ -30,8 +28,6 @@ class PrometheusPreflightOperator(FinoutBaseOperator):
 
     :param target: the cluster's S3 target. (templated)
     :param spec: what the cluster exports: its metrics (with what each needs) and EXPECT_EMPTY.
-    :param prometheus_conn_id: connection of type ``prometheus``. (templated)
-    :param cluster_label: CLUSTER_LABEL, if one Prometheus holds several clusters. (templated)
     :param windows: the windows the run exports (the plan task's output): the check looks at the
         last step of the newest, what the run exports, not at now. (templated)
     :param at: the instant to check (ISO-8601 or Unix seconds), instead of ``windows``. (templated)
@@ -39,15 +35,13 @@ class PrometheusPreflightOperator(FinoutBaseOperator):
     :param first_run_only: check only while the cluster has nothing in S3 yet (PREFLIGHT unset).
     """
 
-    template_fields: Sequence[str] = target_fields("prometheus_conn_id", "cluster_label", "windows", "at")
+    template_fields: Sequence[str] = prometheus_fields("windows", "at")
     ui_color = "#f4e3c1"
 
     def __init__(
         self,
         *,
         spec: ExportSpec,
-        prometheus_conn_id: str,
-        cluster_label: str | None = None,
         windows: Any = None,
         at: str | int | None = None,
         settle_seconds: int = SETTLE_SECONDS,
@@ -56,19 +50,10 @@ class PrometheusPreflightOperator(FinoutBaseOperator):
     ) -> None:
         super().__init__(**kwargs)
         self.spec = spec
-        self.prometheus_conn_id = prometheus_conn_id
-        self.cluster_label = cluster_label
         self.windows = windows
         self.at = at
         self.settle_seconds = settle_seconds
         self.first_run_only = first_run_only
-
-    @cached_property
-    def prometheus(self) -> PrometheusClient:
-        """The connection's Prometheus client."""
-        from finout_provider.hooks.prometheus import PrometheusHook
-
-        return PrometheusHook(self.prometheus_conn_id).get_conn()
 
     def instant(self) -> int | None:
         """The instant to judge: ``at``, else the newest window's last step; ``None`` when the run

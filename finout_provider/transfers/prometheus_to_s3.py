@@ -15,7 +15,7 @@ from finout_provider.checks.completeness import DATA_BEGINS, Measured
 from finout_provider.compat import AirflowException, AirflowFailException, Stats
 from finout_provider.failures import RETRY_CANNOT_FIX, all_permanent
 from finout_provider.links import S3ExportLink
-from finout_provider.operators.base import FinoutBaseOperator, target_fields
+from finout_provider.operators.base import FinoutPrometheusOperator, prometheus_fields
 from finout_provider.plan.windows import Window, check_frame, to_epoch
 from finout_provider.prometheus.client import BACKOFF_CAP
 from finout_provider.prometheus.connection import ANSWER_TIMEOUT, MAX_RETRIES
@@ -28,7 +28,6 @@ from finout_provider.state import SplitHints
 if TYPE_CHECKING:
     from finout_provider.compat import Context
     from finout_provider.prometheus.answer import Answer
-    from finout_provider.prometheus.client import PrometheusClient
     from finout_provider.s3.store import S3Store, Upload
     from finout_provider.target import S3Target
 
@@ -50,7 +49,7 @@ class Exported:
     answer: Answer
 
 
-class PrometheusToS3Operator(FinoutBaseOperator):
+class PrometheusToS3Operator(FinoutPrometheusOperator):
     """
     Export one time window of a cluster's Prometheus metrics to S3 in Finout's layout.
 
@@ -68,11 +67,8 @@ class PrometheusToS3Operator(FinoutBaseOperator):
         files with nothing in them.
     :param window_start: window start: Unix seconds, ISO-8601 or datetime. (templated)
     :param window_end: window end, exclusive. (templated)
-    :param prometheus_conn_id: connection of type ``prometheus``. (templated)
     :param queries_batch_size: queries in flight at once (QUERIES_BATCH_SIZE).
     :param query_delay_seconds: pause between batches (QUERY_DELAY_SECONDS).
-    :param cluster_label: label naming the cluster in a shared Prometheus (CLUSTER_LABEL);
-        queries are then narrowed to ``cluster_label="<cluster>"``. (templated)
     :param compresslevel: gzip level, 1-9.
     :param allow_warnings: write answers that carry ``warnings`` (partial answers) too.
     :param split: when the server refuses a query as too heavy, run it as shorter pieces and join
@@ -84,7 +80,7 @@ class PrometheusToS3Operator(FinoutBaseOperator):
     Without an ``execution_timeout``, the task gets :func:`window_deadline`'s.
     """
 
-    template_fields: Sequence[str] = target_fields("window_start", "window_end", "prometheus_conn_id", "cluster_label")
+    template_fields: Sequence[str] = prometheus_fields("window_start", "window_end")
     ui_color = "#e6522c"
     operator_extra_links = (S3ExportLink(),)
 
@@ -94,10 +90,8 @@ class PrometheusToS3Operator(FinoutBaseOperator):
         spec: ExportSpec,
         window_start: Any,
         window_end: Any,
-        prometheus_conn_id: str = "prometheus_default",
         queries_batch_size: int = 5,
         query_delay_seconds: float = 5.0,
-        cluster_label: str | None = None,
         compresslevel: int = 6,
         allow_warnings: bool = False,
         split: bool = True,
@@ -111,10 +105,8 @@ class PrometheusToS3Operator(FinoutBaseOperator):
         self.spec = spec
         self.window_start = window_start
         self.window_end = window_end
-        self.prometheus_conn_id = prometheus_conn_id
         self.queries_batch_size = queries_batch_size
         self.query_delay_seconds = query_delay_seconds
-        self.cluster_label = cluster_label
         self.compresslevel = compresslevel
         self.allow_warnings = allow_warnings
         self.split = split
@@ -122,12 +114,9 @@ class PrometheusToS3Operator(FinoutBaseOperator):
         self.data_begins = data_begins
         self._uploads: list[Upload] = []
 
-    @cached_property
-    def prometheus(self) -> PrometheusClient:
-        """The connection's Prometheus client, one HTTP connection per query in flight."""
-        from finout_provider.hooks.prometheus import PrometheusHook
-
-        return PrometheusHook(self.prometheus_conn_id, pool_size=self.queries_batch_size).get_conn()
+    @property
+    def pool_size(self) -> int:  # type: ignore[override]
+        return self.queries_batch_size
 
     @cached_property
     def split_hints(self) -> SplitHints:

@@ -10,7 +10,7 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,7 +22,7 @@ import yaml
 
 from devtools.history import PrometheusServer
 from devtools.stack import airflow_major, airflow_version
-from tests.conftest import BUCKET, PREFIX, ROOT, set_connection
+from tests.conftest import BUCKET, PREFIX, ROOT
 
 DAG_FOLDER = ROOT / "dags"
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -34,20 +34,6 @@ def airflow_db() -> None:
     """The session's metadata database (SQLite in the test home), migrated once."""
     airflow = Path(sys.executable).parent / "airflow"
     subprocess.run([str(airflow), "db", "migrate"], check=True, capture_output=True, env=os.environ, timeout=300)
-
-
-@pytest.fixture
-def moto_s3() -> Iterator[Any]:
-    """moto's S3 in this process, with the export bucket and ``aws_default`` pointing at it."""
-    from moto import mock_aws
-
-    with mock_aws():
-        import boto3
-
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket=BUCKET)
-        set_connection("aws_default", conn_type="aws", extra={"region_name": "us-east-1"})
-        yield client
 
 
 @dataclass

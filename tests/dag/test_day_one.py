@@ -39,7 +39,7 @@ def status_json() -> tuple[int, dict[str, Any]]:
 
 
 def test_a_new_clusters_first_day_reads_green_and_a_failed_first_window_still_shows(
-    cluster_dag: Callable[..., ClusterDag], newborn: tuple[PrometheusServer, int], moto_s3: Any
+    cluster_dag: Callable[..., ClusterDag], newborn: tuple[PrometheusServer, int], s3: Any
 ) -> None:
     """The first scheduled run (the DAG's plan and export tasks, BACKFILL_DAYS 1) exports from where
     the data begins; with STEP_SECONDS 300 the windows judge complete by their own step."""
@@ -62,7 +62,7 @@ def test_a_new_clusters_first_day_reads_green_and_a_failed_first_window_still_sh
 
     first = end - 6 * H  # the first window with data failed: it must show, whatever came after it
     for metric in METRICS:
-        moto_s3.delete_object(Bucket=BUCKET, Key=build_key(PREFIX, "newborn", metric, first))
+        s3.delete_object(Bucket=BUCKET, Key=build_key(PREFIX, "newborn", metric, first))
     code, status = status_json()
     assert code == 1 and status["missing"] == [iso(first)] and status["state"] == "gaps", status
     from finout_provider.dag_factory import load

@@ -38,7 +38,7 @@ def body(s3: Any, cluster: str, metric: str, start: int) -> dict[str, Any]:
 
 
 def test_a_cluster_whose_pods_set_no_limits_exports_every_metric_on_its_first_run(
-    cluster_dag: Callable[..., ClusterDag], no_limits: PrometheusServer, moto_s3: Any, capfd: pytest.CaptureFixture[str]
+    cluster_dag: Callable[..., ClusterDag], no_limits: PrometheusServer, s3: Any, capfd: pytest.CaptureFixture[str]
 ) -> None:
     """Preflight judges each metric by the source the catalogue says it needs: limits empty while
     kube-state-metrics answers are exported empty, never blocking the others. An EXTRA_QUERIES
@@ -52,10 +52,10 @@ def test_a_cluster_whose_pods_set_no_limits_exports_every_metric_on_its_first_ru
     for metric in ("cpu_limits", "memory_limits"):
         line = next(line for line in outcome.output.splitlines() if line.startswith(f"{metric} "))
         assert " empty " in line and "no pod sets limits" in line, line
-        assert body(moto_s3, "nolimits", metric, end - H)["data"]["result"] == []
+        assert body(s3, "nolimits", metric, end - H)["data"]["result"] == []
     spot_line = next(line for line in outcome.output.splitlines() if line.startswith("spot_nodes "))
     assert " empty " in spot_line and "EXPECT_EMPTY" in spot_line, spot_line
     for metric in ("cpu_requests", "memory_requests", "pod_info", "node_info", "memory_usage_v2"):
-        assert body(moto_s3, "nolimits", metric, end - H)["data"]["result"], metric
-    keys = {o["Key"] for o in moto_s3.list_objects_v2(Bucket=BUCKET)["Contents"]}
+        assert body(s3, "nolimits", metric, end - H)["data"]["result"], metric
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET)["Contents"]}
     assert keys == {build_key(PREFIX, "nolimits", m, end - H) for m in (*CATALOGUE_NAMES, "spot_nodes")}

@@ -36,7 +36,7 @@ def keys(s3: Any) -> set[str]:
 
 
 def test_a_manual_range_of_a_prometheus_without_current_data_exports_the_range(
-    cluster_dag: Callable[..., ClusterDag], restored: tuple[PrometheusServer, int], moto_s3: Any,
+    cluster_dag: Callable[..., ClusterDag], restored: tuple[PrometheusServer, int], s3: Any,
     capfd: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
     """Preflight (on: the cluster's first run) judges the range's end, where the data is, not now."""
@@ -47,11 +47,11 @@ def test_a_manual_range_of_a_prometheus_without_current_data_exports_the_range(
     assert outcome.state == "success", outcome.output[-6000:]
     assert outcome.states()["preflight"] == {"success"}
     assert f"Preflight of cluster 'restored' at {iso(end - 60)}" in outcome.output
-    assert keys(moto_s3) == {build_key(PREFIX, "restored", m, s) for m in METRICS for s in range(end - 3 * H, end, H)}
+    assert keys(s3) == {build_key(PREFIX, "restored", m, s) for m in METRICS for s in range(end - 3 * H, end, H)}
 
 
 def test_incomplete_fail_fails_scheduled_runs_and_warns_on_manual_ones(
-    cluster_dag: Callable[..., ClusterDag], history: HistorySpec, moto_s3: Any, capfd: pytest.CaptureFixture[str],
+    cluster_dag: Callable[..., ClusterDag], history: HistorySpec, s3: Any, capfd: pytest.CaptureFixture[str],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:  # fmt: skip
     """INCOMPLETE: fail is a scheduled run's verdict, as documented; a manual range over windows a

@@ -47,7 +47,7 @@ def prefixed(tsdb: Any) -> Iterator[PrometheusServer]:
 )
 def test_every_request_of_the_dag_and_the_cli_goes_under_the_path_with_the_tenant(
     tenant: dict[str, str] | None, header: str, cluster_dag: Callable[..., ClusterDag], prefixed: PrometheusServer,
-    moto_s3: Any, history: Any, capfd: pytest.CaptureFixture[str],
+    s3: Any, history: Any, capfd: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
     proxy = Proxy(f"http://127.0.0.1:{prefixed.port}")
     with FaultServer(proxy) as server:

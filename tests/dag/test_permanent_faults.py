@@ -135,7 +135,7 @@ def execute(task_id: str, task: Any, start: int) -> Any:
 @pytest.mark.parametrize("task_id", TASKS)
 @pytest.mark.parametrize("fault_name", sorted(FAULTS))
 def test_each_task_under_each_permanent_fault(
-    fault_name: str, task_id: str, cluster_dag: Callable[..., ClusterDag], moto_s3: Any, prometheus: PrometheusServer,
+    fault_name: str, task_id: str, cluster_dag: Callable[..., ClusterDag], s3: Any, prometheus: PrometheusServer,
     unauthorized: FaultServer, history: HistorySpec,
 ) -> None:  # fmt: skip
     from finout_provider.compat import AirflowFailException
@@ -147,7 +147,7 @@ def test_each_task_under_each_permanent_fault(
     dag = cluster_dag(entry_for(fault, cluster, prometheus, unauthorized), **fault.defaults).dag
     task = task_of(dag, task_id, start)
     if task_id.startswith(("validate_export", "check_freshness")) and "S3_BUCKET" not in fault.defaults:
-        populate(moto_s3, cluster, task.spec.names, start)
+        populate(s3, cluster, task.spec.names, start)
     began = time.monotonic()
     if task_id not in fault.reaches:
         under(fault, lambda: execute(task_id, task, start))  # the fault does not touch it: it completes
@@ -163,7 +163,7 @@ def test_each_task_under_each_permanent_fault(
 @pytest.mark.timeout(300)  # a fault taken for transient keeps the run waiting for its retries (300 s)
 @pytest.mark.parametrize("fault_name", ["missing bucket", "refused role", "prometheus 401"])
 def test_a_first_run_meeting_a_permanent_fault_fails_in_one_try_within_a_minute(
-    fault_name: str, cluster_dag: Callable[..., ClusterDag], moto_s3: Any, prometheus: PrometheusServer,
+    fault_name: str, cluster_dag: Callable[..., ClusterDag], s3: Any, prometheus: PrometheusServer,
     unauthorized: FaultServer, history: HistorySpec, capfd: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
     """Through ``dag.test()`` with the retries the DAG passes (3, backoff from 5 minutes): the run
@@ -186,7 +186,7 @@ def test_a_first_run_meeting_a_permanent_fault_fails_in_one_try_within_a_minute(
 @pytest.mark.parametrize("fault_name", ["missing bucket", "refused role", "prometheus 401", "unknown connection",
                                         "bad setting"])  # fmt: skip
 def test_the_cli_says_the_same_faults_in_one_line(
-    fault_name: str, cluster_dag: Callable[..., ClusterDag], moto_s3: Any, prometheus: PrometheusServer,
+    fault_name: str, cluster_dag: Callable[..., ClusterDag], s3: Any, prometheus: PrometheusServer,
     unauthorized: FaultServer,
 ) -> None:  # fmt: skip
     """``finout-provider plan`` reads S3 and Prometheus as the plan task does: the same faults are

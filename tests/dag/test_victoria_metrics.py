@@ -23,7 +23,7 @@ NODE_LEVEL, POD_LEVEL = ["node_info", "node_cpu_capacity"], ["pod_info", "cpu_re
 
 def test_a_first_run_with_a_sample_limit_not_counted_by_time(
     cluster_dag: Callable[..., ClusterDag], limited_victoria: VictoriaMetricsServer, victoria: VictoriaMetricsServer,
-    moto_s3: Any, history: HistorySpec, capfd: pytest.CaptureFixture[str],
+    s3: Any, history: HistorySpec, capfd: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
     """-search.maxSamplesPerQuery low enough to refuse the pod-level metrics at any range: preflight
     (on: the first run) finds those queries too heavy to check and does not fail the run; the export
@@ -44,8 +44,8 @@ def test_a_first_run_with_a_sample_limit_not_counted_by_time(
     assert {q: n for q, n in recording.refused.items() if q in queries.values()} == {
         queries[name]: 3 for name in POD_LEVEL
     }
-    keys = {o["Key"] for o in moto_s3.list_objects_v2(Bucket=BUCKET)["Contents"]}
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET)["Contents"]}
     assert keys == {build_key(PREFIX, "prod-eu", name, start) for name in NODE_LEVEL}
     for name in NODE_LEVEL:
-        body = moto_s3.get_object(Bucket=BUCKET, Key=build_key(PREFIX, "prod-eu", name, start))["Body"].read()
+        body = s3.get_object(Bucket=BUCKET, Key=build_key(PREFIX, "prod-eu", name, start))["Body"].read()
         assert gzip.decompress(body) == answer_of(victoria, queries[name], start, start + H - 60)
