@@ -68,8 +68,18 @@ def worker(
 ) -> dict[str, Any]:
     """One export in a fresh process. ``source``: the checkout whose ``finout_provider`` exports
     (another commit's, for a before/after); the worker itself is always this checkout's."""
-    args = [sys.executable, str(ROOT / "benchmarks" / "worker.py"), mode, prom, s3, BUCKET, str(start), str(end),
-            str(step), json.dumps(queries)]  # fmt: skip
+    args = [
+        sys.executable,
+        str(ROOT / "benchmarks" / "worker.py"),
+        mode,
+        prom,
+        s3,
+        BUCKET,
+        str(start),
+        str(end),
+        str(step),
+        json.dumps(queries),
+    ]
     out = subprocess.run(
         args, capture_output=True, text=True, check=True, cwd=source, env={**os.environ, "PYTHONPATH": str(source)}
     )
@@ -121,8 +131,12 @@ def export_comparison(prom: str, s3: str) -> dict[str, Any]:
 
 
 def measured(runs: list[dict[str, Any]], limit: float, limit_cpu: float) -> dict[str, float]:
-    return {"ours": median(runs, "seconds"), "ours_cpu": median(runs, "cpu_seconds"), "limit": limit,
-            "limit_cpu": limit_cpu}  # fmt: skip
+    return {
+        "ours": median(runs, "seconds"),
+        "ours_cpu": median(runs, "cpu_seconds"),
+        "limit": limit,
+        "limit_cpu": limit_cpu,
+    }
 
 
 def validation_comparison(prom: str, s3: str, before: Path) -> dict[str, Any]:
@@ -139,6 +153,16 @@ def validation_comparison(prom: str, s3: str, before: Path) -> dict[str, Any]:
         "same 2 cores.",
         **{name: measured(runs[name], limit, limit_cpu) for name in ("before", "after")},
     }
+
+
+def transfer_comparison(prom: str, s3: str, before: Path) -> dict[str, Any]:
+    """The export of ``before`` (a checkout of the commit before the transfer read each answer whole
+    into a spool, then wrote it in one upload: e1567bc), this checkout's, and the limit, in the same
+    rounds: time, CPU and peak RSS growth of the exporting process."""
+    variants = {"before": ("ours", before), "after": ("ours", ROOT), "limit": ("limit", ROOT)}
+    runs = rounds(variants, prom, s3, catalogue_queries())
+    fields = ("seconds", "cpu_seconds", "growth_mb")
+    return {"before_commit": commit_of(before), **{n: {f: median(r, f) for f in fields} for n, r in runs.items()}}
 
 
 def memory_series(prom: str, s3: str) -> list[dict[str, Any]]:
@@ -202,13 +226,17 @@ def split_comparison(data: Path, prom: str, s3: str) -> dict[str, Any]:
                 order = [("unsplit", prom), ("split", low.url)]
                 for mode, url in order[i % 2 :] + order[: i % 2]:
                     runs[mode].append(worker("ours", url, s3, start, end, 60, chosen))
-            result[name] = {mode: {"seconds": median(r, "seconds"), "growth_mb": median(r, "growth_mb")}
-                            for mode, r in runs.items()}  # fmt: skip
+            result[name] = {
+                mode: {"seconds": median(r, "seconds"), "growth_mb": median(r, "growth_mb")} for mode, r in runs.items()
+            }
             result[name]["ratio"] = result[name]["split"]["seconds"] / result[name]["unsplit"]["seconds"]
             result[name]["pieces"] = runs["split"][0]["split"].get("cpu_requests", {}).get("pieces", 1)
             log(f"split {name}: {result[name]['ratio']:.2f}x the unsplit export, {result[name]['pieces']} pieces")
-        answer = requests.post(f"{prom}/api/v1/query", timeout=600, data={
-            "query": 'count(last_over_time({pod=~"app-.*"}[4h]))', "time": START + HOURS * H}).json()  # fmt: skip
+        answer = requests.post(
+            f"{prom}/api/v1/query",
+            timeout=600,
+            data={"query": 'count(last_over_time({pod=~"app-.*"}[4h]))', "time": START + HOURS * H},
+        ).json()
         series = int(answer["data"]["result"][0]["value"][1])
         step = 15
         limit = series * HOURS * H // step // 3  # a third of the answer's samples: refused whole and halved
@@ -460,6 +488,34 @@ def validation_lines(v: dict[str, Any] | None) -> list[str]:
     ]
 
 
+def transfer_lines(t: dict[str, Any] | None) -> list[str]:
+    """The export before and after the transfer read each answer whole, then wrote it (issue 29)."""
+    if not t:
+        return []
+    limit = t["limit"]
+    rows = [
+        (f"before ({t['before_commit']}: the upload inside the read's retries)", t["before"]),
+        ("after (read whole into a spool, then one upload)", t["after"]),
+        ("limit", limit),
+    ]
+    return [
+        "### The transfer's read, then write",
+        "",
+        f"`BENCH_BEFORE_SOURCE=<checkout of {t['before_commit']}> python -m benchmarks.run transfer`: the "
+        f"three exports in the same rotated rounds (medians of {REPEATS}), the same Prometheus and S3 server; "
+        "peak RSS growth of the exporting process, sampled every 5 ms while it exports.",
+        "",
+        "| export | time (s) | CPU (s) | peak RSS growth (MB) | time / limit | growth / limit |",
+        "|---|---|---|---|---|---|",
+        *(
+            f"| {name} | {r['seconds']:.2f} | {r['cpu_seconds']:.2f} | {r['growth_mb']:.0f} | "
+            f"{r['seconds'] / limit['seconds']:.3f} | {r['growth_mb'] / limit['growth_mb']:.2f} |"
+            for name, r in rows
+        ),
+        "",
+    ]
+
+
 def write_markdown(results: dict[str, Any]) -> None:
     e, m = results["export"], results["memory"]
     lines = [
@@ -479,6 +535,7 @@ def write_markdown(results: dict[str, Any]) -> None:
         f"Ours / limit = **{e['ours_over_limit']:.3f}** (target <= 1.1). {e['metrics']} metrics, {e['ours']['raw_bytes'] / 1e6:.1f} MB of answers.",
         "",
         *validation_lines(results.get("validation")),
+        *transfer_lines(results.get("transfer")),
         *measuring_lines(results.get("measuring"), e["ours"]),
         "## Memory as one response grows (peak RSS growth of one export)",
         "",
@@ -577,6 +634,12 @@ def main() -> int:
             # With BENCH_BEFORE_SOURCE (a checkout of the commit before full validation).
             **(
                 {"validation": lambda: validation_comparison(prom.url, s3.url, Path(before))}
+                if (before := os.environ.get("BENCH_BEFORE_SOURCE"))
+                else {}
+            ),
+            # With BENCH_BEFORE_SOURCE (a checkout of the commit before the transfer's read and write: e1567bc).
+            **(
+                {"transfer": lambda: transfer_comparison(prom.url, s3.url, Path(before))}
                 if (before := os.environ.get("BENCH_BEFORE_SOURCE"))
                 else {}
             ),

@@ -85,7 +85,6 @@ class FinoutPrometheusOperator(FinoutBaseOperator):
     """
 
     template_fields: Sequence[str] = prometheus_fields()
-    pool_size = 10  # HTTP connections kept to the server: one per query in flight
 
     def __init__(
         self, *, prometheus_conn_id: str = "prometheus_default", cluster_label: str | None = None, **kwargs: Any
@@ -93,6 +92,11 @@ class FinoutPrometheusOperator(FinoutBaseOperator):
         super().__init__(**kwargs)
         self.prometheus_conn_id = prometheus_conn_id
         self.cluster_label = cluster_label
+
+    @property
+    def pool_size(self) -> int:
+        """HTTP connections kept to the server: one per query in flight."""
+        return 10
 
     @cached_property
     def prometheus(self) -> PrometheusClient:

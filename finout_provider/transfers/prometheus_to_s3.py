@@ -115,7 +115,7 @@ class PrometheusToS3Operator(FinoutPrometheusOperator):
         self._uploads: list[Upload] = []
 
     @property
-    def pool_size(self) -> int:  # type: ignore[override]
+    def pool_size(self) -> int:
         return self.queries_batch_size
 
     @cached_property
