@@ -229,6 +229,17 @@ def _new_dag(config: ClusterConfig) -> DAG:
     )
 
 
+def _prometheus_args(config: ClusterConfig, *, asks: bool = True) -> dict[str, Any]:
+    """What plan, preflight and export share: where the cluster's data lands and how to ask for it
+    (``asks`` False: the task never asks Prometheus, as the plan of the official image's pod)."""
+    return {
+        "target": config.target,
+        "spec": config.spec,
+        "prometheus_conn_id": config.effective_conn_id if asks else "",
+        "cluster_label": config.cluster_label,
+    }
+
+
 def _export_task(config: ClusterConfig, dag: DAG, plan: BaseOperator) -> Any:
     """One mapped export instance per planned window (or the official image's pod)."""
     if config.mode == "kubernetes_pod":
@@ -238,12 +249,9 @@ def _export_task(config: ClusterConfig, dag: DAG, plan: BaseOperator) -> Any:
     return PrometheusToS3Operator.partial(
         task_id="export_window",
         dag=dag,
-        target=config.target,
-        spec=config.spec,
-        prometheus_conn_id=config.effective_conn_id,
+        **_prometheus_args(config),
         queries_batch_size=config.queries_batch_size,
         query_delay_seconds=config.query_delay_seconds,
-        cluster_label=config.cluster_label,
         split=config.split == "auto",
         min_split_seconds=config.min_split_seconds,
         map_index_template="{{ window_label }}",
@@ -299,14 +307,11 @@ def build_dag(config: ClusterConfig) -> DAG:
     plan = PlanWindowsOperator(
         task_id="plan_windows",
         dag=dag,
-        target=config.target,
-        spec=config.spec,
+        **_prometheus_args(config, asks=not pod_mode),
         backfill_days=config.backfill_days,
         initial_backfill_date=config.initial_backfill_date,
         settle_seconds=SETTLE_SECONDS,
         repair=not pod_mode,  # the official image keeps its own state
-        prometheus_conn_id="" if pod_mode else config.effective_conn_id,
-        cluster_label=config.cluster_label,
         ranges=not pod_mode,
     )
     export = _export_task(config, dag, plan)
@@ -316,11 +321,8 @@ def build_dag(config: ClusterConfig) -> DAG:
             >> PrometheusPreflightOperator(
                 task_id="preflight",
                 dag=dag,
-                target=config.target,
-                spec=config.spec,
+                **_prometheus_args(config),
                 windows=plan.output,
-                prometheus_conn_id=config.effective_conn_id,
-                cluster_label=config.cluster_label,
                 settle_seconds=SETTLE_SECONDS,
                 first_run_only=config.preflight is None,
             )
