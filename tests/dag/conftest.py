@@ -34,6 +34,13 @@ def airflow_db() -> None:
     """The session's metadata database (SQLite in the test home), migrated once."""
     airflow = Path(sys.executable).parent / "airflow"
     subprocess.run([str(airflow), "db", "migrate"], check=True, capture_output=True, env=os.environ, timeout=300)
+    if airflow_major() < 3:
+        # Airflow 2's CLI loads the auth manager (FAB, whose models a DAG run's notes refer to)
+        # before ``airflow dags test``; without them a second run at the same date cannot replace
+        # the first ("could not find table 'ab_user'").
+        from airflow.www.extensions.init_auth_manager import get_auth_manager_cls
+
+        get_auth_manager_cls()
 
 
 @dataclass
